@@ -27,7 +27,14 @@ import pandas as pd
 import cv2
 from scipy import ndimage
 
-__all__ = ["REGION_COLUMNS", "regions_from_mask", "regions_from_labels", "label_mask", "empty_regions"]
+__all__ = [
+    "REGION_COLUMNS",
+    "empty_regions",
+    "label_mask",
+    "regions_from_labels",
+    "regions_from_mask",
+    "relabel_sequential",
+]
 
 REGION_COLUMNS: tuple[str, ...] = (
     "region_id",
@@ -99,6 +106,29 @@ def label_mask(mask: np.ndarray, *, connectivity: int = 2) -> tuple[np.ndarray, 
     structure = ndimage.generate_binary_structure(2, connectivity)
     labels, n = ndimage.label(mask != 0, structure=structure)
     return labels, int(n)
+
+
+def relabel_sequential(labels: np.ndarray, *, min_area_px: int = 1) -> np.ndarray:
+    """Drop labels smaller than ``min_area_px`` and renumber the rest 1..n by label value.
+
+    After this, ``regions_from_labels(out)["region_id"]`` equals the pixel
+    labels of ``out``: the label image is the region table's pixel map.
+
+    >>> relabel_sequential(np.array([[0, 5, 5, 9], [2, 0, 0, 0]]), min_area_px=2).tolist()
+    [[0, 1, 1, 0], [0, 0, 0, 0]]
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} {labels.shape}")
+    if labels.size == 0 or not labels.any():
+        return np.zeros(labels.shape, np.int32)
+    area = np.bincount(labels.ravel().astype(np.intp))
+    keep = area >= int(min_area_px)
+    keep[0] = False
+    lut = np.zeros(area.size, dtype=np.int64)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    out_dtype = np.int32 if keep.sum() < 2**31 - 1 else np.int64
+    return lut[labels].astype(out_dtype)
 
 
 def regions_from_mask(

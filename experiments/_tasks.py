@@ -1,0 +1,41 @@
+"""Which function runs each ``task`` of the Hydra app (``python -m experiments.run +exp=NAME``).
+
+Each entry maps a task name (the ``task:`` key set by ``conf/exp/*.yaml``) to
+``"module:function"``; the function is called as ``fn(cfg: DictConfig, output_dir: Path) -> int``
+(an exit code).  Modules are imported only when their task runs, so the
+pipeline does not pay for TensorFlow unless it needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+TaskFn = Callable[[DictConfig, Path], int]
+
+TASKS: dict[str, str] = {
+    "pipeline": "experiments.pipeline:run_task",
+    "bench_regions": "experiments.bench.regions:run",
+    "bench_anomaly": "experiments.bench.anomaly:run",
+    "bench_area": "experiments.bench.area:run",
+    "eval_anomaly": "experiments.eval_anomaly:run",
+    "eval_area": "experiments.eval_area:run",
+    "train_shape_ae": "experiments.train_shape_ae:run",
+    "train_unet_impurities": "experiments.train_unet:run_impurities",
+    "train_unet_grains": "experiments.train_unet:run_grains",
+    "eval_segmentation": "experiments.eval_segmentation:run",
+    "bench_segmentation": "experiments.bench.segmentation:run",
+}
+
+
+def get_task(name: str) -> TaskFn:
+    """Resolve a task name to its function."""
+    try:
+        target = TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
+    module, _, fn = target.partition(":")
+    return getattr(importlib.import_module(module), fn)

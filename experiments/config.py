@@ -1,0 +1,122 @@
+"""Typed run configuration: the Hydra DictConfig converted once, at the edge, to frozen dataclasses."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from data.errors import QuantmetError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "SegmentationConfig",
+    "AnomalyConfig",
+    "RuntimeConfig",
+    "PipelineConfig",
+    "dataclass_from",
+    "pipeline_config",
+    "resolve_input",
+    "SAMPLES_DIR",
+]
+
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
+
+
+class ConfigError(QuantmetError, ValueError):
+    """A configuration value is invalid."""
+
+
+def dataclass_from(cls: type, values: Any, *, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, with a clear error for unknown keys."""
+    if isinstance(values, DictConfig):
+        values = OmegaConf.to_container(values, resolve=True)
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where or cls.__name__}; known: {sorted(names)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {where or cls.__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    input: str = "samples:scans"
+    kind: str = "scan"
+    mask_polarity: str = "auto"
+    pixel_size_um: float | None = None
+    min_area_px: int = 1
+    connectivity: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scan", "mask"):
+            raise ValueError(f"data.kind must be 'scan' or 'mask', got {self.kind!r}")
+        if self.mask_polarity not in ("auto", "white", "black"):
+            raise ValueError(f"data.mask_polarity must be auto, white or black, got {self.mask_polarity!r}")
+        if self.min_area_px < 1:
+            raise ValueError(f"data.min_area_px must be >= 1, got {self.min_area_px}")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    method: str = "classical"
+    classical: dict = field(default_factory=dict)
+    unet: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    scorers: dict = field(default_factory=dict)
+    combine: dict = field(default_factory=dict)
+    area: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    mode: str = "serial"
+    num_workers: int | None = 1
+    address: str | None = None
+    resume: bool = False
+    max_retries: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("serial", "ray"):
+            raise ValueError(f"runtime.mode must be 'serial' or 'ray', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: DataConfig
+    segmentation: SegmentationConfig
+    anomaly: AnomalyConfig
+    runtime: RuntimeConfig
+    inpainting: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+
+def pipeline_config(cfg: DictConfig) -> PipelineConfig:
+    """Convert the composed Hydra config to a :class:`PipelineConfig`."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    return PipelineConfig(
+        data=dataclass_from(DataConfig, c.get("data"), where="data"),
+        segmentation=dataclass_from(SegmentationConfig, c.get("segmentation"), where="segmentation"),
+        anomaly=dataclass_from(AnomalyConfig, c.get("anomaly"), where="anomaly"),
+        runtime=dataclass_from(RuntimeConfig, c.get("runtime"), where="runtime"),
+        inpainting=dict(c.get("inpainting") or {}),
+        report=dict(c.get("report") or {}),
+    )
+
+
+def resolve_input(spec: str) -> str:
+    """Expand the ``samples:`` prefix to the bundled samples folder."""
+    spec = str(spec)
+    if spec.startswith("samples:"):
+        return str(SAMPLES_DIR / spec.removeprefix("samples:"))
+    return spec

@@ -1,0 +1,39 @@
+"""The Hydra entry point: ``python -m experiments.run +exp=NAME [key=value ...]``.
+
+Runs the task named by ``cfg.task`` (see :mod:`experiments._tasks`) with the
+Hydra run directory as its output folder.  User errors (bad input, bad config)
+end with a one-line message and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from data.errors import QuantmetError
+from experiments._tasks import get_task
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> int:
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    task = get_task(str(cfg.task))
+    try:
+        code = int(task(cfg, output_dir) or 0)
+    except QuantmetError as exc:
+        log.error("%s", exc)
+        code = 2
+    if code and HydraConfig.get().mode.name != "MULTIRUN":
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

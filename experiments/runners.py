@@ -1,0 +1,153 @@
+"""Runners: the same per-scan stage executed serially or on Ray.
+
+Ray lives here and nowhere else in the pipeline.  A runner takes the scan
+inputs, a picklable factory that builds the stage (once per worker, so models
+load once per worker) and a callback that receives each :class:`ScanResult`
+as soon as it is done (the driver commits it to the checkpoint store).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from data.inputs import ScanInput
+
+from .config import PipelineConfig, RuntimeConfig
+from .stage import ScanAnalyzer, ScanResult, scan_row
+
+__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session"]
+
+log = logging.getLogger(__name__)
+
+OnResult = Callable[[ScanResult], None]
+
+
+@dataclass(frozen=True)
+class StageFactory:
+    """Picklable recipe for the per-scan stage."""
+
+    cfg: PipelineConfig
+    output_dir: Path | None = None
+
+    def __call__(self) -> ScanAnalyzer:
+        return ScanAnalyzer(self.cfg, self.output_dir)
+
+
+def _progress(total: int, desc: str):
+    return tqdm(total=total, desc=desc, unit="scan", disable=total <= 1 or os.environ.get("QUANTMET_NO_PROGRESS") == "1")
+
+
+def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResult) -> None:
+    """Run the stage on each item in this process."""
+    stage = factory()
+    failed = 0
+    with _progress(len(items), "scans") as bar:
+        for item in items:
+            result = stage(item)
+            failed += not result.ok
+            on_result(result)
+            bar.set_postfix(failed=failed)
+            bar.update()
+
+
+class _StageActor:
+    """Holds one stage (and its models) per Ray worker process."""
+
+    def __init__(self, factory: Callable):
+        self.stage = factory()
+
+    def run(self, item: ScanInput) -> ScanResult:
+        return self.stage(item)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def ray_session(runtime: RuntimeConfig):
+    """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address``)."""
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
+    if runtime.address:
+        kwargs["address"] = runtime.address
+    elif runtime.num_workers:
+        kwargs["num_cpus"] = int(runtime.num_workers)
+    # Workers import the project's packages from the driver's working directory.
+    root = str(Path(__file__).resolve().parent.parent)
+    kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+    ray.init(**kwargs)
+    return ray
+
+
+def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig) -> None:
+    """Run the stage on Ray actors (one per worker), with backpressure and crash retries.
+
+    Each actor has at most one scan in flight; ``ray.wait`` returns finished
+    scans as they complete.  A scan whose worker process dies is retried on a
+    fresh actor up to ``runtime.max_retries`` times, then recorded as failed.
+    """
+    ray = ray_session(runtime)
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+    n_workers = runtime.num_workers or max(1, int(ray.available_resources().get("CPU", 1)))
+    n_workers = max(1, min(int(n_workers), len(items)))
+    actor_cls = ray.remote(num_cpus=1)(_StageActor)
+    factory_ref = ray.put(factory)
+    actors = [actor_cls.remote(factory_ref) for _ in range(n_workers)]
+    queue = list(items)[::-1]
+    attempts: dict[str, int] = {}
+    in_flight: dict = {}  # ref -> (actor index, item)
+    failed = 0
+
+    def submit(idx: int) -> None:
+        item = queue.pop()
+        in_flight[actors[idx].run.remote(item)] = (idx, item)
+
+    with _progress(len(items), f"scans on {n_workers} Ray workers") as bar:
+        for idx in range(n_workers):
+            if queue:
+                submit(idx)
+        while in_flight:
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            ref = done[0]
+            idx, item = in_flight.pop(ref)
+            try:
+                result = ray.get(ref)
+            except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
+                attempts[item.scan_id] = attempts.get(item.scan_id, 0) + 1
+                actors[idx] = actor_cls.remote(factory_ref)  # replace the dead worker
+                if attempts[item.scan_id] <= runtime.max_retries:
+                    log.warning("worker died on %s; retrying (%d)", item.scan_id, attempts[item.scan_id])
+                    queue.append(item)
+                    submit(idx)
+                    continue
+                kind = getattr(factory, "cfg", None)
+                kind = kind.data.kind if kind is not None else "scan"
+                msg = f"worker crashed {attempts[item.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
+                result = ScanResult(item.scan_id, scan_row(item, kind, status="failed", error=msg))
+            failed += not result.ok
+            on_result(result)
+            bar.set_postfix(failed=failed)
+            bar.update()
+            if queue:
+                submit(idx)
+    for a in actors:
+        ray.kill(a)
+
+
+def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeConfig, on_result: OnResult) -> None:
+    """Dispatch to the serial or the Ray runner according to ``runtime.mode``."""
+    if not items:
+        return
+    if runtime.mode == "ray":
+        run_ray(items, factory, on_result, runtime)
+    else:
+        run_serial(items, factory, on_result)
