@@ -21,6 +21,7 @@ TASKS: dict[str, str] = {
     "bench_regions": "experiments.bench.regions:run",
     "bench_anomaly": "experiments.bench.anomaly:run",
     "bench_area": "experiments.bench.area:run",
+    "bench_archive": "experiments.bench.archive:run",
     "eval_anomaly": "experiments.eval_anomaly:run",
     "eval_area": "experiments.eval_area:run",
     "train_shape_ae": "experiments.train_shape_ae:run",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from data.errors import QuantmetError
 
@@ -48,7 +49,7 @@ def dataclass_from(cls: type, values: Any, *, where: str = "") -> Any:
 
 @dataclass(frozen=True)
 class DataConfig:
-    input: str = "samples:scans"
+    input: str | None = "samples:scans"
     kind: str = "scan"
     mask_polarity: str = "auto"
     pixel_size_um: float | None = None
@@ -103,7 +104,10 @@ class PipelineConfig:
 
 def pipeline_config(cfg: DictConfig) -> PipelineConfig:
     """Convert the composed Hydra config to a :class:`PipelineConfig`."""
-    c = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"incomplete configuration: {exc}".splitlines()[0]) from exc
     return PipelineConfig(
         data=dataclass_from(DataConfig, c.get("data"), where="data"),
         segmentation=dataclass_from(SegmentationConfig, c.get("segmentation"), where="segmentation"),

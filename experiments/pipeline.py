@@ -107,7 +107,7 @@ def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConf
     from data import read_scan
     import tifffile
 
-    from .reporting import save_heatmap, write_report
+    from .reporting import heatmap_relpath, save_heatmap
 
     rep = dict(pc.report or {})
     score = str(rep.get("heatmap_score", "combined_score"))
@@ -120,13 +120,18 @@ def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConf
             reg = regions[regions["scan_id"] == sid] if len(regions) else regions
             clu = clusters[clusters["scan_id"] == sid] if len(clusters) else clusters
             title = f"{sid}: {score} ({_score_settings(pc, score)})"
-            out = output_dir / "heatmaps" / f"{sid}.png"
+            out = output_dir / heatmap_relpath(sid)
             out.parent.mkdir(parents=True, exist_ok=True)
-            save_heatmap(out, pixels, reg, score=score, labels=labels, clusters=clu, title=title)
+            save_heatmap(
+                out, pixels, reg, score=score, labels=labels, clusters=clu, title=title,
+                max_side=int(rep.get("max_side", 2048)),
+            )
         except Exception as exc:  # a picture must not lose the tables
             log.warning("heatmap for %s failed: %s: %s", sid, type(exc).__name__, exc)
     if rep.get("html", True):
         try:
+            from .reporting import write_report
+
             write_report(output_dir, top_n=int(rep.get("top_n", 50)))
         except Exception as exc:
             log.warning("report failed: %s: %s", type(exc).__name__, exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import sys
 import tempfile
 import time
 import traceback
@@ -52,6 +54,8 @@ SCAN_COLUMNS = (
     "t_score_s",
     "t_cluster_s",
     "t_total_s",
+    "worker_pid",
+    "peak_rss_mb",
 )
 
 
@@ -69,17 +73,25 @@ class ScanResult:
         return self.row.get("status") == "ok"
 
 
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
 def scan_row(item: ScanInput, kind: str, **values: Any) -> dict:
     """A scans.parquet row with every column present (NaN / '' where unknown)."""
     row: dict[str, Any] = {c: np.nan for c in SCAN_COLUMNS}
     row.update(scan_id=item.scan_id, path=str(item.path), kind=kind, status="ok", error="")
+    row.update(worker_pid=os.getpid(), peak_rss_mb=_peak_rss_mb())
     row.update(values)
     return row
 
 
 def labels_path(output_dir: Path, scan_id: str) -> Path:
     """Where the stage writes a scan's impurity label image (pixel value = region_id)."""
-    return Path(output_dir) / "labels" / f"{scan_id}.tif"
+    from .reporting._imaging import safe_relpath
+
+    return Path(output_dir) / "labels" / f"{safe_relpath(scan_id)}.tif"
 
 
 def _write_atomic_tiff(path: Path, labels: np.ndarray) -> None:

@@ -1,0 +1,154 @@
+"""End-to-end pipeline on tiny inputs: output contract, bad input, exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.config import pipeline_config
+from experiments.pipeline import run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import write_mask  # noqa: E402
+
+
+def _run(compose, tmp_path, *overrides):
+    cfg = compose(["+exp=mlography", "report.html=false", *overrides])
+    out = tmp_path / "run"
+    code = run_pipeline(pipeline_config(cfg), out)
+    return code, out
+
+
+def test_mask_archive_outputs(compose, tmp_path, mask_archive):
+    code, out = _run(compose, tmp_path, f"data.input={mask_archive}")
+    assert code == 0
+    regions = pd.read_parquet(out / "regions.parquet")
+    scans = pd.read_parquet(out / "scans.parquet")
+    clusters = pd.read_parquet(out / "clusters.parquet")
+    assert scans["scan_id"].tolist() == ["a", "lot2/b", "lot2/c"]
+    assert (scans["status"] == "ok").all()
+    assert scans["n_regions"].tolist() == [30, 30, 15]
+    assert len(regions) == 75
+    for col in ["scan_id", "region_id", "bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax", "area_px",
+                "spatial_score", "circle_score", "combined_score", "cluster_id"]:
+        assert col in regions, col
+    assert regions["combined_score"].between(0, 1).all()
+    assert {"rank", "score", "norm_score", "percentile", "core_region_ids"} <= set(clusters.columns)
+    for sid in scans["scan_id"]:
+        assert (out / "heatmaps" / f"{sid}.png").is_file()
+        assert (out / "labels" / f"{sid}.tif").is_file()
+    # region ids are the pixel labels of the written label image
+    import tifffile
+
+    lab = tifffile.imread(out / "labels" / "a.tif")
+    ra = regions[regions.scan_id == "a"]
+    np.testing.assert_array_equal(np.bincount(lab.ravel())[1:], ra["area_px"].to_numpy())
+
+
+def test_one_bad_file_among_good(compose, tmp_path, mask_archive):
+    (mask_archive / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, out = _run(compose, tmp_path, f"data.input={mask_archive}")
+    assert code == 0
+    scans = pd.read_parquet(out / "scans.parquet").set_index("scan_id")
+    assert scans.loc["broken", "status"] == "failed"
+    assert "cannot decode" in scans.loc["broken", "error"]
+    assert (scans.drop(index="broken")["status"] == "ok").all()
+
+
+def test_all_failed_exit_code(compose, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"nope")
+    code, out = _run(compose, tmp_path, f"data.input={bad}")
+    assert code == 1
+    assert pd.read_parquet(out / "scans.parquet")["status"].tolist() == ["failed"]
+
+
+def test_no_impurities_and_exactly_one(compose, tmp_path):
+    d = tmp_path / "edge"
+    d.mkdir()
+    cv2.imwrite(str(d / "empty.png"), np.zeros((50, 60), np.uint8))
+    one = np.zeros((50, 60), np.uint8)
+    cv2.circle(one, (30, 25), 5, 255, -1)
+    cv2.imwrite(str(d / "one.png"), one)
+    code, out = _run(compose, tmp_path, f"data.input={d}", "data.mask_polarity=white")
+    assert code == 0
+    scans = pd.read_parquet(out / "scans.parquet").set_index("scan_id")
+    assert scans.loc["empty", "status"] == "ok" and scans.loc["empty", "n_regions"] == 0
+    assert scans.loc["one", "status"] == "ok" and scans.loc["one", "n_regions"] == 1
+    regions = pd.read_parquet(out / "regions.parquet")
+    assert len(regions) == 1 and np.isfinite(regions["combined_score"]).all()
+
+
+def test_rgba_and_16bit_inputs(compose, tmp_path):
+    d = tmp_path / "formats"
+    m = cv2.imread(str(write_mask(d / "m8.png")), cv2.IMREAD_GRAYSCALE)
+    import tifffile
+
+    tifffile.imwrite(d / "m16.tif", m.astype(np.uint16) * 257)
+    rgba = np.dstack([m, m, m, np.full_like(m, 255)])
+    cv2.imwrite(str(d / "mrgba.png"), rgba)
+    code, out = _run(compose, tmp_path, f"data.input={d}")
+    assert code == 0
+    scans = pd.read_parquet(out / "scans.parquet")
+    assert (scans["status"] == "ok").all()
+    assert scans["n_regions"].nunique() == 1 and scans["n_regions"].iloc[0] == 30
+
+
+def test_tables_are_deterministic(compose, tmp_path, mask_archive):
+    _, a = _run(compose, tmp_path / "1", f"data.input={mask_archive}")
+    _, b = _run(compose, tmp_path / "2", f"data.input={mask_archive}")
+    for name in ("regions.parquet", "clusters.parquet"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_demo_on_real_scans(compose, tmp_path):
+    cfg = compose(["+exp=demo", "report.html=false"])
+    code = run_pipeline(pipeline_config(cfg), tmp_path / "demo")
+    assert code == 0
+    scans = pd.read_parquet(tmp_path / "demo" / "scans.parquet")
+    assert scans["status"].tolist() == ["ok", "ok"]
+    assert (scans["n_regions"] > 50).all()
+    assert (0 < scans["area_fraction"]).all() and (scans["area_fraction"] < 0.2).all()
+
+
+def _cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.run", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_unknown_key_is_a_message_not_a_traceback(tmp_path):
+    r = _cli("+exp=demo", "data.no_such_key=1", f"hydra.run.dir={tmp_path}", cwd=REPO)
+    assert r.returncode != 0
+    assert "no_such_key" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_input_is_a_message(tmp_path):
+    r = _cli("+exp=mlography", f"data.input={tmp_path}/missing", f"hydra.run.dir={tmp_path}/o", cwd=REPO)
+    assert r.returncode == 2
+    text = r.stdout + r.stderr
+    assert "input not found" in text and "Traceback" not in text
+
+
+@pytest.mark.slow
+def test_cli_mlography_on_a_real_mask(tmp_path):
+    """The issue's acceptance run: one row per connected component of a real impurity mask."""
+    from data import binarize_mask, label_mask
+
+    mask = REPO / "data" / "samples" / "large_masks" / "scan4tag-19.png"
+    r = _cli("+exp=mlography", f"data.input={mask}", f"hydra.run.dir={tmp_path}", "report.html=false", cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    regions = pd.read_parquet(tmp_path / "regions.parquet")
+    px = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+    _, n = label_mask(binarize_mask(px))
+    assert len(regions) == n

@@ -1,0 +1,175 @@
+"""The Ray runner: same tables as the serial runner, crash isolation, resume after SIGKILL, a real cluster."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.config import pipeline_config
+from experiments.pipeline import run_pipeline
+from experiments.runners import StageFactory, run_ray
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from conftest import write_mask  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()
+
+
+def _cfg(compose, archive, *extra):
+    return pipeline_config(compose(["+exp=mlography", f"data.input={archive}", "report.html=false", *extra]))
+
+
+def test_ray_runner_gives_the_serial_tables(compose, tmp_path, mask_archive, local_ray):
+    assert run_pipeline(_cfg(compose, mask_archive), tmp_path / "serial") == 0
+    assert run_pipeline(_cfg(compose, mask_archive, "runtime=ray", "runtime.num_workers=2"), tmp_path / "ray") == 0
+    for name in ("regions.parquet", "clusters.parquet"):
+        assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes()
+    s = pd.read_parquet(tmp_path / "ray" / "scans.parquet")
+    assert (s["status"] == "ok").all() and len(s) == 3
+
+
+@dataclass(frozen=True)
+class _CrashingFactory:
+    """Builds the real stage, but the worker process dies on one scan."""
+
+    inner: StageFactory
+    crash_on: str
+
+    def __call__(self):
+        stage = self.inner()
+        crash_on = self.crash_on
+
+        def run(item):
+            if item.scan_id == crash_on:
+                os._exit(17)  # kill the worker process, as a segfault or OOM kill would
+            return stage(item)
+
+        return run
+
+
+def test_a_scan_that_kills_its_worker_is_retried_then_failed(compose, tmp_path, mask_archive, local_ray):
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    pc = _cfg(compose, mask_archive, "runtime=ray", "runtime.num_workers=2", "runtime.max_retries=1")
+    from data import discover_inputs
+
+    items = discover_inputs(mask_archive)
+    results = []
+    run_ray(items, _CrashingFactory(StageFactory(pc, tmp_path), "lot2/b"), results.append, pc.runtime)
+    by_id = {r.scan_id: r for r in results}
+    assert sorted(by_id) == ["a", "lot2/b", "lot2/c"] and len(results) == 3
+    assert by_id["lot2/b"].row["status"] == "failed"
+    assert "worker crashed 2 time(s)" in by_id["lot2/b"].row["error"]
+    assert by_id["a"].ok and by_id["lot2/c"].ok
+
+
+def _env():
+    env = dict(os.environ)
+    env["QUANTMET_NO_PROGRESS"] = "1"
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_tables(tmp_path):
+    archive = tmp_path / "archive"
+    for i in range(8):
+        write_mask(archive / f"s{i}.png", shape=(700, 900), n=400, seed=i)
+    args = [sys.executable, "-m", "experiments.run", "+exp=mlography", f"data.input={archive}", "report.html=false"]
+    full = tmp_path / "full"
+    subprocess.run([*args, f"hydra.run.dir={full}"], cwd=REPO, env=_env(), check=True, capture_output=True)
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*args, f"hydra.run.dir={run}"], cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = run / "parts"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        done = [p for p in parts.glob("*") if not p.name.startswith(".")] if parts.exists() else []
+        if len(done) >= 3 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len([p for p in parts.glob("*") if not p.name.startswith(".")])
+    assert 0 < n_before < 8, f"kill came too late or too early ({n_before} scans done)"
+    assert not (run / "regions.parquet").exists()
+
+    r = subprocess.run([*args, f"hydra.run.dir={run}", "runtime.resume=true"], cwd=REPO, env=_env(),
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming: {n_before} of 8 scans already done" in r.stdout + r.stderr
+    for name in ("regions.parquet", "clusters.parquet"):
+        assert (full / name).read_bytes() == (run / name).read_bytes(), name
+    scans = pd.read_parquet(run / "scans.parquet")
+    assert scans["scan_id"].is_unique and len(scans) == 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
+    """Start a head and a worker node on loopback, run +exp=archive against it, stop exactly those processes."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    env = _env()
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+         "--include-dashboard", "false", "--temp-dir", str(tmp_path / "ray"), *common],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    worker = None
+    try:
+        time.sleep(8)
+        worker = subprocess.Popen(
+            [ray_bin, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(6)
+        out = tmp_path / "run"
+        r = subprocess.run(
+            [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={mask_archive}",
+             "data.kind=mask", f"runtime.address=127.0.0.1:{port}", "runtime.num_workers=2",
+             "report.html=false", f"hydra.run.dir={out}"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        scans = pd.read_parquet(out / "scans.parquet")
+        assert (scans["status"] == "ok").all() and len(scans) == 3
+        assert len(pd.read_parquet(out / "clusters.parquet")) > 0
+    finally:
+        for p in (worker, head):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in (worker, head):
+            if p is not None:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
