@@ -32,9 +32,9 @@ class ScorerSpec:
     column: str
     needs_keras: bool = False
 
-    def __call__(self, table: pd.DataFrame, cfg: Any = None) -> np.ndarray:
+    def __call__(self, table: pd.DataFrame, cfg: Any = None, **kwargs: Any) -> np.ndarray:
         cfg = self.config_cls() if cfg is None else cfg
-        return self.fn(table, cfg)
+        return self.fn(table, cfg, **kwargs)
 
 
 _SCORERS: dict[str, ScorerSpec] = {}
