@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from anomaly.rank import rank_clusters
 from data import discover_inputs
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 def run_task(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``pipeline``."""
-    return run_pipeline(pipeline_config(cfg), output_dir)
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    return run_pipeline(pipeline_config(cfg), output_dir, run_config=run_config)
 
 
 def assemble_tables(
@@ -64,7 +65,7 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def run_pipeline(pc: PipelineConfig, output_dir: Path) -> int:
+def run_pipeline(pc: PipelineConfig, output_dir: Path, *, run_config: dict | None = None) -> int:
     """Run the whole job into ``output_dir``; exit code 1 only if every scan failed."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,7 @@ def run_pipeline(pc: PipelineConfig, output_dir: Path) -> int:
     _write_parquet(clusters, output_dir / "clusters.parquet")
     _write_parquet(scans, output_dir / "scans.parquet")
 
-    _render_outputs(output_dir, regions, clusters, scans, pc)
+    _render_outputs(output_dir, regions, clusters, scans, pc, run_config or {})
     n_ok = int((scans["status"] == "ok").sum())
     n_failed = len(scans) - n_ok
     log.info(
@@ -102,15 +103,15 @@ def run_pipeline(pc: PipelineConfig, output_dir: Path) -> int:
     return 0 if n_ok > 0 else 1
 
 
-def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConfig) -> None:
+def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConfig, run_config: dict) -> None:
     """Heatmaps per scan and the HTML report (never fatal for the tables already written)."""
-    from data import read_scan
     import tifffile
 
-    from .reporting import heatmap_relpath, save_heatmap
+    from data import read_scan
 
-    rep = dict(pc.report or {})
-    score = str(rep.get("heatmap_score", "combined_score"))
+    from .reporting import ReportConfig, heatmap_relpath, save_heatmap, score_settings, write_report
+
+    rc = ReportConfig.from_mapping(pc.report)
     for _, row in scans[scans["status"] == "ok"].iterrows():
         sid = row["scan_id"]
         try:
@@ -119,29 +120,15 @@ def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConf
             labels = tifffile.imread(lab_file) if lab_file.exists() else None
             reg = regions[regions["scan_id"] == sid] if len(regions) else regions
             clu = clusters[clusters["scan_id"] == sid] if len(clusters) else clusters
-            title = f"{sid}: {score} ({_score_settings(pc, score)})"
-            out = output_dir / heatmap_relpath(sid)
-            out.parent.mkdir(parents=True, exist_ok=True)
             save_heatmap(
-                out, pixels, reg, score=score, labels=labels, clusters=clu, title=title,
-                max_side=int(rep.get("max_side", 2048)),
+                output_dir / heatmap_relpath(sid), pixels, reg, score=rc.score, cmap=rc.cmap,
+                max_side=rc.max_side, labels=labels, clusters=clu, title=f"{sid}: {rc.score}",
+                settings=score_settings(run_config, rc.score),
             )
         except Exception as exc:  # a picture must not lose the tables
             log.warning("heatmap for %s failed: %s: %s", sid, type(exc).__name__, exc)
-    if rep.get("html", True):
+    if rc.html:
         try:
-            from .reporting import write_report
-
-            write_report(output_dir, top_n=int(rep.get("top_n", 50)))
+            write_report(output_dir, **rc.as_kwargs())
         except Exception as exc:
             log.warning("report failed: %s: %s", type(exc).__name__, exc)
-
-
-def _score_settings(pc: PipelineConfig, score: str) -> str:
-    a = pc.anomaly
-    if score == "combined_score":
-        c = dict(a.combine or {})
-        return f"{c.get('method', 'product')} of {', '.join(c.get('inputs', []))}"
-    name = score.removesuffix("_score")
-    opts = dict((a.scorers or {}).get(name) or {})
-    return ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults"

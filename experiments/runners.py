@@ -97,8 +97,11 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     ray = ray_session(runtime)
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-    n_workers = runtime.num_workers or max(1, int(ray.available_resources().get("CPU", 1)))
-    n_workers = max(1, min(int(n_workers), len(items)))
+    cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n_workers = int(runtime.num_workers or cluster_cpus)
+    if n_workers > cluster_cpus:
+        log.warning("runtime.num_workers=%d but the cluster has %d CPU(s): using %d", n_workers, cluster_cpus, cluster_cpus)
+    n_workers = max(1, min(n_workers, cluster_cpus, len(items)))
     actor_cls = ray.remote(num_cpus=1)(_StageActor)
     factory_ref = ray.put(factory)
     actors = [actor_cls.remote(factory_ref) for _ in range(n_workers)]

@@ -89,7 +89,7 @@ def scan_row(item: ScanInput, kind: str, **values: Any) -> dict:
 
 def labels_path(output_dir: Path, scan_id: str) -> Path:
     """Where the stage writes a scan's impurity label image (pixel value = region_id)."""
-    from .reporting._imaging import safe_relpath
+    from .reporting import safe_relpath
 
     return Path(output_dir) / "labels" / f"{safe_relpath(scan_id)}.tif"
 

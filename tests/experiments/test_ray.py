@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,9 +141,11 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
     env = _env()
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
     common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
+    # Ray's Unix sockets live under --temp-dir: keep the path short (sockets are limited to ~107 chars).
+    ray_tmp = tempfile.mkdtemp(prefix="qm-ray-", dir="/tmp")
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-         "--include-dashboard", "false", "--temp-dir", str(tmp_path / "ray"), *common],
+         "--include-dashboard", "false", "--temp-dir", ray_tmp, *common],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     worker = None
@@ -151,7 +155,15 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
             [ray_bin, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        time.sleep(6)
+        deadline = time.time() + 90
+        status = ""
+        while time.time() < deadline:  # wait until both nodes' CPUs are in the cluster
+            status = subprocess.run([ray_bin, "status", "--address", f"127.0.0.1:{port}"], env=env,
+                                    capture_output=True, text=True).stdout
+            if "/2.0 CPU" in status:
+                break
+            time.sleep(2)
+        assert "/2.0 CPU" in status, status
         out = tmp_path / "run"
         r = subprocess.run(
             [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={mask_archive}",
@@ -163,6 +175,7 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
         scans = pd.read_parquet(out / "scans.parquet")
         assert (scans["status"] == "ok").all() and len(scans) == 3
         assert len(pd.read_parquet(out / "clusters.parquet")) > 0
+        assert "2 Ray workers" in r.stdout + r.stderr or scans["worker_pid"].nunique() == 2
     finally:
         for p in (worker, head):
             if p is not None and p.poll() is None:
@@ -173,3 +186,4 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
                     p.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -1,0 +1,350 @@
+"""Score heatmaps: a scan in gray with every impurity coloured by its anomaly score.
+
+Pixels get their colour through a lookup table indexed by label (or by painting
+bounding boxes when no label image is at hand), large scans are previewed at an
+integer block-reduction factor (a block takes the highest score in it, so small
+impurities do not vanish), clusters are outlined and tagged with their archive
+rank.  Matplotlib is used object-oriented on the Agg canvas (no pyplot, no
+global figure registry), so nothing is left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ._imaging import (
+    BACKGROUND,
+    UNSCORED,
+    block_max,
+    block_mean,
+    code_lut_rgb,
+    display_gray,
+    label_codes,
+    paint_boxes,
+    preview_factor,
+    region_boxes,
+    safe_relpath,
+    score_codes,
+    score_limits,
+)
+
+__all__ = [
+    "CLUSTER_COLOUR",
+    "heatmap_preview",
+    "heatmap_relpath",
+    "render_heatmap",
+    "save_heatmap",
+    "write_png",
+]
+
+log = logging.getLogger(__name__)
+
+#: Outline colour of clusters (heatmaps) and cluster boxes (gallery).
+CLUSTER_COLOUR = "#ff2d55"
+_DPI = 100
+
+
+def heatmap_relpath(scan_id: str) -> str:
+    """Relative path of a scan's heatmap in a run dir: ``heatmaps/<safe scan id>.png``.
+
+    The scan id is made file-system and URL safe with
+    :func:`experiments.reporting._imaging.safe_relpath` (unchanged for plain ids
+    such as ``lot1/scan-03``).
+    """
+    return f"heatmaps/{safe_relpath(scan_id)}.png"
+
+
+def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.DataFrame:
+    if clusters is None or len(clusters) == 0:
+        return pd.DataFrame(columns=["bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax", "tag"])
+    c = clusters
+    if "scan_id" in c.columns and "scan_id" in regions.columns:
+        ids = pd.unique(regions["scan_id"])
+        if len(ids) == 1:
+            c = c[c["scan_id"] == ids[0]]
+    region_boxes(c)  # validates the bbox columns
+    if "rank" in c.columns:
+        tag = ["#" + str(int(r)) if pd.notna(r) else "" for r in c["rank"]]
+    elif "cluster_id" in c.columns:
+        tag = ["c" + str(int(r)) for r in c["cluster_id"]]
+    else:
+        tag = [""] * len(c)
+    out = c[["bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax"]].copy()
+    out["tag"] = tag
+    if "rank" in c.columns:  # draw the best-ranked last, on top
+        out = out.iloc[np.argsort(-c["rank"].to_numpy(dtype=np.float64), kind="stable")]
+    return out
+
+
+def _check(pixels: np.ndarray, regions: pd.DataFrame, score: str) -> np.ndarray:
+    px = np.asarray(pixels)
+    if px.ndim != 2 or min(px.shape, default=0) == 0:
+        raise ValueError(f"pixels must be a non-empty 2-D image (row, col), got shape {px.shape}")
+    if not isinstance(regions, pd.DataFrame):
+        raise ValueError(f"regions must be a pandas DataFrame, got {type(regions).__name__}")
+    if "region_id" not in regions.columns:
+        raise ValueError("regions lacks the 'region_id' column")
+    if score not in regions.columns:
+        have = sorted(c for c in regions.columns if c.endswith("_score"))
+        raise ValueError(f"score column {score!r} not in regions; score columns present: {have}")
+    return px
+
+
+def heatmap_preview(
+    pixels: np.ndarray,
+    regions: pd.DataFrame,
+    *,
+    score: str = "combined_score",
+    labels: np.ndarray | None = None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    max_side: int = 2048,
+) -> tuple[np.ndarray, int, tuple[float, float], bool]:
+    """The coloured preview alone (no title, colour bar or cluster boxes).
+
+    Parameters are those of :func:`render_heatmap`.
+
+    Returns
+    -------
+    rgb : ndarray, shape (ceil(M / f), ceil(N / f), 3), uint8
+        Background = dimmed gray scan; impurity pixels = colormap colour of their
+        score (NaN = light gray).  A ``f x f`` block shows the highest score in it.
+    factor : int
+        The reduction factor ``f`` (1 = full resolution).
+    limits : (float, float)
+        The colour limits used.
+    any_unscored : bool
+        Whether a NaN-scored impurity is visible.
+    """
+    px = _check(pixels, regions, score)
+    values = regions[score].to_numpy(dtype=np.float64)
+    lo, hi = score_limits(values, vmin, vmax)
+    lut = code_lut_rgb(cmap)
+    factor = preview_factor(px.shape, max_side)
+    gray = block_mean(display_gray(px), factor)
+    codes = score_codes(values, lo, hi)
+    ids = regions["region_id"].to_numpy(dtype=np.int64) if len(regions) else np.zeros(0, np.int64)
+    if labels is not None:
+        lab = np.asarray(labels)
+        if lab.shape != px.shape:
+            raise ValueError(f"labels shape {lab.shape} differs from pixels shape {px.shape}")
+        code_img = block_max(label_codes(lab, ids, codes), factor)
+    else:
+        boxes = region_boxes(regions) // factor
+        code_img = paint_boxes(gray.shape, boxes, codes)
+    rgb = lut[code_img]
+    bg = code_img == BACKGROUND
+    rgb[bg] = gray[bg][:, None]
+    return rgb, factor, (lo, hi), bool(np.any(code_img == UNSCORED))
+
+
+def render_heatmap(
+    pixels: np.ndarray,
+    regions: pd.DataFrame,
+    *,
+    score: str = "combined_score",
+    labels: np.ndarray | None = None,
+    clusters: pd.DataFrame | None = None,
+    title: str | None = None,
+    settings: str | None = None,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    max_side: int = 2048,
+    min_side: int = 480,
+) -> np.ndarray:
+    """Render a scan with its impurities coloured by an anomaly score.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (M, N)
+        Gray scan (uint8, uint16, bool or float), or a binary mask.
+    regions : pandas.DataFrame
+        RegionTable of this scan with ``region_id``, the ``bbox_*`` columns and
+        the ``score`` column (NaN = not scored, drawn light gray).
+    score : str
+        Score column to colour by.
+    labels : ndarray, shape (M, N), integer, optional
+        Label image (0 = background, k = ``region_id`` k).  Gives exact impurity
+        pixels; without it each impurity's bounding box is filled.
+    clusters : pandas.DataFrame, optional
+        Clusters of this scan (``bbox_*`` columns, ``rank`` and/or ``cluster_id``),
+        outlined in :data:`CLUSTER_COLOUR` and tagged ``#rank``.  When both tables
+        carry ``scan_id`` and ``regions`` holds a single scan, other scans' clusters
+        are ignored.
+    title : str, optional
+        First title line; defaults to the score name.
+    settings : str, optional
+        Second, smaller title line naming the score's settings (e.g. ``k=50``).
+    cmap : str
+        Matplotlib colormap (perceptually uniform: viridis, cividis, magma...).
+    vmin, vmax : float, optional
+        Colour limits; default [0, 1] when all scores lie there, else their range.
+    max_side : int
+        Longest side of the preview: larger scans are reduced by an integer
+        factor (block mean for the gray, block max of the score colours).
+    min_side : int
+        Smaller scans are enlarged by an integer factor (nearest) up to this side.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+        The figure: preview, colour bar, title.
+
+    Raises
+    ------
+    ValueError
+        On a non 2-D image, a missing column or mismatched label image.
+    """
+    rgb, factor, (lo, hi), any_unscored = heatmap_preview(
+        pixels,
+        regions,
+        score=score,
+        labels=labels,
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        max_side=max_side,
+    )
+    up = max(1, int(min_side) // max(rgb.shape[:2]))
+    if up > 1:
+        rgb = np.repeat(np.repeat(rgb, up, axis=0), up, axis=1)
+    boxes = _cluster_boxes(clusters, regions)
+    notes = []
+    if len(boxes):
+        notes.append("boxes: clusters (#rank in archive)")
+    if any_unscored:
+        notes.append("light gray: not scored")
+    if factor > 1:
+        notes.append(f"preview 1:{factor}")
+    elif up > 1:
+        notes.append(f"enlarged {up}x")
+    return _figure(
+        rgb,
+        scale=up / factor,
+        boxes=boxes,
+        title=title if title is not None else score,
+        settings=" · ".join([s for s in [settings or "", *notes] if s]),
+        cmap=cmap,
+        lo=lo,
+        hi=hi,
+        cbar_label=score,
+    )
+
+
+def _figure(
+    rgb: np.ndarray,
+    *,
+    scale: float,
+    boxes: pd.DataFrame,
+    title: str,
+    settings: str,
+    cmap: str,
+    lo: float,
+    hi: float,
+    cbar_label: str,
+) -> np.ndarray:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    h, w = rgb.shape[:2]
+    fs = float(np.clip(w / 85.0, 10.0, 20.0))  # font size in points, readable when scaled to a page
+    pt = _DPI / 72.0  # pixels per point
+    chars = max(20, int(w / (0.55 * 0.8 * fs * pt)))
+    title_lines = textwrap.wrap(title, max(20, int(w / (0.6 * fs * pt)))) or [""]
+    set_lines = textwrap.wrap(settings, chars) if settings else []
+    top = int(8 + len(title_lines) * 1.45 * fs * pt + len(set_lines) * 1.45 * 0.8 * fs * pt + 6)
+    cbar_w = int(np.clip(0.022 * w, 12, 30))
+    right = int(cbar_w + 14 + 5.5 * 0.8 * fs * pt + 1.8 * fs * pt)
+    left, bottom = 8, 8
+    fw, fh = left + w + right, top + h + bottom
+    fig = Figure(figsize=(fw / _DPI, fh / _DPI), dpi=_DPI, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((left / fw, bottom / fh, w / fw, h / fh))
+    ax.imshow(rgb, extent=(0, w, h, 0), interpolation="none")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    lw = float(np.clip(w / 500.0, 1.5, 3.5))  # points
+    for rmin, cmin, rmax, cmax, tag in boxes.itertuples(index=False):  # a few clusters only
+        x0, y0 = cmin * scale, rmin * scale
+        bw, bh = max((cmax + 1) * scale - x0, 2.0), max((rmax + 1) * scale - y0, 2.0)
+        ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, ec=CLUSTER_COLOUR, lw=lw))
+        if tag:
+            tag_h = 1.5 * 0.8 * fs * pt
+            if y0 > tag_h + lw:  # above the box
+                ty, va = y0 - lw, "bottom"
+            elif y0 + bh + tag_h + lw < h:  # below it
+                ty, va = y0 + bh + lw, "top"
+            else:  # the box spans the image: inside its top-left corner
+                ty, va = y0 + lw, "top"
+            tag_w = (len(tag) * 0.7 + 0.4) * 0.8 * fs * pt
+            tx = x0 + (lw if va == "top" and ty < y0 + bh else 0)
+            ha = "left"
+            if tx + tag_w > w:  # would be cut at the right edge: align to the box's right side
+                tx, ha = min(x0 + bw, w), "right"
+            ax.text(
+                tx,
+                ty,
+                tag,
+                color="white",
+                fontsize=0.8 * fs,
+                fontweight="bold",
+                va=va,
+                ha=ha,
+                clip_on=True,
+                bbox={"boxstyle": "square,pad=0.15", "fc": CLUSTER_COLOUR, "ec": "none"},
+            )
+    y = 1.0 - 8 / fh
+    for line in title_lines:
+        fig.text(left / fw, y, line, fontsize=fs, fontweight="bold", va="top", ha="left")
+        y -= 1.45 * fs * pt / fh
+    for line in set_lines:
+        fig.text(left / fw, y, line, fontsize=0.8 * fs, va="top", ha="left", color="#333333")
+        y -= 1.45 * 0.8 * fs * pt / fh
+    cax = fig.add_axes(((left + w + 10) / fw, bottom / fh, cbar_w / fw, h / fh))
+    cb = fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), cax=cax)
+    cb.ax.tick_params(labelsize=0.8 * fs)
+    cb.set_label(cbar_label, fontsize=0.8 * fs)
+    canvas.draw()
+    out = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    fig.clear()
+    return out
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write an RGB uint8 image as PNG (creating parent folders); returns the path."""
+    path = Path(path)
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {arr.shape} {arr.dtype}")
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(arr, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"PNG encoding failed for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def save_heatmap(path: str | Path, pixels: np.ndarray, regions: pd.DataFrame, **kwargs) -> Path:
+    """Render with :func:`render_heatmap` (same keyword options) and write a PNG to ``path``.
+
+    Returns
+    -------
+    Path
+        The written file (parent folders are created).
+    """
+    rgb = render_heatmap(pixels, regions, **kwargs)
+    out = write_png(path, rgb)
+    log.debug("heatmap %s (%dx%d)", out, rgb.shape[1], rgb.shape[0])
+    return out
