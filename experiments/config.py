@@ -86,6 +86,7 @@ class RuntimeConfig:
     address: str | None = None
     resume: bool = False
     max_retries: int = 1
+    spatial_on_ray: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("serial", "ray"):

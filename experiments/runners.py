@@ -36,7 +36,17 @@ class StageFactory:
     output_dir: Path | None = None
 
     def __call__(self) -> ScanAnalyzer:
-        return ScanAnalyzer(self.cfg, self.output_dir)
+        extra = {}
+        rt = self.cfg.runtime
+        if rt.spatial_on_ray and rt.mode == "serial":
+            # One scan at a time: huge scans fan their spatial rows out to Ray tasks
+            # (only above anomaly.scorers.spatial.ray_min_regions impurities).
+            from .spatial_ray import ray_map_rows
+
+            extra["map_rows"] = ray_map_rows
+        elif rt.spatial_on_ray:
+            log.warning("runtime.spatial_on_ray is ignored with runtime.mode=ray (scans already fill the CPUs)")
+        return ScanAnalyzer(self.cfg, self.output_dir, extra_score_kwargs=extra)
 
 
 def _progress(total: int, desc: str):

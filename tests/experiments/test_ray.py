@@ -187,3 +187,15 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_spatial_rows_on_ray_give_the_same_scores(compose, tmp_path, mask_archive, local_ray):
+    """runtime.spatial_on_ray: the spatial score's row chunks run as Ray tasks, with identical results."""
+    base = _cfg(compose, mask_archive, "+anomaly.scorers.spatial.ray_min_regions=5", "+anomaly.scorers.spatial.chunk_size=8")
+    fanned = _cfg(compose, mask_archive, "+anomaly.scorers.spatial.ray_min_regions=5",
+                  "+anomaly.scorers.spatial.chunk_size=8", "runtime.spatial_on_ray=true")
+    assert run_pipeline(base, tmp_path / "a") == 0
+    assert run_pipeline(fanned, tmp_path / "b") == 0
+    a = pd.read_parquet(tmp_path / "a" / "regions.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "regions.parquet")
+    pd.testing.assert_series_equal(a["spatial_score"], b["spatial_score"])
