@@ -25,6 +25,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m experiments.run +exp=bench_regions
 	$(PY) -m experiments.run +exp=bench_anomaly
+	$(PY) -m experiments.run +exp=bench_area
+	$(PY) -m experiments.run +exp=bench_archive
 
 clean:
 	rm -rf outputs multirun .pytest_cache
