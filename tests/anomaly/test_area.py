@@ -317,3 +317,20 @@ def test_bad_input_raises():
 
 def test_docstring_examples():
     assert doctest.testmod(area, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def test_min_score_keeps_weak_impurities_out_of_the_market():
+    rng = np.random.default_rng(5)
+    n = 200
+    r = rng.integers(0, 900, n)
+    c = rng.integers(0, 900, n)
+    table = pd.DataFrame({"region_id": np.arange(1, n + 1), "area_px": rng.integers(4, 60, n),
+                          "bbox_rmin": r, "bbox_cmin": c, "bbox_rmax": r + 3, "bbox_cmax": c + 3})
+    s = rng.uniform(0, 1, n)
+    labels, clusters = market_clustering(table, s, MarketConfig(min_score=0.6))
+    assert (labels[s <= 0.6] == -1).all()
+    assert (labels[s > 0.6] >= 0).any()
+    full, _ = market_clustering(table, s, MarketConfig())
+    assert (full >= 0).sum() > (labels >= 0).sum()
+    with pytest.raises(ValueError, match="min_score"):
+        MarketConfig(min_score=1.5)
