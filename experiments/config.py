@@ -23,9 +23,12 @@ __all__ = [
     "pipeline_config",
     "resolve_input",
     "SAMPLES_DIR",
+    "REPO_ROOT",
+    "resolve_repo_path",
 ]
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "samples"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "data" / "samples"
 
 
 class ConfigError(QuantmetError, ValueError):
@@ -55,6 +58,7 @@ class DataConfig:
     pixel_size_um: float | None = None
     min_area_px: int = 1
     connectivity: int = 2
+    dataset_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("scan", "mask"):
@@ -117,6 +121,12 @@ def pipeline_config(cfg: DictConfig) -> PipelineConfig:
         inpainting=dict(c.get("inpainting") or {}),
         report=dict(c.get("report") or {}),
     )
+
+
+def resolve_repo_path(path: str | Path) -> Path:
+    """A path from the config: absolute as is, relative ones against the repository root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
 
 
 def resolve_input(spec: str) -> str:

@@ -53,7 +53,7 @@ COMMAND = "python -m experiments.run +exp=train_shape_ae"
 class TrainShapeAEConfig:
     """Options of the ``train:`` section of ``conf/exp/train_shape_ae.yaml``."""
 
-    masks_dir: str = "/work/shared/datasets/mlography/impurity_scan_masks"
+    masks_dir: str = "../shared/datasets/mlography/impurity_scan_masks"
     val_fraction: float = 0.2
     seed: int = 0
     crop_size: int = 32
@@ -188,7 +188,9 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     t_start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir = Path(tcfg.masks_dir).expanduser()
+    from .config import resolve_repo_path
+
+    masks_dir = resolve_repo_path(tcfg.masks_dir)
     files = sorted(masks_dir.glob("*.png"))
     if not files:
         raise InputNotFoundError(f"no *.png impurity masks in {masks_dir}")
