@@ -152,3 +152,24 @@ def test_cli_mlography_on_a_real_mask(tmp_path):
     px = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
     _, n = label_mask(binarize_mask(px))
     assert len(regions) == n
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_presets_and_values(tmp_path, mask_archive):
+    """A Hydra multirun over two presets, and a sweep over a scorer option, each job in its own dir."""
+    sweep = tmp_path / "sweep"
+    r = _cli("-m", "+exp=demo,mlography", "report.html=false", f"hydra.sweep.dir={sweep}", cwd=REPO)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for job in ("0", "1"):
+        scans = pd.read_parquet(sweep / job / "scans.parquet")
+        assert (scans["status"] == "ok").all() and len(scans) == 2
+    assert pd.read_parquet(sweep / "0" / "scans.parquet")["kind"].iloc[0] == "scan"
+    assert pd.read_parquet(sweep / "1" / "scans.parquet")["kind"].iloc[0] == "mask"
+
+    ks = tmp_path / "k"
+    r = _cli("-m", "+exp=mlography", f"data.input={mask_archive}", "anomaly.scorers.spatial.k=5,10",
+             "report.html=false", f"hydra.sweep.dir={ks}", cwd=REPO)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    a = pd.read_parquet(ks / "0" / "regions.parquet")["spatial_score"]
+    b = pd.read_parquet(ks / "1" / "regions.parquet")["spatial_score"]
+    assert len(a) == len(b) == 75 and not np.allclose(a, b)
