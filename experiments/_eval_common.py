@@ -61,16 +61,3 @@ def scored_scans(
         truth = truth_for_labels(labels, synth)
         table = table.merge(truth, on="region_id", how="left", validate="one_to_one")
         yield ScoredScan(f"synthetic-{es.seed + i}", synth, table, labels)
-
-
-def markdown_table(df: pd.DataFrame, *, floatfmt: str = ".3f") -> str:
-    """A GitHub Markdown table (no extra dependency)."""
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append(format(v, floatfmt) if isinstance(v, (float, np.floating)) and np.isfinite(v) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -23,7 +23,8 @@ from anomaly import get_scorer
 from anomaly.combine import combine_scores
 from data.synthetic import ANOMALY_KINDS
 
-from ._eval_common import EvalScans, markdown_table, scored_scans
+from ._eval_common import EvalScans, scored_scans
+from ._markdown import markdown_table
 from .config import dataclass_from
 
 __all__ = ["EvalAnomalyConfig", "evaluate_scores", "run"]
@@ -116,7 +117,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         f"eval_anomaly: {es.n_scans} synthetic scans {tuple(es.shape)}, impurities from the {es.source} mask, "
         f"{n_imp} impurities, {n_pos} inside planted anomalies"
     )
-    md = header + "\n\n" + markdown_table(metrics)
+    md = header + "\n\n" + markdown_table(metrics, floatfmt=".3f")
     (output_dir / "metrics.md").write_text(md + "\n")
     (output_dir / "metrics.json").write_text(
         json.dumps({"config": {"scans": es.__dict__, "scorers": scorers}, "n_impurities": n_imp,

@@ -33,7 +33,8 @@ from anomaly.combine import combine_scores
 from anomaly import get_scorer
 from anomaly.rank import rank_clusters
 
-from ._eval_common import EvalScans, markdown_table, scored_scans
+from ._eval_common import EvalScans, scored_scans
+from ._markdown import markdown_table
 from .config import dataclass_from
 
 __all__ = ["EvalAreaConfig", "run"]
@@ -146,7 +147,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         f"eval_area: {es.n_scans} synthetic scans {tuple(es.shape)}, impurities from the {es.source} mask, "
         f"combined = {method}({', '.join(inputs)}), {market.n_clusters} seeds per scan"
     )
-    md = header + "\n\n" + markdown_table(table)
+    md = header + "\n\n" + markdown_table(table, floatfmt=".3f")
     (output_dir / "metrics.md").write_text(md + "\n")
     (output_dir / "metrics.json").write_text(json.dumps({"metrics": rows, "scans": es.__dict__}, indent=2, default=str))
     log.info("\n%s", md)

@@ -46,7 +46,8 @@ from data import regions_from_mask
 
 from ..config import dataclass_from
 from .naive_mlography import naive_mlography, naive_spatial_raw
-from .regions import _mask_files, load_mask, markdown_table, measure, single_thread
+from .._markdown import markdown_table
+from .regions import _mask_files, load_mask, measure, single_thread
 
 __all__ = ["AnomalyBenchConfig", "run", "synthetic_mask"]
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data import discover_inputs
 
+from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from, pipeline_config
 from ..runners import StageFactory, run_stage
 
@@ -96,16 +97,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                 sub.loc[1, "wall_s"] / table.loc[table.pipeline == kind, "wall_s"]
             ).round(2).to_numpy()
     (output_dir / "bench_archive.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
-    md = table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False)
+    md = markdown_table(table)
     (output_dir / "bench_archive.md").write_text(md + "\n")
     log.info("\n%s", md)
     shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly.area import MarketConfig, PRICE_FROM, market_assign, market_clustering
 
+from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from
 from .naive_market import naive_market_assign
 
@@ -211,17 +212,6 @@ def measure_mask(
     return out
 
 
-def _markdown(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def run(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``bench_area``."""
     options = OmegaConf.to_container(cfg.get("bench", {}) or {})
@@ -251,10 +241,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
               "masks": real}
     (output_dir / "bench_area.json").write_text(json.dumps(result, indent=2))
     md = (f"# Market clustering: fast vs naive (median of {bc.repeats})\n\n"
-          f"## Synthetic, all impurities scored\n\n{_markdown(main)}\n\n"
-          f"## Fast market, size sweep\n\n{_markdown(sweep)}\n\n"
+          f"## Synthetic, all impurities scored\n\n{markdown_table(main)}\n\n"
+          f"## Fast market, size sweep\n\n{markdown_table(sweep)}\n\n"
           f"## Bundled masks, default combined score\n\n"
-          f"{_markdown(real) if real else '(skipped)'}\n")
+          f"{markdown_table(real) if real else '(skipped)'}\n")
     (output_dir / "bench_area.md").write_text(md)
     log.info("bench_area:\n%s", md)
     ok = all(r["identical_at_naive_n"] for r in main) and all(r["identical"] for r in real)

@@ -34,9 +34,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from data import binarize_mask, label_mask, read_image, regions_from_labels, regions_from_mask
 
+from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from
 
-__all__ = ["RegionsBenchConfig", "run", "measure", "single_thread", "markdown_table"]
+__all__ = ["RegionsBenchConfig", "run", "measure", "single_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -96,20 +97,6 @@ def measure(fn: Callable[[], Any], *, repeats: int, warmup: bool = True) -> dict
         "tracemalloc_peak_mb": peak / 2**20,
         "rss_hwm_growth_mb": rss_delta,
     }
-
-
-def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A GitHub Markdown table of ``rows`` (floats to 4 significant digits)."""
-    columns = columns or list(dict.fromkeys(c for r in rows for c in r))
-
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return "" if v is None else str(v)
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _mask_files(spec: str) -> list[Path]:
