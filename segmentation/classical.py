@@ -53,6 +53,11 @@ class ClassicalConfig:
     threshold : {'otsu', 'fixed', 'percentile'}
         How the contrast image is thresholded.  ``threshold_value`` is the
         level for 'fixed' and the percentile for 'percentile'.
+    large_radius, large_threshold : int, float
+        A second, wide top-hat for impurities wider than ``2 * background_radius``
+        (which the first one sees only as rims): pixels whose contrast against a
+        ``large_radius`` closing exceeds ``large_threshold`` are added.  Measured on
+        five real dev scans and synthetic giant impurities (README); 0 = off.
     open_radius, close_radius : int
         Morphological opening/closing (disk radius) of the mask; 0 = off.
     fill_holes : bool
@@ -73,6 +78,8 @@ class ClassicalConfig:
     background_radius: int = 6
     threshold: str = "fixed"
     threshold_value: float = 35.0
+    large_radius: int = 25
+    large_threshold: float = 80.0
     open_radius: int = 0
     close_radius: int = 0
     fill_holes: bool = True
@@ -87,7 +94,7 @@ class ClassicalConfig:
             raise ValueError(f"threshold must be one of {_THRESH}, got {self.threshold!r}")
         if self.polarity not in _POLARITY:
             raise ValueError(f"polarity must be one of {_POLARITY}, got {self.polarity!r}")
-        for name in ("background_radius", "open_radius", "close_radius", "min_area_px"):
+        for name in ("background_radius", "large_radius", "open_radius", "close_radius", "min_area_px"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -127,11 +134,16 @@ def preprocess(pixels: np.ndarray, cfg: ClassicalConfig) -> np.ndarray:
     return img
 
 
-def impurity_contrast(img: np.ndarray, cfg: ClassicalConfig) -> np.ndarray:
-    """How much each pixel stands out from the local matrix in the impurity direction (uint8)."""
-    if cfg.background_radius == 0:
+def impurity_contrast(img: np.ndarray, cfg: ClassicalConfig, *, radius: int | None = None) -> np.ndarray:
+    """How much each pixel stands out from the local matrix in the impurity direction (uint8).
+
+    The local matrix level is a morphological closing (dark impurities) or
+    opening (bright) with a disk of ``radius`` (default ``cfg.background_radius``).
+    """
+    radius = cfg.background_radius if radius is None else int(radius)
+    if radius == 0:
         return 255 - img if cfg.polarity == "dark" else img
-    k = _disk(cfg.background_radius)
+    k = _disk(radius)
     if cfg.polarity == "dark":
         return cv2.morphologyEx(img, cv2.MORPH_BLACKHAT, k)
     return cv2.morphologyEx(img, cv2.MORPH_TOPHAT, k)
@@ -195,6 +207,8 @@ def segment_impurities(pixels: np.ndarray, cfg: ClassicalConfig | None = None) -
     cfg = cfg or ClassicalConfig()
     img = preprocess(pixels, cfg)
     mask = threshold_image(impurity_contrast(img, cfg), cfg)
+    if cfg.large_radius > 0:
+        mask |= impurity_contrast(img, cfg, radius=cfg.large_radius) > cfg.large_threshold
     if cfg.open_radius:
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, _disk(cfg.open_radius)) > 0
     if cfg.close_radius:

@@ -78,3 +78,17 @@ def test_real_sample_object_recall():
     found = np.unique(gl[(lab > 0) & gt])
     recall = (found > 0).sum() / n
     assert recall > 0.5
+
+
+def test_large_impurities_are_found_whole():
+    """An impurity much wider than the first top-hat's disk comes out whole, not as a ring."""
+    img = np.full((200, 200), 170, np.uint8)
+    cv2.circle(img, (100, 100), 20, 40, -1)
+    cv2.circle(img, (30, 30), 4, 40, -1)
+    lab = segment_impurities(img)
+    yy, xx = np.mgrid[:200, :200]
+    disk = (yy - 100) ** 2 + (xx - 100) ** 2 <= 19**2
+    assert (lab[disk] > 0).mean() > 0.95
+    assert lab[30, 30] > 0
+    off = segment_impurities(img, ClassicalConfig(large_radius=0, fill_holes=False))
+    assert (off[disk] > 0).mean() < 0.6
