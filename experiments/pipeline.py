@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from anomaly.area import market_clustering
 from anomaly.rank import rank_clusters
-from data import discover_inputs
+from data import discover_inputs, empty_regions
 
 from .checkpoint import PartStore
 from .config import PipelineConfig, pipeline_config, resolve_input
@@ -44,18 +45,20 @@ def assemble_tables(
     scans = pd.DataFrame([r.row for r in results], columns=list(SCAN_COLUMNS))
     scans = scans.sort_values("scan_id", kind="stable").reset_index(drop=True)
     ok = [r for r in results if r.ok]
-    region_parts = [r.regions for r in ok if len(r.regions)]
+    # Empty per-scan frames still carry the columns: keep one so an archive without
+    # impurities writes tables with the documented columns.
+    region_parts = [r.regions for r in ok if len(r.regions)] or [r.regions for r in ok][:1]
     regions = pd.concat(region_parts, ignore_index=True) if region_parts else pd.DataFrame()
     if len(regions):
         regions = regions.sort_values(["scan_id", "region_id"], kind="stable").reset_index(drop=True)
-    cluster_parts = [r.clusters for r in ok if len(r.clusters)]
+    cluster_parts = [r.clusters for r in ok if len(r.clusters)] or [r.clusters for r in ok][:1]
     if cluster_parts:
-        clusters = rank_clusters(pd.concat(cluster_parts, ignore_index=True), key=order_key)
-        clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
-    else:
-        clusters = pd.DataFrame(
-            columns=["scan_id", "cluster_id", "rank", "score", "norm_score", "percentile", "n_regions"]
-        )
+        clusters = pd.concat(cluster_parts, ignore_index=True)
+    else:  # every scan failed: an empty table with the right columns and dtypes
+        clusters = market_clustering(empty_regions(), np.zeros(0))[1]
+        clusters.insert(0, "scan_id", pd.Series(dtype=str))
+    clusters = rank_clusters(clusters, key=order_key)
+    clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
     return regions, clusters, scans
 
 

@@ -69,6 +69,8 @@ def test_all_failed_exit_code(compose, tmp_path):
     code, out = _run(compose, tmp_path, f"data.input={bad}")
     assert code == 1
     assert pd.read_parquet(out / "scans.parquet")["status"].tolist() == ["failed"]
+    clusters = pd.read_parquet(out / "clusters.parquet")
+    assert len(clusters) == 0 and {"scan_id", "cluster_id", "rank", "percentile"} <= set(clusters.columns)
 
 
 def test_no_impurities_and_exactly_one(compose, tmp_path):
@@ -85,6 +87,14 @@ def test_no_impurities_and_exactly_one(compose, tmp_path):
     assert scans.loc["one", "status"] == "ok" and scans.loc["one", "n_regions"] == 1
     regions = pd.read_parquet(out / "regions.parquet")
     assert len(regions) == 1 and np.isfinite(regions["combined_score"]).all()
+
+    only_empty = tmp_path / "only_empty"
+    only_empty.mkdir()
+    cv2.imwrite(str(only_empty / "empty.png"), np.zeros((50, 60), np.uint8))
+    code, out2 = _run(compose, tmp_path / "e", f"data.input={only_empty}", "data.mask_polarity=white")
+    assert code == 0
+    regions = pd.read_parquet(out2 / "regions.parquet")
+    assert len(regions) == 0 and {"scan_id", "region_id", "bbox_rmin", "area_px", "combined_score"} <= set(regions)
 
 
 def test_rgba_and_16bit_inputs(compose, tmp_path):
