@@ -74,6 +74,7 @@ class SegmentationConfig:
     method: str = "classical"
     classical: dict = field(default_factory=dict)
     unet: dict = field(default_factory=dict)
+    grains: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

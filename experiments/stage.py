@@ -48,11 +48,16 @@ SCAN_COLUMNS = (
     "number_density_per_mpx",
     "number_density_per_mm2",
     "n_clusters",
+    "grain_count",
+    "heyn_mean_px",
+    "grain_size_G",
+    "grain_size_G_planimetric",
     "t_read_s",
     "t_segment_s",
     "t_regions_s",
     "t_score_s",
     "t_cluster_s",
+    "t_grains_s",
     "t_total_s",
     "worker_pid",
     "peak_rss_mb",
@@ -126,6 +131,27 @@ class ScanAnalyzer:
         self._segmenter = None
         self._market = dataclass_from(MarketConfig, cfg.anomaly.area, where="anomaly.area")
 
+    def _grains(self, pixels: np.ndarray, impurity_mask: np.ndarray, pixel_size_um: float | None) -> dict:
+        """Inpaint the impurities, segment grain boundaries, measure grain size (raw scans only)."""
+        from segmentation import predict_grain_boundaries
+        from segmentation.grains import grain_measures
+
+        options = dict(self.cfg.inpainting or {})
+        if options.get("method", "none") != "none":
+            from inpainting import inpaint
+
+            pixels = inpaint(pixels, impurity_mask, **options)
+        opts = dict(self.cfg.segmentation.grains or {})
+        opts.pop("enabled", None)
+        boundaries = predict_grain_boundaries(pixels)
+        m = grain_measures(boundaries, pixel_size_um=pixel_size_um, **opts)
+        return {
+            "grain_count": m["grain_count"],
+            "heyn_mean_px": m["heyn_mean_px"],
+            "grain_size_G": m["grain_size_G_intercept"],
+            "grain_size_G_planimetric": m["grain_size_G_planimetric"],
+        }
+
     def _segment(self, pixels: np.ndarray) -> np.ndarray:
         if self._segmenter is None:  # built lazily, once per worker
             from segmentation import make_segmenter
@@ -171,6 +197,10 @@ class ScanAnalyzer:
         cluster_ids, clusters = market_clustering(table, table["combined_score"].to_numpy(), self._market)
         table["cluster_id"] = np.asarray(cluster_ids, dtype=np.int64)
         t5 = time.perf_counter()
+        grains: dict = {}
+        if d.kind == "scan" and dict(self.cfg.segmentation.grains or {}).get("enabled", False):
+            grains = self._grains(scan.pixels, labels > 0, scan.pixel_size_um)
+        t6 = time.perf_counter()
         if self.output_dir is not None:
             _write_atomic_tiff(labels_path(self.output_dir, item.scan_id), labels)
         table.insert(0, "scan_id", item.scan_id)
@@ -197,6 +227,8 @@ class ScanAnalyzer:
             t_regions_s=t3 - t2,
             t_score_s=t4 - t3,
             t_cluster_s=t5 - t4,
+            t_grains_s=t6 - t5,
             t_total_s=time.perf_counter() - t0,
+            **grains,
         )
         return ScanResult(item.scan_id, row, table, clusters)
