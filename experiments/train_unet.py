@@ -1,0 +1,533 @@
+"""Train the segmentation U-Nets on the MLography data.
+
+``python -m experiments.run +exp=train_unet_impurities`` and ``+exp=train_unet_grains``.
+
+Impurities: random 128 x 128 patches of ``scans/images`` with the manual
+labels ``scans/impurity_masks``; a fraction of the patches is centred (with
+a random shift) on a labelled impurity drawn uniformly over *objects*, so
+small impurities are seen as often as large ones.
+
+Grain boundaries: the labelled 256 x 256 regions (``grain_patches``, placed on
+``reference_outputs/inpainted`` as the dataset README describes); random
+crops inside the regions, the inputs cut from the whole inpainted scan.
+
+Both: every scan is normalised once as a whole
+(:func:`segmentation.tiling.normalize_scan`, as at inference); patches get the
+8 flips/rotations and photometric augmentation (:mod:`segmentation.augment`);
+validation split BY SCAN (a fixed list, recorded in the card).  After each
+epoch the validation scans (impurities) or regions (grains, with 64 px of
+context) are predicted with the tiled inference of the shipped path and scored
+(matched-object F1 / boundary F1 at 2 px); training stops early when that
+score has not improved for ``patience`` epochs (or at the time budget) and the
+best weights are kept.  The probability threshold (and the post-processing
+size) are then chosen on the validation data and stored in the model card.
+
+Threads: TensorFlow is limited to ``threads`` intra-op threads (environment
+variables set before Keras is imported), so parallel trainings share the CPU.
+
+Outputs in ``output_dir``: ``unet_<kind>.keras``, ``unet_<kind>.json`` (card:
+data, split, config, metrics, date, command, keras version, parameter count,
+threshold, sha256 of the weights) and ``history.json``; with ``install: true``
+both model files are copied to ``segmentation/weights/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+from scipy import ndimage
+
+from data.errors import InputNotFoundError
+from experiments.config import dataclass_from
+from experiments.eval_segmentation import grain_regions, impurity_metrics, read_gray
+
+__all__ = [
+    "TrainUNetConfig",
+    "run_grains",
+    "run_impurities",
+    "sample_grain_patches",
+    "sample_impurity_patches",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("impurities", "grains")
+
+
+@dataclass(frozen=True)
+class TrainUNetConfig:
+    """Options of the ``train:`` section of ``conf/exp/train_unet_*.yaml``."""
+
+    data_root: str = "/work/shared/datasets/mlography"
+    val_scans: tuple[str, ...] = ("15", "22", "27", "34", "39")
+    unet: dict = field(default_factory=lambda: {"depth": 3, "base_width": 8})
+    loss: dict = field(default_factory=lambda: {"name": "combo", "bce": 1.0, "dice": 1.0})
+    augment: dict = field(default_factory=dict)
+    patch: int = 128
+    patches_per_epoch: int = 1024
+    positive_fraction: float = 0.6
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    min_learning_rate: float = 1e-4
+    lr_patience: int = 3
+    epochs: int = 60
+    patience: int = 8
+    max_minutes: float = 14.0
+    threads: int = 1
+    seed: int = 0
+    tile: int = 256
+    overlap: int = 32
+    match_iou: float = 0.0
+    tolerance: float = 2.0
+    thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    monitor_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    min_sizes: tuple[int, ...] = (0, 3, 6, 10)
+    # How the card's threshold is chosen on validation: "score" = the monitored score
+    # (object F1 / boundary F1); "f1_minus_heyn" (grains) = boundary F1 - |Heyn-mean error|.
+    selection: str = "score"
+    install: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
+        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
+        object.__setattr__(
+            self, "monitor_thresholds", tuple(float(t) for t in self.monitor_thresholds)
+        )
+        object.__setattr__(self, "min_sizes", tuple(int(t) for t in self.min_sizes))
+        for s in ("10", "11"):
+            if s in self.val_scans:
+                raise ValueError(f"scan {s} is bundled in data/samples and must stay in training")
+        if not self.val_scans:
+            raise ValueError("val_scans must name at least one scan")
+        if not 0.0 <= self.positive_fraction <= 1.0:
+            raise ValueError(f"positive_fraction must be in [0, 1], got {self.positive_fraction}")
+        for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.selection not in ("score", "f1_minus_heyn"):
+            raise ValueError(f"selection must be 'score' or 'f1_minus_heyn', got {self.selection!r}")
+        if not all(0 < t < 1 for t in self.thresholds):
+            raise ValueError(f"thresholds must be in (0, 1), got {self.thresholds}")
+
+
+def _set_threads(n: int) -> None:
+    """Limit TensorFlow / OpenMP threads; effective only before TensorFlow is first imported."""
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class _Scan:
+    name: str
+    x: np.ndarray  # float32 (M, N), normalised
+    y: np.ndarray  # bool (M, N) impurity labels
+    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+
+
+def _scan_names(root: Path) -> list[str]:
+    names = sorted((p.stem for p in (root / "scans" / "images").glob("*.jpg")), key=int)
+    if not names:
+        raise InputNotFoundError(f"no scans in {root / 'scans' / 'images'}")
+    return names
+
+
+def _load_impurity_scans(root: Path, names: list[str]) -> list[_Scan]:
+    from segmentation.tiling import normalize_scan
+
+    out = []
+    for s in names:
+        img = read_gray(root / "scans" / "images" / f"{s}.jpg")
+        mask = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
+        if mask.shape != img.shape:
+            raise ValueError(f"scan {s}: mask {mask.shape} and image {img.shape} differ")
+        lab, n = ndimage.label(mask, np.ones((3, 3)))
+        centers = np.asarray(ndimage.center_of_mass(mask, lab, np.arange(1, n + 1)), float).reshape(-1, 2)
+        out.append(_Scan(s, normalize_scan(img), mask, np.rint(centers).astype(np.int64)))
+    return out
+
+
+def sample_impurity_patches(
+    scans: list[Any], n: int, *, patch: int, positive_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random patches of (image, mask) pairs, a fraction centred near impurities.
+
+    Positive patches pick an impurity uniformly over all labelled objects (so
+    small ones count as much as large ones) and place it at a random position
+    of the patch (at least ``patch // 8`` px from its border).
+
+    Returns
+    -------
+    x, y : ndarray, float32, shape (n, patch, patch, 1)
+    """
+    sizes = np.array([len(s.centers) for s in scans])
+    n_pos = round(n * positive_fraction) if sizes.sum() else 0
+    which = np.concatenate(
+        [
+            np.searchsorted(np.cumsum(sizes), rng.integers(0, max(sizes.sum(), 1), n_pos), side="right"),
+            rng.integers(0, len(scans), n - n_pos),
+        ]
+    )
+    x = np.empty((n, patch, patch, 1), np.float32)
+    y = np.empty((n, patch, patch, 1), np.float32)
+    margin = patch // 8
+    for i, k in enumerate(which):  # one slice per patch
+        s = scans[k]
+        m, w = s.x.shape
+        if i < n_pos:
+            obj = s.centers[rng.integers(0, sizes[k])] if sizes[k] else np.array([m // 2, w // 2])
+            off = rng.integers(margin, patch - margin, 2)
+            r0, c0 = obj - off
+        else:
+            r0, c0 = rng.integers(0, m - patch + 1), rng.integers(0, w - patch + 1)
+        r0, c0 = int(np.clip(r0, 0, m - patch)), int(np.clip(c0, 0, w - patch))
+        x[i, ..., 0] = s.x[r0 : r0 + patch, c0 : c0 + patch]
+        y[i, ..., 0] = s.y[r0 : r0 + patch, c0 : c0 + patch]
+    return x, y
+
+
+@dataclass
+class _Region:
+    scan: str
+    row: int
+    col: int
+    y: np.ndarray  # bool (h, w)
+
+
+def _load_grain_data(root: Path, names: list[str]) -> tuple[dict[str, np.ndarray], list[_Region]]:
+    from segmentation.tiling import normalize_scan
+
+    regions = [_Region(r.scan, r.row, r.col, r.boundaries) for r in grain_regions(root, names)]
+    scans = {}
+    for s in sorted({r.scan for r in regions}, key=int):
+        scans[s] = normalize_scan(read_gray(root / "reference_outputs" / "inpainted" / f"{s}.png"))
+    for r in regions:
+        h, w = r.y.shape
+        if r.row + h > scans[r.scan].shape[0] or r.col + w > scans[r.scan].shape[1]:
+            raise ValueError(f"region {r.scan}-{r.row}-{r.col} lies outside the inpainted scan")
+    return scans, regions
+
+
+def sample_grain_patches(
+    scans: dict[str, np.ndarray], regions: list[_Region], n: int, *, patch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random ``patch`` crops inside the labelled regions (inputs from the whole scan)."""
+    x = np.empty((n, patch, patch, 1), np.float32)
+    y = np.empty((n, patch, patch, 1), np.float32)
+    ks = rng.integers(0, len(regions), n)
+    for i, k in enumerate(ks):
+        r = regions[k]
+        h, w = r.y.shape
+        dr, dc = int(rng.integers(0, h - patch + 1)), int(rng.integers(0, w - patch + 1))
+        x[i, ..., 0] = scans[r.scan][r.row + dr : r.row + dr + patch, r.col + dc : r.col + dc + patch]
+        y[i, ..., 0] = r.y[dr : dr + patch, dc : dc + patch]
+    return x, y
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _predict(model, image: np.ndarray, cfg: TrainUNetConfig) -> np.ndarray:
+    from segmentation.models import keras_predict_fn
+    from segmentation.tiling import predict_tiled
+
+    return predict_tiled(
+        image, keras_predict_fn(model), tile=cfg.tile, overlap=cfg.overlap, batch_size=8,
+        multiple=2 ** int(cfg.unet.get("depth", 3)),
+    )
+
+
+def _impurity_scores(probs, truths, cfg: TrainUNetConfig, threshold: float, min_area: int) -> dict:
+    from segmentation.tiling import prob_to_mask
+
+    rows = [
+        impurity_metrics(prob_to_mask(p, threshold, min_area_px=min_area), t, match_iou=cfg.match_iou)
+        for p, t in zip(probs, truths, strict=True)
+    ]
+    n_m, n_p, n_t = (sum(r[k] for r in rows) for k in ("n_matched", "n_pred", "n_true"))
+    return {
+        "object_f1": 2 * n_m / (n_p + n_t) if n_p + n_t else 0.0,
+        "object_precision": n_m / n_p if n_p else 0.0,
+        "object_recall": n_m / n_t if n_t else 0.0,
+        "iou": float(np.mean([r["iou"] for r in rows])),
+        "dice": float(np.mean([r["dice"] for r in rows])),
+        "area_fraction_abs_rel_error": float(np.mean([abs(r["area_fraction_rel_error"]) for r in rows])),
+    }
+
+
+_CONTEXT = 64
+
+
+def _grain_val_probs(model, scans, regions, cfg) -> list[np.ndarray]:
+    out = []
+    for r in regions:
+        img = scans[r.scan]
+        h, w = r.y.shape
+        r0, c0 = max(0, r.row - _CONTEXT), max(0, r.col - _CONTEXT)
+        r1, c1 = min(img.shape[0], r.row + h + _CONTEXT), min(img.shape[1], r.col + w + _CONTEXT)
+        prob = _predict(model, img[r0:r1, c0:c1], cfg)
+        out.append(prob[r.row - r0 : r.row - r0 + h, r.col - c0 : r.col - c0 + w])
+    return out
+
+
+def _grain_scores(probs, regions, cfg: TrainUNetConfig, threshold: float, min_len: int) -> dict:
+    from experiments.eval_segmentation import boundary_region_metrics
+    from segmentation.grains import clean_boundaries
+
+    rows = [
+        boundary_region_metrics(
+            clean_boundaries(p >= threshold, min_length_px=min_len), r.y, tolerance=cfg.tolerance
+        )
+        for p, r in zip(probs, regions, strict=True)
+    ]
+
+    def mean(k):
+        v = np.array([row[k] for row in rows], float)
+        return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+
+    return {
+        "boundary_f1": mean("f1"),
+        "boundary_precision": mean("precision"),
+        "boundary_recall": mean("recall"),
+        "heyn_abs_rel_error": float(np.nanmean([abs(row["heyn_rel_error"]) for row in rows])),
+    }
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
+    tcfg = dataclass_from(TrainUNetConfig, cfg.get("train"), where="train")
+    _set_threads(tcfg.threads)
+    import keras
+
+    from segmentation.augment import AugmentConfig, augment_batch
+    from segmentation.losses import get_loss
+    from segmentation.models import KINDS as MODEL_NAMES
+    from segmentation.models import WEIGHTS_DIR, sha256_of
+    from segmentation.unet import UNetConfig, build_unet, count_params
+
+    t_start = time.perf_counter()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tcfg.data_root).expanduser()
+    names = _scan_names(root)
+    missing = sorted(set(tcfg.val_scans) - set(names))
+    if missing:
+        raise InputNotFoundError(f"validation scans {missing} not found in {root}")
+    train_names = [s for s in names if s not in tcfg.val_scans]
+    val_names = [s for s in names if s in tcfg.val_scans]
+    keras.utils.set_random_seed(tcfg.seed)
+    rng = np.random.default_rng(tcfg.seed)
+    ucfg = UNetConfig(**tcfg.unet)
+    acfg = AugmentConfig(**tcfg.augment)
+
+    t0 = time.perf_counter()
+    if kind == "impurities":
+        train_scans = _load_impurity_scans(root, train_names)
+        val_scans = _load_impurity_scans(root, val_names)
+        truths = [s.y for s in val_scans]
+        counts = {
+            "n_train_scans": len(train_scans),
+            "train_objects": int(sum(len(s.centers) for s in train_scans)),
+            "val_objects": int(sum(len(s.centers) for s in val_scans)),
+        }
+
+        def sample(n):
+            return sample_impurity_patches(
+                train_scans, n, patch=tcfg.patch, positive_fraction=tcfg.positive_fraction, rng=rng
+            )
+
+        def val_probs(model):
+            return [_predict(model, s.x, tcfg) for s in val_scans]
+
+        def scores(probs, thr, size):
+            return _impurity_scores(probs, truths, tcfg, thr, size)
+
+        key = "object_f1"
+    else:
+        train_imgs, train_regions = _load_grain_data(root, train_names)
+        val_imgs, val_regions = _load_grain_data(root, val_names)
+        if not train_regions or not val_regions:
+            raise InputNotFoundError("need labelled grain regions in both training and validation scans")
+        counts = {
+            "n_train_scans_with_regions": len(train_imgs),
+            "train_regions": len(train_regions),
+            "val_scans_with_regions": sorted(val_imgs, key=int),
+            "val_regions": len(val_regions),
+        }
+
+        def sample(n):
+            return sample_grain_patches(train_imgs, train_regions, n, patch=tcfg.patch, rng=rng)
+
+        def val_probs(model):
+            return _grain_val_probs(model, val_imgs, val_regions, tcfg)
+
+        def scores(probs, thr, size):
+            return _grain_scores(probs, val_regions, tcfg, thr, size)
+
+        key = "boundary_f1"
+    t_data = time.perf_counter() - t0
+    log.info("%s: %d train / %d val scans, data loaded in %.1f s: %s",
+             kind, len(train_names), len(val_names), t_data, counts)
+
+    model = build_unet(ucfg, name=f"unet_{kind}")
+    loss_opts = dict(tcfg.loss)
+    loss = get_loss(loss_opts.pop("name", "combo"), **loss_opts)
+    lr = float(tcfg.learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+    n_params = count_params(model)
+    log.info("U-Net %s: %d parameters", ucfg.to_dict(), n_params)
+
+    history: list[dict] = []
+    best, best_epoch, best_weights, since_best, since_lr = -1.0, -1, None, 0, 0
+    t_fit0 = time.perf_counter()
+    stop_reason = "max epochs"
+    for epoch in range(1, tcfg.epochs + 1):
+        te = time.perf_counter()
+        x, y = sample(tcfg.patches_per_epoch)
+        x, y = augment_batch(x, y, rng, acfg)
+        h = model.fit(x, y, batch_size=tcfg.batch_size, epochs=1, verbose=0, shuffle=True)
+        t_train = time.perf_counter() - te
+        probs = val_probs(model)
+        sc = max((scores(probs, t, 0) for t in tcfg.monitor_thresholds), key=lambda d: d[key])
+        rec = {"epoch": epoch, "loss": float(h.history["loss"][-1]), "lr": lr,
+               "seconds": round(time.perf_counter() - te, 1), "train_seconds": round(t_train, 1),
+               **{k: round(v, 4) for k, v in sc.items()}}
+        history.append(rec)
+        improved = sc[key] > best + 1e-4
+        if improved:
+            best, best_epoch, best_weights = sc[key], epoch, model.get_weights()
+            since_best = since_lr = 0
+        else:
+            since_best += 1
+            since_lr += 1
+        log.info("epoch %d: loss %.4f, val %s %.4f (best %.4f @ %d), %.0f s",
+                 epoch, rec["loss"], key, sc[key], best, best_epoch, rec["seconds"])
+        if since_best >= tcfg.patience:
+            stop_reason = f"early stopping (no {key} gain for {tcfg.patience} epochs)"
+            break
+        if since_lr >= tcfg.lr_patience and lr > tcfg.min_learning_rate:
+            lr = max(lr / 2, tcfg.min_learning_rate)
+            model.optimizer.learning_rate.assign(lr)
+            since_lr = 0
+            log.info("learning rate -> %g", lr)
+        if (time.perf_counter() - t_start) / 60 > tcfg.max_minutes:
+            stop_reason = f"time budget ({tcfg.max_minutes} min)"
+            break
+    t_fit = time.perf_counter() - t_fit0
+    model.set_weights(best_weights)
+    log.info("stopped: %s; best epoch %d", stop_reason, best_epoch)
+
+    # threshold (and post-processing size) chosen on the validation data with the best weights
+    probs = val_probs(model)
+    grid = [
+        {"threshold": t, "min_size": m, **scores(probs, t, m)}
+        for t in tcfg.thresholds
+        for m in tcfg.min_sizes
+    ]
+    def merit(g: dict) -> float:
+        if tcfg.selection == "f1_minus_heyn" and "heyn_abs_rel_error" in g:
+            return g[key] - g["heyn_abs_rel_error"]
+        return g[key]
+
+    choice = max(grid, key=lambda g: (round(merit(g), 4), -abs(g["threshold"] - 0.5), -g["min_size"]))
+    log.info("chosen threshold %.2f, min size %d: %s", choice["threshold"], choice["min_size"],
+             {k: round(v, 4) for k, v in choice.items() if isinstance(v, float)})
+
+    name = MODEL_NAMES[kind]
+    model_path = output_dir / f"{name}.keras"
+    card_path = output_dir / f"{name}.json"
+    # save an uncompiled copy: no optimizer state in the shipped file (a third of the size)
+    export = build_unet(ucfg, name=f"unet_{kind}")
+    export.set_weights(model.get_weights())
+    export.save(model_path)
+    post = {"min_area_px": choice["min_size"]} if kind == "impurities" else {
+        "thin": True, "min_length_px": choice["min_size"]}
+    card = {
+        "name": name,
+        "kind": kind,
+        "description": (
+            "U-Net for impurity (inclusion) segmentation of optical metallography scans"
+            if kind == "impurities"
+            else "U-Net for grain-boundary segmentation of impurity-free (inpainted) scans"
+        ) + "; data from MLography (Rusanovsky, Beeri & Oren, Sci. Rep. 12, 4776 (2022)).",
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": f"python -m experiments.run +exp=train_unet_{kind}"
+        + (" train.install=true" if tcfg.install else ""),
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "parameter_count": n_params,
+        "file_bytes": model_path.stat().st_size,
+        "sha256": sha256_of(model_path),
+        "threshold": choice["threshold"],
+        "postprocess": post,
+        "input": {
+            "channels": 1,
+            "normalisation": "segmentation.tiling.normalize_scan (0.5 + 0.2 (x - median) / IQR "
+            "of the whole scan, clipped to [0, 1])",
+            "scan": "raw gray scan" if kind == "impurities" else "impurity-free (inpainted) gray scan",
+            "size_multiple": 2**ucfg.depth,
+            "tile": tcfg.tile,
+            "overlap": tcfg.overlap,
+        },
+        "data": {
+            "source": "MLography public data (development split)",
+            "root": str(root),
+            "inputs": "scans/images" if kind == "impurities" else "reference_outputs/inpainted",
+            "labels": "scans/impurity_masks" if kind == "impurities"
+            else "grain_patches/boundaries (256x256 regions, SCAN-R-C-r-c)",
+            "split": "by scan, fixed validation list (scans 10 and 11, bundled in data/samples, "
+            "are in training)",
+            "val_scans": list(val_names),
+            "train_scans": list(train_names),
+            **counts,
+        },
+        "config": {**dataclasses.asdict(tcfg), "unet": ucfg.to_dict(), "augment": acfg.to_dict()},
+        "training": {
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "stop_reason": stop_reason,
+            "monitor": f"validation {key}, best of thresholds {list(tcfg.monitor_thresholds)}",
+            "threshold_selection": tcfg.selection,
+        },
+        "metrics_validation": {k: v for k, v in choice.items()},
+        "threshold_grid": grid,
+        "timing_s": {"data": round(t_data, 1), "fit": round(t_fit, 1),
+                     "total": round(time.perf_counter() - t_start, 1)},
+    }
+    card_path.write_text(json.dumps(card, indent=2, default=float) + "\n")
+    (output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    log.info("saved %s (%d parameters, %d bytes) in %.0f s", model_path, n_params,
+             card["file_bytes"], card["timing_s"]["total"])
+    if tcfg.install:
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_path, WEIGHTS_DIR / model_path.name)
+        shutil.copy2(card_path, WEIGHTS_DIR / card_path.name)
+        log.info("installed into %s", WEIGHTS_DIR)
+    return 0
+
+
+def run_impurities(cfg: DictConfig, output_dir: Path) -> int:
+    """Hydra task ``train_unet_impurities``."""
+    return _train("impurities", cfg, output_dir)
+
+
+def run_grains(cfg: DictConfig, output_dir: Path) -> int:
+    """Hydra task ``train_unet_grains``."""
+    return _train("grains", cfg, output_dir)

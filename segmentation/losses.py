@@ -1,0 +1,162 @@
+"""Segmentation losses on probabilities: Dice, focal, BCE and a weighted sum, all serialisable.
+
+Every loss takes ``y_true`` (0/1 targets) and ``y_pred`` (sigmoid
+probabilities) of shape ``(B, H, W, 1)`` and is built from ``keras.ops`` only.
+They are registered under the package name ``quantmet`` so that a ``.keras``
+file compiled with them reloads with ``safe_mode=True`` once this module is
+imported (the shipped models are loaded with ``compile=False`` and do not
+need them at all).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["BCELoss", "ComboLoss", "DiceLoss", "FocalLoss", "get_loss"]
+
+_EPS = 1e-6
+
+
+def _clip(p):
+    return ops.clip(p, _EPS, 1.0 - _EPS)
+
+
+@keras.saving.register_keras_serializable(package="quantmet")
+class DiceLoss(keras.losses.Loss):
+    """Soft Dice loss ``1 - (2 |P T| + s) / (|P| + |T| + s)`` per sample.
+
+    Parameters
+    ----------
+    smooth : float
+        Additive smoothing ``s`` (keeps empty patches finite).
+    """
+
+    def __init__(self, smooth: float = 1.0, name: str = "dice_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        axes = tuple(range(1, len(y_pred.shape)))
+        inter = ops.sum(y_true * y_pred, axis=axes)
+        total = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+        return 1.0 - (2.0 * inter + self.smooth) / (total + self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="quantmet")
+class FocalLoss(keras.losses.Loss):
+    """Binary focal loss ``-alpha_t (1 - p_t)^gamma log p_t``, mean over pixels.
+
+    Parameters
+    ----------
+    gamma : float
+        Focusing exponent (0 = weighted BCE).
+    alpha : float
+        Weight of the positive class (``1 - alpha`` for the negative one).
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.5, name: str = "focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        p = _clip(y_pred)
+        p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
+        a_t = y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)
+        loss = -a_t * ops.power(1.0 - p_t, self.gamma) * ops.log(p_t)
+        return 2.0 * ops.mean(loss, axis=tuple(range(1, len(y_pred.shape))))
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="quantmet")
+class BCELoss(keras.losses.Loss):
+    """Binary cross-entropy on probabilities with an optional positive-class weight."""
+
+    def __init__(self, pos_weight: float = 1.0, name: str = "bce_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pos_weight = float(pos_weight)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, y_pred.dtype)
+        p = _clip(y_pred)
+        loss = -(self.pos_weight * y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+        return ops.mean(loss, axis=tuple(range(1, len(y_pred.shape))))
+
+    def get_config(self):
+        return {**super().get_config(), "pos_weight": self.pos_weight}
+
+
+@keras.saving.register_keras_serializable(package="quantmet")
+class ComboLoss(keras.losses.Loss):
+    """Weighted sum ``w_bce BCE + w_dice Dice + w_focal Focal``.
+
+    Parameters
+    ----------
+    bce, dice, focal : float
+        Weights of the three terms (0 drops a term).
+    pos_weight : float
+        Positive-class weight of the BCE term.
+    gamma, alpha : float
+        Focal-loss parameters.
+    """
+
+    def __init__(
+        self,
+        bce: float = 1.0,
+        dice: float = 1.0,
+        focal: float = 0.0,
+        pos_weight: float = 1.0,
+        gamma: float = 2.0,
+        alpha: float = 0.5,
+        name: str = "combo_loss",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.weights = (float(bce), float(dice), float(focal))
+        if min(self.weights) < 0 or sum(self.weights) <= 0:
+            raise ValueError(f"loss weights must be >= 0 with a positive sum, got {self.weights}")
+        self.pos_weight, self.gamma, self.alpha = float(pos_weight), float(gamma), float(alpha)
+        self._bce = BCELoss(pos_weight, reduction=None)
+        self._dice = DiceLoss(reduction=None)
+        self._focal = FocalLoss(gamma, alpha, reduction=None)
+
+    def call(self, y_true, y_pred):
+        wb, wd, wf = self.weights
+        total = 0.0
+        if wb:
+            total = total + wb * self._bce.call(y_true, y_pred)
+        if wd:
+            total = total + wd * self._dice.call(y_true, y_pred)
+        if wf:
+            total = total + wf * self._focal.call(y_true, y_pred)
+        return total
+
+    def get_config(self):
+        wb, wd, wf = self.weights
+        return {
+            **super().get_config(),
+            "bce": wb,
+            "dice": wd,
+            "focal": wf,
+            "pos_weight": self.pos_weight,
+            "gamma": self.gamma,
+            "alpha": self.alpha,
+        }
+
+
+def get_loss(name: str, **options) -> keras.losses.Loss:
+    """A loss by name: ``'dice'``, ``'focal'``, ``'bce'`` or ``'combo'`` (with its options)."""
+    table = {"dice": DiceLoss, "focal": FocalLoss, "bce": BCELoss, "combo": ComboLoss}
+    try:
+        cls = table[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(table)}") from None
+    return cls(**options)

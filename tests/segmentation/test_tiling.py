@@ -1,0 +1,170 @@
+"""Tiled inference with model-free predict functions (no Keras needed)."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from segmentation.tiling import (
+    hann_window,
+    normalize_scan,
+    predict_tiled,
+    prob_to_mask,
+    tile_starts,
+    tta_predict_fn,
+)
+
+
+def _identity(batch):
+    assert batch.dtype == np.float32 and batch.ndim == 4 and batch.shape[-1] == 1
+    return batch
+
+
+def _smooth_image(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.random(shape), 3).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(100, 130), (64, 64), (5, 7), (1, 40), (97, 33)])
+@pytest.mark.parametrize("overlap", [0, 16])
+def test_identity_model_reproduces_image(shape, overlap):
+    img = _smooth_image(shape)
+    out = predict_tiled(img, _identity, tile=32, overlap=overlap, batch_size=3)
+    assert out.shape == shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+def test_batches_respect_batch_size_and_cover_all_tiles():
+    calls = []
+
+    def fn(batch):
+        calls.append(batch.shape)
+        return np.zeros(batch.shape, np.float32)
+
+    out = predict_tiled(np.zeros((150, 200), np.float32), fn, tile=64, overlap=16, batch_size=2)
+    assert (out == 0).all()
+    assert all(s[0] <= 2 and s[1:] == (64, 64, 1) for s in calls)
+    # padded size 166 x 216, step 48: 4 row starts x 5 col starts
+    n_tiles = sum(s[0] for s in calls)
+    assert n_tiles == len(tile_starts(166, 64, 48)) * len(tile_starts(216, 64, 48))
+
+
+def test_blending_hides_seams_of_a_local_filter():
+    """A 5x5 mean filter run per tile (with its own border effects) matches the full-image filter."""
+    img = np.random.default_rng(1).random((120, 160)).astype(np.float32)
+
+    def box(batch):
+        return ndimage.uniform_filter(batch, size=(1, 5, 5, 1), mode="reflect")
+
+    want = ndimage.uniform_filter(img, 5, mode="reflect")
+    blended = predict_tiled(img, box, tile=32, overlap=16, floor=0.01)
+    flat = predict_tiled(img, box, tile=32, overlap=16, floor=1.0)  # box window
+    err_blend = np.abs(blended - want)[4:-4, 4:-4]
+    err_flat = np.abs(flat - want)[4:-4, 4:-4]
+    assert err_blend.max() < 0.5 * err_flat.max()
+    assert err_blend.mean() < 0.01
+
+
+def test_multiscale_average_of_identity():
+    img = _smooth_image((90, 110))
+    out = predict_tiled(img, _identity, tile=32, overlap=8, scales=(0.5, 1.0, 2.0))
+    assert np.abs(out - img).mean() < 0.01
+
+
+def test_prediction_is_placed_at_the_right_pixels():
+    """A model that marks dark pixels: the output mask must land on the input's dark spot."""
+    img = np.ones((77, 91), np.float32)
+    img[40:45, 60:63] = 0.0
+    out = predict_tiled(img, lambda b: (b < 0.5).astype(np.float32), tile=32, overlap=8)
+    mask = prob_to_mask(out, 0.5)
+    assert np.array_equal(np.argwhere(mask), np.argwhere(img < 0.5))
+
+
+def test_hann_window():
+    w = hann_window(16, floor=0.1)
+    assert w.shape == (16, 16) and w.max() == pytest.approx(1.0)
+    assert w.min() > 0.09
+    np.testing.assert_allclose(w, w[::-1, ::-1])
+    assert (hann_window(8, floor=1.0) == 1).all()
+    with pytest.raises(ValueError):
+        hann_window(8, floor=0)
+
+
+def test_tile_starts_cover():
+    for length in (32, 33, 100, 129):
+        s = tile_starts(length, 32, 24)
+        assert s[0] == 0 and s[-1] == length - 32 and (np.diff(s) <= 24).all()
+    with pytest.raises(ValueError, match="smaller than the tile"):
+        tile_starts(10, 32, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"overlap": 32}, "overlap"),
+        ({"tile": 30, "multiple": 8}, "multiple"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"scales": (0.0,)}, "scales"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        predict_tiled(np.zeros((40, 40), np.float32), _identity, **{"tile": 32, "overlap": 8, **kwargs})
+
+
+def test_bad_images_and_model_outputs():
+    with pytest.raises(ValueError, match="2-D"):
+        predict_tiled(np.zeros((40, 40, 3)), _identity, tile=32)
+    with pytest.raises(ValueError, match="NaN"):
+        predict_tiled(np.full((40, 40), np.nan), _identity, tile=32)
+    with pytest.raises(ValueError, match="predict_fn returned"):
+        predict_tiled(np.zeros((40, 40)), lambda b: b[:, :16], tile=32, overlap=8)
+
+
+def test_normalize_scan_invariances_and_errors():
+    rng = np.random.default_rng(0)
+    img8 = rng.integers(50, 200, (60, 80)).astype(np.uint8)
+    a = normalize_scan(img8)
+    assert a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    # uint16 with a different exposure (affine change) gives the same result
+    img16 = (img8.astype(np.uint16) * 200 + 1000).astype(np.uint16)
+    np.testing.assert_allclose(normalize_scan(img16), a, atol=1e-5)
+    assert abs(float(np.median(a)) - 0.5) < 0.01
+    with pytest.raises(ValueError, match="constant"):
+        normalize_scan(np.full((10, 10), 7, np.uint8))
+    with pytest.raises(ValueError, match="2-D"):
+        normalize_scan(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        normalize_scan(np.array([[0.0, np.nan], [1.0, 2.0]]))
+
+
+def test_prob_to_mask_min_area():
+    p = np.zeros((20, 20), np.float32)
+    p[2:6, 2:6] = 0.9
+    p[15, 15] = 0.9
+    m = prob_to_mask(p, 0.5, min_area_px=4)
+    assert m.sum() == 16 and not m[15, 15]
+    with pytest.raises(ValueError, match="threshold"):
+        prob_to_mask(p, 1.5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_tta_maps_predictions_back(n):
+    img = _smooth_image((70, 90))
+    out = predict_tiled(img, tta_predict_fn(_identity, transforms=n), tile=32, overlap=8)
+    np.testing.assert_allclose(out, img, atol=1e-5)
+    # an orientation-dependent model is averaged: a left-edge detector becomes symmetric
+    calls = []
+
+    def left_bias(b):
+        calls.append(b.shape[0])
+        out = np.zeros(b.shape, np.float32)
+        out[:, :, :4] = 1.0
+        return out
+
+    tile = np.zeros((3, 16, 16, 1), np.float32)
+    avg = tta_predict_fn(left_bias, transforms=n)(tile)
+    assert calls == [3 * n]  # one call with all orientations
+    if n >= 4:
+        np.testing.assert_allclose(avg[0], avg[0, :, ::-1], atol=1e-6)  # (B, t, t)
+    with pytest.raises(ValueError, match="transforms"):
+        tta_predict_fn(_identity, transforms=3)
