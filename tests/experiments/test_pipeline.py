@@ -183,3 +183,17 @@ def test_multirun_sweeps_presets_and_values(tmp_path, mask_archive):
     a = pd.read_parquet(ks / "0" / "regions.parquet")["spatial_score"]
     b = pd.read_parquet(ks / "1" / "regions.parquet")["spatial_score"]
     assert len(a) == len(b) == 75 and not np.allclose(a, b)
+
+
+def test_grain_size_of_raw_scans(compose, tmp_path):
+    """segmentation.grains.enabled: grain boundaries by the shipped U-Net, Heyn mean and ASTM G per scan."""
+    cfg = compose(["+exp=demo", "segmentation.grains.enabled=true", "data.pixel_size_um=0.5", "report.html=false"])
+    assert run_pipeline(pipeline_config(cfg), tmp_path / "g") == 0
+    scans = pd.read_parquet(tmp_path / "g" / "scans.parquet")
+    assert (scans["grain_count"] > 20).all()
+    assert scans["heyn_mean_px"].between(5, 300).all()
+    assert scans["grain_size_G"].between(3, 15).all()  # ASTM E112 numbers of real alloys
+    uncal = run_pipeline(pipeline_config(compose(["+exp=demo", "segmentation.grains.enabled=true",
+                                                  "report.html=false"])), tmp_path / "u")
+    assert uncal == 0
+    assert pd.read_parquet(tmp_path / "u" / "scans.parquet")["grain_size_G"].isna().all()  # G needs a pixel size
