@@ -29,6 +29,8 @@ TASKS: dict[str, str] = {
     "train_unet_grains": "experiments.train_unet:run_grains",
     "eval_segmentation": "experiments.eval_segmentation:run",
     "bench_segmentation": "experiments.bench.segmentation:run",
+    "train_inpainting": "experiments.train_inpainting:run",
+    "eval_inpainting": "experiments.eval_inpainting:run",
 }
 
 
