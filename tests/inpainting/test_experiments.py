@@ -117,6 +117,12 @@ def test_eval_inpainting_on_fake_data(compose, tmp_path, monkeypatch):
     assert f1["telea"] >= f1["none"] - 0.05
     summary = (out / "summary.md").read_text()
     assert "| telea |" in summary and "Lowest downstream Heyn error" in summary
+    # restoration of the intact scan's boundaries around the synthetic holes
+    rest = {r["variant"]: r for r in metrics["restoration"]}
+    assert set(rest) == {"none", "telea", "biharmonic"}
+    assert metrics["best_restoration_method"] in ("telea", "biharmonic")
+    for r in rest.values():
+        assert 0 <= r["f1_vs_intact"] <= 1 and r["heyn_rel_err_mean"] >= 0
 
 
 def test_eval_says_when_downstream_is_absent(compose, tmp_path, monkeypatch):
