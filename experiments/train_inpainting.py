@@ -24,7 +24,6 @@ finds them.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ from omegaconf import DictConfig
 from inpainting import DEFAULT_WEIGHTS, dilate_mask, inpaint
 from inpainting.holes import HoleSamplerConfig, hole_bank, sample_hole_masks
 
+from ._model_card import card_header
 from .config import dataclass_from
 from .eval_inpainting import VAL_SCANS, read_pair, scan_names
 
@@ -284,16 +284,13 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     model.save(model_path)
     total = time.perf_counter() - t_start
     card = {
-        "name": "inpaint_net",
-        "description": "Gated-convolution coarse-to-fine inpainting network for gray metallography scans; "
-        "removes impurities before grain-boundary segmentation (the MLography paper uses DeepFill: "
-        "Rusanovsky et al., Sci. Rep. 12, 4776 (2022)).",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": COMMAND,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "parameter_count": int(model.count_params()),
-        "file_bytes": model_path.stat().st_size,
+        **card_header(
+            name="inpaint_net",
+            description="Gated-convolution coarse-to-fine inpainting network for gray metallography scans; "
+            "removes impurities before grain-boundary segmentation (the MLography paper uses DeepFill: "
+            "Rusanovsky et al., Sci. Rep. 12, 4776 (2022)).",
+            command=COMMAND, model=model, model_path=model_path,
+        ),
         "input": "(B, H, W, 2): [scan standardised by mean/std of its known pixels, holes set "
         "to 0; hole mask 1 = hole], H, W divisible by 16; output (B, H, W, 1) standardised scan",
         "use": "inpainting.inpaint(pixels, mask, method='generative', dilation_px=2); tiled inference",

@@ -24,7 +24,6 @@ data, split, config, metrics, date, command, versions, parameter count) and
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import logging
 import shutil
@@ -43,6 +42,8 @@ from data.regions import label_mask, regions_from_labels
 from experiments.config import dataclass_from
 
 __all__ = ["TrainShapeAEConfig", "split_files", "run"]
+
+from ._model_card import card_header
 
 log = logging.getLogger(__name__)
 
@@ -257,16 +258,13 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     model.save(model_path)
     total = time.perf_counter() - t_start
     card = {
-        "name": "shape_ae",
-        "description": "Convolutional autoencoder for impurity shape anomaly (MLography, "
-        "Rusanovsky et al., Sci. Rep. 12, 4776 (2022)); score = reconstruction error of a "
-        "centred, scale-normalised crop.",
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": COMMAND,
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "parameter_count": int(model.count_params()),
-        "file_bytes": model_path.stat().st_size,
+        **card_header(
+            name="shape_ae",
+            description="Convolutional autoencoder for impurity shape anomaly (MLography, "
+            "Rusanovsky et al., Sci. Rep. 12, 4776 (2022)); score = reconstruction error of a "
+            "centred, scale-normalised crop.",
+            command=COMMAND, model=model, model_path=model_path,
+        ),
         "input": {
             "crop_size": tcfg.crop_size,
             "fill": tcfg.fill,
