@@ -101,7 +101,11 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             log.warning("Keras not importable: the shape autoencoder score is skipped")
             scorers.pop("shape")
     frames = []
-    for sc in scored_scans(es, scorers=scorers, segmentation=OmegaConf.to_container(cfg.segmentation.get("classical", {}))):
+    # source=classical segments the synthetic pixels with the classical path (its options when
+    # segmentation=classical is selected, else the ClassicalConfig defaults)
+    classical = cfg.segmentation.get("classical")
+    classical = OmegaConf.to_container(classical) if classical is not None else {}
+    for sc in scored_scans(es, scorers=scorers, segmentation=classical):
         t = sc.table
         for method, inputs in ec.combinations:
             if all(i in scorers for i in inputs):

@@ -13,14 +13,18 @@ crops inside the regions, the inputs cut from the whole inpainted scan.
 
 Both: every scan is normalised once as a whole
 (:func:`segmentation.tiling.normalize_scan`, as at inference); patches get the
-8 flips/rotations and photometric augmentation (:mod:`segmentation.augment`);
-validation split BY SCAN (a fixed list, recorded in the card).  After each
-epoch the validation scans (impurities) or regions (grains, with 64 px of
-context) are predicted with the tiled inference of the shipped path and scored
+8 flips/rotations and photometric augmentation (:mod:`segmentation.augment`).
+Three disjoint sets of scans: training, tuning (``tune_scans``) and validation
+(``val_scans``), fixed lists recorded in the card.  After each epoch the tuning
+scans (impurities) or their labelled regions (grains, with 64 px of context)
+are predicted with the tiled inference of the shipped path and scored
 (matched-object F1 / boundary F1 at 2 px); training stops early when that
 score has not improved for ``patience`` epochs (or at the time budget) and the
 best weights are kept.  The probability threshold (and the post-processing
-size) are then chosen on the validation data and stored in the model card.
+size) are then chosen on the tuning scans, and only then are the validation
+scans predicted, once, for the card's held-out ``metrics_validation``.  With
+no ``tune_scans`` the validation scans do the tuning too (optimistic metrics;
+the card says so in ``training.selected_on``).
 
 Threads: TensorFlow is limited to ``threads`` intra-op threads (environment
 variables set before Keras is imported), so parallel trainings share the CPU.
@@ -34,7 +38,6 @@ both model files are copied to ``segmentation/weights/``.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
 import logging
 import os
@@ -49,8 +52,10 @@ from omegaconf import DictConfig
 from scipy import ndimage
 
 from data.errors import InputNotFoundError
+from experiments._model_card import card_header
 from experiments.config import dataclass_from
-from experiments.eval_segmentation import grain_regions, impurity_metrics, read_gray
+from experiments.eval_segmentation import grain_regions, read_gray
+from segmentation.metrics import impurity_metrics
 
 __all__ = [
     "TrainUNetConfig",
@@ -71,6 +76,10 @@ class TrainUNetConfig:
 
     data_root: str = "/work/shared/datasets/mlography"
     val_scans: tuple[str, ...] = ("15", "22", "27", "34", "39")
+    # Tuning scans (taken out of training): choose the epoch, threshold and post-processing, so
+    # the validation scans are only ever predicted once, for the card's held-out metrics.
+    # Empty = tune on the validation scans (optimistic).
+    tune_scans: tuple[str, ...] = ()
     unet: dict = field(default_factory=lambda: {"depth": 3, "base_width": 8})
     loss: dict = field(default_factory=lambda: {"name": "combo", "bce": 1.0, "dice": 1.0})
     augment: dict = field(default_factory=dict)
@@ -100,13 +109,18 @@ class TrainUNetConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
+        object.__setattr__(self, "tune_scans", tuple(str(s) for s in self.tune_scans))
+        if set(self.tune_scans) & set(self.val_scans):
+            raise ValueError(
+                f"tune_scans and val_scans overlap: {sorted(set(self.tune_scans) & set(self.val_scans))}"
+            )
         object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
         object.__setattr__(
             self, "monitor_thresholds", tuple(float(t) for t in self.monitor_thresholds)
         )
         object.__setattr__(self, "min_sizes", tuple(int(t) for t in self.min_sizes))
         for s in ("10", "11"):
-            if s in self.val_scans:
+            if s in self.val_scans or s in self.tune_scans:
                 raise ValueError(f"scan {s} is bundled in data/samples and must stay in training")
         if not self.val_scans:
             raise ValueError("val_scans must name at least one scan")
@@ -286,8 +300,8 @@ def _grain_val_probs(model, scans, regions, cfg) -> list[np.ndarray]:
 
 
 def _grain_scores(probs, regions, cfg: TrainUNetConfig, threshold: float, min_len: int) -> dict:
-    from experiments.eval_segmentation import boundary_region_metrics
     from segmentation.grains import clean_boundaries
+    from segmentation.metrics import boundary_region_metrics
 
     rows = [
         boundary_region_metrics(
@@ -300,11 +314,16 @@ def _grain_scores(probs, regions, cfg: TrainUNetConfig, threshold: float, min_le
         v = np.array([row[k] for row in rows], float)
         return float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
 
+    def mean_abs(k):
+        v = np.abs(np.array([row[k] for row in rows], float))
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
     return {
         "boundary_f1": mean("f1"),
         "boundary_precision": mean("precision"),
         "boundary_recall": mean("recall"),
-        "heyn_abs_rel_error": float(np.nanmean([abs(row["heyn_rel_error"]) for row in rows])),
+        # NaN when no region has a finite Heyn mean (e.g. nothing predicted)
+        "heyn_abs_rel_error": mean_abs("heyn_rel_error"),
     }
 
 
@@ -327,11 +346,14 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tcfg.data_root).expanduser()
     names = _scan_names(root)
-    missing = sorted(set(tcfg.val_scans) - set(names))
+    missing = sorted((set(tcfg.val_scans) | set(tcfg.tune_scans)) - set(names))
     if missing:
-        raise InputNotFoundError(f"validation scans {missing} not found in {root}")
-    train_names = [s for s in names if s not in tcfg.val_scans]
+        raise InputNotFoundError(f"validation / tuning scans {missing} not found in {root}")
+    held = set(tcfg.val_scans) | set(tcfg.tune_scans)
+    train_names = [s for s in names if s not in held]
     val_names = [s for s in names if s in tcfg.val_scans]
+    # selection (epoch, threshold) on the tuning scans when given, else on the validation scans
+    tune_names = [s for s in names if s in tcfg.tune_scans] or val_names
     keras.utils.set_random_seed(tcfg.seed)
     rng = np.random.default_rng(tcfg.seed)
     ucfg = UNetConfig(**tcfg.unet)
@@ -340,12 +362,15 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     t0 = time.perf_counter()
     if kind == "impurities":
         train_scans = _load_impurity_scans(root, train_names)
-        val_scans = _load_impurity_scans(root, val_names)
-        truths = [s.y for s in val_scans]
+        held_scans = {"val": _load_impurity_scans(root, val_names)}
+        held_scans["tune"] = (
+            _load_impurity_scans(root, tune_names) if tune_names != val_names else held_scans["val"]
+        )
         counts = {
             "n_train_scans": len(train_scans),
             "train_objects": int(sum(len(s.centers) for s in train_scans)),
-            "val_objects": int(sum(len(s.centers) for s in val_scans)),
+            "val_objects": int(sum(len(s.centers) for s in held_scans["val"])),
+            "tune_objects": int(sum(len(s.centers) for s in held_scans["tune"])),
         }
 
         def sample(n):
@@ -353,38 +378,43 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
                 train_scans, n, patch=tcfg.patch, positive_fraction=tcfg.positive_fraction, rng=rng
             )
 
-        def val_probs(model):
-            return [_predict(model, s.x, tcfg) for s in val_scans]
+        def val_probs(model, which="tune"):
+            return [_predict(model, s.x, tcfg) for s in held_scans[which]]
 
-        def scores(probs, thr, size):
-            return _impurity_scores(probs, truths, tcfg, thr, size)
+        def scores(probs, thr, size, which="tune"):
+            return _impurity_scores(probs, [s.y for s in held_scans[which]], tcfg, thr, size)
 
         key = "object_f1"
     else:
         train_imgs, train_regions = _load_grain_data(root, train_names)
-        val_imgs, val_regions = _load_grain_data(root, val_names)
-        if not train_regions or not val_regions:
-            raise InputNotFoundError("need labelled grain regions in both training and validation scans")
+        held = {"val": _load_grain_data(root, val_names)}
+        held["tune"] = _load_grain_data(root, tune_names) if tune_names != val_names else held["val"]
+        if not train_regions or not held["val"][1] or not held["tune"][1]:
+            raise InputNotFoundError(
+                "need labelled grain regions in the training, tuning and validation scans"
+            )
         counts = {
             "n_train_scans_with_regions": len(train_imgs),
             "train_regions": len(train_regions),
-            "val_scans_with_regions": sorted(val_imgs, key=int),
-            "val_regions": len(val_regions),
+            "val_scans_with_regions": sorted(held["val"][0], key=int),
+            "val_regions": len(held["val"][1]),
+            "tune_scans_with_regions": sorted(held["tune"][0], key=int),
+            "tune_regions": len(held["tune"][1]),
         }
 
         def sample(n):
             return sample_grain_patches(train_imgs, train_regions, n, patch=tcfg.patch, rng=rng)
 
-        def val_probs(model):
-            return _grain_val_probs(model, val_imgs, val_regions, tcfg)
+        def val_probs(model, which="tune"):
+            return _grain_val_probs(model, *held[which], tcfg)
 
-        def scores(probs, thr, size):
-            return _grain_scores(probs, val_regions, tcfg, thr, size)
+        def scores(probs, thr, size, which="tune"):
+            return _grain_scores(probs, held[which][1], tcfg, thr, size)
 
         key = "boundary_f1"
     t_data = time.perf_counter() - t0
-    log.info("%s: %d train / %d val scans, data loaded in %.1f s: %s",
-             kind, len(train_names), len(val_names), t_data, counts)
+    log.info("%s: %d train / %d tune / %d val scans, data loaded in %.1f s: %s",
+             kind, len(train_names), len(tcfg.tune_scans), len(val_names), t_data, counts)
 
     model = build_unet(ucfg, name=f"unet_{kind}")
     loss_opts = dict(tcfg.loss)
@@ -443,12 +473,20 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     ]
     def merit(g: dict) -> float:
         if tcfg.selection == "f1_minus_heyn" and "heyn_abs_rel_error" in g:
-            return g[key] - g["heyn_abs_rel_error"]
+            err = g["heyn_abs_rel_error"]
+            return g[key] - (err if np.isfinite(err) else 1.0)  # no grain size: worst case
         return g[key]
 
     choice = max(grid, key=lambda g: (round(merit(g), 4), -abs(g["threshold"] - 0.5), -g["min_size"]))
     log.info("chosen threshold %.2f, min size %d: %s", choice["threshold"], choice["min_size"],
              {k: round(v, 4) for k, v in choice.items() if isinstance(v, float)})
+    if tune_names != val_names:  # the validation scans, seen once, with everything fixed
+        heldout = {"threshold": choice["threshold"], "min_size": choice["min_size"],
+                   **scores(val_probs(model, "val"), choice["threshold"], choice["min_size"], "val")}
+        log.info("held-out validation: %s",
+                 {k: round(v, 4) for k, v in heldout.items() if isinstance(v, float)})
+    else:
+        heldout = dict(choice)
 
     name = MODEL_NAMES[kind]
     model_path = output_dir / f"{name}.keras"
@@ -460,20 +498,19 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     post = {"min_area_px": choice["min_size"]} if kind == "impurities" else {
         "thin": True, "min_length_px": choice["min_size"]}
     card = {
-        "name": name,
+        **card_header(
+            name=name,
+            description=(
+                "U-Net for impurity (inclusion) segmentation of optical metallography scans"
+                if kind == "impurities"
+                else "U-Net for grain-boundary segmentation of impurity-free (inpainted) scans"
+            ) + "; data from MLography (Rusanovsky, Beeri & Oren, Sci. Rep. 12, 4776 (2022)).",
+            command=f"python -m experiments.run +exp=train_unet_{kind}"
+            + (" train.install=true" if tcfg.install else ""),
+            model=export,
+            model_path=model_path,
+        ),
         "kind": kind,
-        "description": (
-            "U-Net for impurity (inclusion) segmentation of optical metallography scans"
-            if kind == "impurities"
-            else "U-Net for grain-boundary segmentation of impurity-free (inpainted) scans"
-        ) + "; data from MLography (Rusanovsky, Beeri & Oren, Sci. Rep. 12, 4776 (2022)).",
-        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": f"python -m experiments.run +exp=train_unet_{kind}"
-        + (" train.install=true" if tcfg.install else ""),
-        "keras_version": keras.__version__,
-        "backend": keras.backend.backend(),
-        "parameter_count": n_params,
-        "file_bytes": model_path.stat().st_size,
         "sha256": sha256_of(model_path),
         "threshold": choice["threshold"],
         "postprocess": post,
@@ -495,6 +532,7 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
             "split": "by scan, fixed validation list (scans 10 and 11, bundled in data/samples, "
             "are in training)",
             "val_scans": list(val_names),
+            "tune_scans": list(tune_names) if tune_names != val_names else [],
             "train_scans": list(train_names),
             **counts,
         },
@@ -503,10 +541,13 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
             "epochs_run": len(history),
             "best_epoch": best_epoch,
             "stop_reason": stop_reason,
-            "monitor": f"validation {key}, best of thresholds {list(tcfg.monitor_thresholds)}",
+            "monitor": f"{'tuning' if tune_names != val_names else 'validation'} {key}, "
+            f"best of thresholds {list(tcfg.monitor_thresholds)}",
             "threshold_selection": tcfg.selection,
+            "selected_on": "tune_scans" if tune_names != val_names else "val_scans (optimistic)",
         },
-        "metrics_validation": {k: v for k, v in choice.items()},
+        "metrics_validation": heldout,
+        "metrics_tuning": dict(choice),
         "threshold_grid": grid,
         "timing_s": {"data": round(t_data, 1), "fit": round(t_fit, 1),
                      "total": round(time.perf_counter() - t_start, 1)},

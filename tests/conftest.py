@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -13,6 +14,9 @@ os.environ.setdefault("QUANTMET_NO_PROGRESS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
+# test modules share the plain helpers below with `from conftest import ...`
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 CONF = REPO / "conf"
 
 
@@ -44,6 +48,42 @@ def write_mask(path: Path, shape=(200, 240), n=30, seed=0, radius=(2, 6)) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), m)
     return path
+
+
+def fake_mlography_root(tmp_path, names=("12", "13", "17", "20"), shape=(160, 200)):
+    """A miniature copy of the dataset layout: scans, masks, prior-art scans, grain labels."""
+    root = tmp_path / "mlography"
+    for sub in ("scans/images", "scans/impurity_masks", "reference_outputs/inpainted",
+                "grain_patches/images", "grain_patches/boundaries"):
+        (root / sub).mkdir(parents=True)
+    r, c = np.mgrid[: shape[0], : shape[1]]
+    for i, name in enumerate(names):
+        rng = np.random.default_rng(i)
+        # grains: a Voronoi-like cell pattern with a gray level per cell
+        seeds = rng.integers(0, min(shape), (12, 2))
+        d = (r[..., None] - seeds[:, 0]) ** 2 + (c[..., None] - seeds[:, 1]) ** 2
+        cell = d.argmin(-1)
+        img = (90 + 12 * (cell % 5) + rng.normal(0, 2, shape)).clip(0, 255).astype(np.uint8)
+        bnd = np.zeros(shape, bool)
+        bnd[:-1] |= cell[:-1] != cell[1:]
+        bnd[:, :-1] |= cell[:, :-1] != cell[:, 1:]
+        mask = np.zeros(shape, np.uint8)
+        for _ in range(8):
+            y, x = rng.integers(10, shape[0] - 10), rng.integers(10, shape[1] - 10)
+            cv2.circle(mask, (int(x), int(y)), int(rng.integers(2, 5)), 255, -1)
+        mask[20:26, 30:33] = 255
+        mask[20:26, 36:39] = 255
+        mask[28:31, 33:36] = 255  # a cluster
+        raw = img.copy()
+        raw[mask > 0] = 20
+        cv2.imwrite(str(root / "scans/images" / f"{name}.jpg"), raw, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        cv2.imwrite(str(root / "scans/impurity_masks" / f"{name}.png"), mask)
+        cv2.imwrite(str(root / "reference_outputs/inpainted" / f"{name}.png"), img[:152, :200])
+        for rr in (0, 64):
+            for cc in (0, 64):
+                cv2.imwrite(str(root / "grain_patches/boundaries" / f"{name}-16-32-{rr}-{cc}.png"),
+                            (bnd[16 + rr : 16 + rr + 64, 32 + cc : 32 + cc + 64] * 255).astype(np.uint8))
+    return root
 
 
 @pytest.fixture

@@ -4,47 +4,11 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
+from conftest import fake_mlography_root as _fake_root
 
 from inpainting import METHODS, inpaint, inpaint_config
-
-
-def _fake_root(tmp_path, names=("12", "13", "17", "20"), shape=(160, 200)):
-    """A miniature copy of the dataset layout: scans, masks, prior-art scans, grain labels."""
-    root = tmp_path / "mlography"
-    for sub in ("scans/images", "scans/impurity_masks", "reference_outputs/inpainted",
-                "grain_patches/images", "grain_patches/boundaries"):
-        (root / sub).mkdir(parents=True)
-    r, c = np.mgrid[: shape[0], : shape[1]]
-    for i, name in enumerate(names):
-        rng = np.random.default_rng(i)
-        # grains: a Voronoi-like cell pattern with a gray level per cell
-        seeds = rng.integers(0, min(shape), (12, 2))
-        d = (r[..., None] - seeds[:, 0]) ** 2 + (c[..., None] - seeds[:, 1]) ** 2
-        cell = d.argmin(-1)
-        img = (90 + 12 * (cell % 5) + rng.normal(0, 2, shape)).clip(0, 255).astype(np.uint8)
-        bnd = np.zeros(shape, bool)
-        bnd[:-1] |= cell[:-1] != cell[1:]
-        bnd[:, :-1] |= cell[:, :-1] != cell[:, 1:]
-        mask = np.zeros(shape, np.uint8)
-        for _ in range(8):
-            y, x = rng.integers(10, shape[0] - 10), rng.integers(10, shape[1] - 10)
-            cv2.circle(mask, (int(x), int(y)), int(rng.integers(2, 5)), 255, -1)
-        mask[20:26, 30:33] = 255
-        mask[20:26, 36:39] = 255
-        mask[28:31, 33:36] = 255  # a cluster
-        raw = img.copy()
-        raw[mask > 0] = 20
-        cv2.imwrite(str(root / "scans/images" / f"{name}.jpg"), raw, [cv2.IMWRITE_JPEG_QUALITY, 100])
-        cv2.imwrite(str(root / "scans/impurity_masks" / f"{name}.png"), mask)
-        cv2.imwrite(str(root / "reference_outputs/inpainted" / f"{name}.png"), img[:152, :200])
-        for rr in (0, 64):
-            for cc in (0, 64):
-                cv2.imwrite(str(root / "grain_patches/boundaries" / f"{name}-16-32-{rr}-{cc}.png"),
-                            (bnd[16 + rr : 16 + rr + 64, 32 + cc : 32 + cc + 64] * 255).astype(np.uint8))
-    return root
 
 
 @pytest.mark.parametrize("option", METHODS)

@@ -10,8 +10,9 @@ from scipy import ndimage
 
 keras = pytest.importorskip("keras")
 
-from experiments.eval_segmentation import grain_regions, impurity_metrics
+from experiments.eval_segmentation import grain_regions
 from segmentation import models
+from segmentation.metrics import impurity_metrics
 from segmentation.models import (
     InvalidScanError,
     SegmentationModelError,
