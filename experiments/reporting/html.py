@@ -359,6 +359,13 @@ def _summary(run: RunData, scans: pd.DataFrame, n_clusters: int) -> str:
             f"{fmt_num(mean_of(dens_col))} {dens_unit}" if dens_col in ok else "–",
         ),
         ("mean grain size G", fmt_num(mean_of("grain_size_G")) if "grain_size_G" in ok else "–"),
+        (
+            # Heyn mean line intercept: the grain size of uncalibrated scans
+            "mean grain intercept",
+            f"{fmt_num(mean_of('heyn_mean_px'))} px"
+            if "heyn_mean_px" in ok and ok["heyn_mean_px"].notna().any()
+            else "–",
+        ),
         ("clusters", f"{n_clusters:,}"),
     ]
     if "pixel_size_um" in ok:
@@ -384,6 +391,7 @@ def _scans_table(scans: pd.DataFrame, outs: dict[str, _ScanOut], root: str) -> s
         _Col("density /Mpx", True),
         _Col("density /mm²", True),
         _Col("grain size G", True),
+        _Col("grain intercept px", True),
         _Col("size (rows × cols)"),
         _Col("pixel µm", True),
         _Col("time s", True),
@@ -419,6 +427,7 @@ def _scans_table(scans: pd.DataFrame, outs: dict[str, _ScanOut], root: str) -> s
                     _num_v(r.get("number_density_per_mm2")),
                 ),
                 (_e(fmt_num(r.get("grain_size_G"))), _num_v(r.get("grain_size_G"))),
+                (_e(fmt_num(r.get("heyn_mean_px"))), _num_v(r.get("heyn_mean_px"))),
                 (_e(size), None),
                 (_e(fmt_num(r.get("pixel_size_um"))), _num_v(r.get("pixel_size_um"))),
                 (_e(fmt_num(r.get("t_total_s"))), _num_v(r.get("t_total_s"))),

@@ -140,6 +140,7 @@ def make_run_dir(root: Path) -> Path:
                 if ps is None
                 else len(reg) / (mask.size * ps * ps / 1e6),
                 "grain_size_G": 7.5 if ps else np.nan,
+                "heyn_mean_px": 31.25,
                 "t_read_s": 0.01,
                 "t_segment_s": 0.02,
                 "t_regions_s": 0.01,

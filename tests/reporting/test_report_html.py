@@ -30,6 +30,9 @@ def test_report_structure(built_report):
     text = index.read_text(encoding="utf-8")
     for anchor in ("summary", "scans", "failed", "clusters", "gallery", "plots", "config"):
         assert f'id="{anchor}"' in text
+    # grain size of uncalibrated scans: the Heyn mean intercept in px, per scan and in the summary
+    assert "grain intercept px" in text and 'data-v="31.25"' in text
+    assert "31.2 px" in text.split('id="summary"')[1].split("</section>")[0]
     clusters = pd.read_parquet(report.parent / "clusters.parquet")
     # one table row per cluster, in rank order
     table = text.split('id="clusters-table"')[1].split("</table>")[0]
