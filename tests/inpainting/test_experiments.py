@@ -85,6 +85,13 @@ def test_eval_inpainting_on_fake_data(compose, tmp_path, monkeypatch):
     rest = {r["variant"]: r for r in metrics["restoration"]}
     assert set(rest) == {"none", "telea", "biharmonic"}
     assert metrics["best_restoration_method"] in ("telea", "biharmonic")
+    # the default follows the fixed rule: not significantly worse on the labels, best restoration
+    rec = metrics["recommended_default"]
+    ci_lo = {r["variant"]: r["ci95_lo"] for r in metrics["downstream"]}
+    assert ci_lo[rec] <= 0
+    tied = [v for v in ("none", "telea", "biharmonic") if ci_lo[v] <= 0]
+    assert rec == min(tied, key=lambda v: rest[v]["heyn_rel_err_mean"])
+    assert "Recommended default" in (out / "summary.md").read_text()
     for r in rest.values():
         assert 0 <= r["f1_vs_intact"] <= 1 and r["heyn_rel_err_mean"] >= 0
 
