@@ -84,6 +84,30 @@ def test_losses_order_good_and_bad_predictions():
         ComboLoss(bce=0, dice=0)
 
 
+def test_shift_tolerant_loss_forgives_small_offsets_only():
+    t = np.zeros((1, 32, 32, 1), np.float32)
+    t[0, 10:13, 10:13] = 1
+
+    def blob(r, c):
+        p = np.full_like(t, 0.02)
+        p[0, r : r + 3, c : c + 3] = 0.95
+        return p
+
+    tol = get_loss("tolerant", radius=2, plain=0.0)
+    exact, shifted, beyond, far = (float(tol(t, blob(*rc))) for rc in
+                                   ((10, 10), (11, 12), (16, 10), (20, 20)))
+    assert shifted == pytest.approx(exact, rel=1e-5)  # 2 px off: same loss
+    assert exact < beyond and exact < far  # farther than the radius: penalised
+    # the plain part still prefers the exact position
+    mixed = get_loss("tolerant", radius=2, plain=0.5)
+    assert float(mixed(t, blob(10, 10))) < float(mixed(t, blob(11, 12)))
+    assert float(get_loss("tolerant", radius=0, plain=0.0)(t, blob(11, 12))) > exact
+    back = keras.losses.deserialize(keras.losses.serialize(mixed))
+    assert back.get_config()["radius"] == 2 and back.get_config()["plain"] == 0.5
+    with pytest.raises(ValueError):
+        get_loss("tolerant", radius=-1)
+
+
 def test_compiled_model_round_trips_with_safe_mode(tmp_path):
     m = build_unet(UNetConfig(depth=1, base_width=2))
     m.compile(optimizer="adam", loss=ComboLoss(bce=1.0, dice=0.5, focal=0.25, gamma=1.5))
