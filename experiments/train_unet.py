@@ -529,8 +529,8 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
             "inputs": "scans/images" if kind == "impurities" else "reference_outputs/inpainted",
             "labels": "scans/impurity_masks" if kind == "impurities"
             else "grain_patches/boundaries (256x256 regions, SCAN-R-C-r-c)",
-            "split": "by scan, fixed validation list (scans 10 and 11, bundled in data/samples, "
-            "are in training)",
+            "split": "by scan: fixed tuning (epoch, threshold) and validation (held-out metrics) "
+            "lists; scans 10 and 11, bundled in data/samples, are in training",
             "val_scans": list(val_names),
             "tune_scans": list(tune_names) if tune_names != val_names else [],
             "train_scans": list(train_names),
