@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import datetime as _dt
+import shlex
 from pathlib import Path
 from typing import Any
 
-__all__ = ["card_header"]
+__all__ = ["card_header", "run_command"]
+
+
+def run_command(default: str) -> str:
+    """The command line that reproduces this run: ``python -m experiments.run`` plus the Hydra
+    overrides it was given (``default`` outside a Hydra run, e.g. when a trainer is called
+    from Python)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 - no Hydra run: the trainer was called directly
+        return default
+    return " ".join(["python -m experiments.run", *(shlex.quote(o) for o in overrides)])
 
 
 def card_header(*, name: str, description: str, command: str, model: Any, model_path: Path) -> dict:
@@ -17,7 +31,7 @@ def card_header(*, name: str, description: str, command: str, model: Any, model_
         "name": name,
         "description": description,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
+        "command": run_command(command),
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "parameter_count": int(model.count_params()),
