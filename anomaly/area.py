@@ -64,6 +64,10 @@ Deviations from the reference code (MLography ``area_anomaly`` /
   clusters.  ``MarketConfig(price_from="cores")`` prices from the seeds only
   (the reference's effective behaviour, made deterministic) and gives compact
   clusters; the default stays the paper's ``"members"``.
+- ``max_gap_px`` (default ``None``, the paper) caps the box gap a cluster can
+  bridge in one move; ``min_score`` restricts the participants.  Both are
+  additions of ours (``conf/anomaly/default.yaml`` sets them; the
+  ``mlography`` preset does not).
 - Its main loop stops as soon as the last (poorest) cluster of a pass is idle,
   even when richer clusters moved in that pass; here the market stops only
   after a pass in which no cluster moved.
@@ -117,7 +121,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -205,6 +209,12 @@ class MarketConfig:
         Only impurities with ``s > min_score`` take part in the market (0 = every scored
         impurity, the paper).  A threshold keeps the market to clearly anomalous impurities,
         so clusters stay local (measured by ``+exp=eval_area``; an addition of ours).
+    max_gap_px : float or None
+        A cluster may take an impurity (or merge with a seed) only through a member whose box
+        gap to it is at most this many pixels: prices of wider pairs are infinite.  ``None``
+        (the paper) = no limit; rich wallets then afford gaps of a few hundred pixels and,
+        on real scans with scattered anomalous impurities, chain them into scan-wide
+        clusters.  An addition of ours.
     """
 
     n_clusters: int = 10
@@ -218,10 +228,15 @@ class MarketConfig:
     merge_penalty_power: float = 8.0
     price_from: str = "members"
     min_score: float = 0.0
+    max_gap_px: float | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_score, (int, float)) and 0.0 <= self.min_score < 1.0):
             raise ValueError(f"min_score must be in [0, 1), got {self.min_score!r}")
+        g = self.max_gap_px
+        if g is not None and not (isinstance(g, (int, float, np.number)) and not isinstance(g, bool)
+                                  and math.isfinite(g) and g >= 0):
+            raise ValueError(f"max_gap_px must be None or a finite number >= 0, got {g!r}")
         k = self.n_clusters
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"n_clusters must be an integer >= 1, got {k!r}")
@@ -282,13 +297,16 @@ def purchase_prices(
 ) -> np.ndarray:
     """Price of buying ``o`` (score ``s_out``) through member ``m`` (``s_in``) at box gap ``gaps``.
 
-    ``exp(sqrt(D))^distance_power (1 - affinity sqrt(s_o s_m))^score_power``; broadcasts.
-    Symmetric in ``(s_out, s_in)`` bit for bit.
+    ``exp(sqrt(D))^distance_power (1 - affinity sqrt(s_o s_m))^score_power``, infinite
+    where ``D > cfg.max_gap_px``; broadcasts.  Symmetric in ``(s_out, s_in)`` bit for bit.
     """
     shape, (d, so, sm) = _flat(gaps, s_out, s_in)
     dist = np.exp(cfg.distance_power * np.sqrt(d))
     aff = (1.0 - cfg.affinity * np.sqrt(so * sm)) ** cfg.score_power
-    return (dist * aff).reshape(shape)
+    price = dist * aff
+    if cfg.max_gap_px is not None:
+        price[d > cfg.max_gap_px] = np.inf
+    return price.reshape(shape)
 
 
 def merge_prices(
@@ -311,6 +329,9 @@ def merge_prices(
 
 def _max_affordable_gap(wallet: float, cfg: MarketConfig) -> float:
     """Largest box gap a purchase costing at most ``wallet`` can span (conservative)."""
+    if cfg.max_gap_px is not None and wallet > 0:
+        return min(_max_affordable_gap(wallet, replace(cfg, max_gap_px=None)),
+                   float(cfg.max_gap_px) * (1.0 + 1e-9) + 1e-6)
     floor = cfg.score_power * math.log1p(-cfg.affinity)  # ln of the smallest score factor
     root = (math.log(wallet) - floor) / cfg.distance_power if wallet > 0 else -1.0
     if root < 0:

@@ -138,6 +138,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             "market": "run config" if not variant else "variant",
             "price_from": mc.price_from,
             "min_score": mc.min_score,
+            "max_gap_px": mc.max_gap_px,
             **area_metrics(scans, ranked),
         }
         log.info("%s", m)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -218,14 +219,15 @@ def test_labels_and_clusters_table_agree():
 # ------------------------------------------------------------------ the naive oracle
 
 
-@pytest.mark.parametrize("price_from", ["members", "cores"])
-def test_fast_market_equals_naive_oracle(price_from):
-    rng = np.random.default_rng(2024 if price_from == "members" else 7)
+@pytest.mark.parametrize("price_from, max_gap", [("members", None), ("cores", None), ("members", 25.0),
+                                                 ("cores", 40.0)])
+def test_fast_market_equals_naive_oracle(price_from, max_gap):
+    rng = np.random.default_rng((2024 if price_from == "members" else 7) + int(max_gap or 0))
     totals = np.zeros(3, int)
     for _ in range(250):
         n = int(rng.integers(2, 50))
         boxes, s, rid = random_case(rng, n, int(rng.choice([60, 300, 1200])))
-        cfg = MarketConfig(n_clusters=int(rng.integers(1, 9)), price_from=price_from)
+        cfg = MarketConfig(n_clusters=int(rng.integers(1, 9)), price_from=price_from, max_gap_px=max_gap)
         fast = market_assign(boxes, s, rid, cfg)
         slow = naive_market_assign(boxes, s, rid, cfg)
         assert np.array_equal(fast.labels, slow.labels)
@@ -234,6 +236,31 @@ def test_fast_market_equals_naive_oracle(price_from):
         assert fast[3:] == slow[3:]
         totals += fast[3:]
     assert totals[1] > 0 and totals[2] > 0  # re-buys and merges were exercised
+
+
+def test_max_gap_keeps_distant_groups_apart():
+    # two tight groups 300 px apart, every impurity strongly anomalous: without a gap limit the
+    # rich seeds merge across the scan; with max_gap_px=50 each group is its own cluster.
+    g = np.array([[0, 0, 3, 3], [0, 8, 3, 11], [8, 0, 11, 3]])
+    boxes = np.concatenate([g, g + 300])
+    s = np.array([0.95, 0.9, 0.85, 0.94, 0.89, 0.84])
+    rid = np.arange(1, 7)
+    cfg = MarketConfig(n_clusters=2)
+    paper = market_assign(boxes, s, rid, cfg)
+    assert paper.n_merges == 1 and np.unique(paper.labels).size == 1
+    local = market_assign(boxes, s, rid, replace(cfg, max_gap_px=50.0))
+    assert local.n_merges == 0
+    assert local.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    # a gap limit below the within-group gap (4 px) leaves the seeds alone
+    alone = market_assign(boxes, s, rid, replace(cfg, max_gap_px=3.0))
+    assert alone.labels.tolist() == [0, -1, -1, 1, -1, -1]
+    assert np.isinf(purchase_prices(np.array([4.0]), 0.5, 0.5, replace(cfg, max_gap_px=3.0))).all()
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "50", True])
+def test_max_gap_bad_values(bad):
+    with pytest.raises(ValueError, match="max_gap_px"):
+        MarketConfig(max_gap_px=bad)
 
 
 # ------------------------------------------------------------------ measures
