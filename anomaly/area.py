@@ -41,7 +41,9 @@ and the naive oracle ``experiments/bench/naive_market.py`` follow it exactly)
 
    A cluster's price for ``o`` is the minimum of ``P(o, m)`` (times the merge
    factor when ``o`` is a seed) over its members ``m`` (``price_from='members'``,
-   the default) or over its seeds only (``price_from='cores'``).
+   the default) or over its seeds only (``price_from='cores'``).  With
+   ``max_gap_px`` set, ``P(o, m)`` is infinite (never affordable) when
+   ``D(o, m) > max_gap_px``.
    A purchase records the buyer's wallet *before* paying on the impurity,
    subtracts the price and moves the impurity (only it) to the buyer.
    A merge moves every member of the other cluster (bought members
@@ -920,8 +922,9 @@ def market_clustering(
     clusters.insert(6, "core_region_ids", pd.Series(cores, dtype=str))
     clusters = clusters[list(CLUSTER_COLUMNS)]
     log.info(
-        "market clustering: %d scored of %d impurities -> %d clusters "
+        "market clustering: %d of %d impurities in the market (score > %g) -> %d clusters "
         "(%d purchases, %d re-buys, %d merges)",
-        int(np.count_nonzero(s > 0)), n, L, res.n_purchases, res.n_rebuys, res.n_merges,
+        int(np.count_nonzero(s_market > 0)), n, cfg.min_score, L, res.n_purchases, res.n_rebuys,
+        res.n_merges,
     )
     return labels, clusters

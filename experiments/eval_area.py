@@ -47,10 +47,10 @@ class EvalAreaConfig:
     scans: dict = field(default_factory=dict)
     variants: list = field(
         default_factory=lambda: [
-            {"price_from": "members", "min_score": 0.0},
-            {"price_from": "cores", "min_score": 0.0},
-            {"price_from": "members", "min_score": 0.5},
-            {"price_from": "cores", "min_score": 0.5},
+            {"price_from": "members", "min_score": 0.0, "max_gap_px": None},
+            {"price_from": "cores", "min_score": 0.0, "max_gap_px": None},
+            {"price_from": "members", "min_score": 0.5, "max_gap_px": None},
+            {"price_from": "cores", "min_score": 0.5, "max_gap_px": None},
         ]
     )
     target_recall: float = 0.9

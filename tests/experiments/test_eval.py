@@ -35,7 +35,8 @@ def test_eval_area_runs(compose, tmp_path, tiny_scans):
     OmegaConf.update(cfg, "eval.scans", tiny_scans, merge=False)
     assert run(cfg, tmp_path) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert m[0]["market"] == "run config" and len(m) == 5
+    assert m[0]["market"] == "run config" and len(m) == 7
+    assert [r["max_gap_px"] for r in m] == [100, None, None, None, None, 50, 100]
     for r in m:
         assert 0 <= r["recall_at_3"] <= 1 and 0 < r["mean_cluster_box_fraction"] <= 1
         assert r["planted_regions"] == 6

@@ -127,6 +127,11 @@ def test_demo_on_real_scans(compose, tmp_path):
     assert scans["status"].tolist() == ["ok", "ok"]
     assert (scans["n_regions"] > 50).all()
     assert (0 < scans["area_fraction"]).all() and (scans["area_fraction"] < 0.2).all()
+    # clusters point somewhere: without anomaly.area.max_gap_px each scan became one cluster
+    # spanning the whole scan
+    cl = pd.read_parquet(tmp_path / "demo" / "clusters.parquet").merge(scans[["scan_id", "height", "width"]])
+    box = (cl.bbox_rmax - cl.bbox_rmin + 1) * (cl.bbox_cmax - cl.bbox_cmin + 1)
+    assert len(cl) >= 4 and (box / (cl.height * cl.width)).max() < 0.2
 
 
 def _cli(*args, cwd):
