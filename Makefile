@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) -m experiments.run +exp=bench_anomaly
 	$(PY) -m experiments.run +exp=bench_area
 	$(PY) -m experiments.run +exp=bench_archive
+	$(PY) -m experiments.run +exp=bench_segmentation
 
 clean:
 	rm -rf outputs multirun .pytest_cache
