@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +54,20 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="scan", disable=total <= 1 or os.environ.get("QUANTMET_NO_PROGRESS") == "1")
 
 
-def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResult) -> None:
-    """Run the stage on each item in this process."""
+def _build(factory: Callable):
+    """The stage, with its models loaded (``warm_up``) when it has any."""
     stage = factory()
+    warm_up = getattr(stage, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    return stage
+
+
+def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResult) -> dict:
+    """Run the stage on each item in this process; returns ``{"workers": 1, "startup_s": ...}``."""
+    t0 = time.perf_counter()
+    stage = _build(factory)
+    stats = {"workers": 1, "startup_s": time.perf_counter() - t0}
     failed = 0
     with _progress(len(items), "scans") as bar:
         for item in items:
@@ -64,13 +76,14 @@ def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResul
             on_result(result)
             bar.set_postfix(failed=failed)
             bar.update()
+    return stats
 
 
 class _StageActor:
-    """Holds one stage (and its models) per Ray worker process."""
+    """Holds one stage (and its models, loaded at start) per Ray worker process."""
 
     def __init__(self, factory: Callable):
-        self.stage = factory()
+        self.stage = _build(factory)
 
     def run(self, item: ScanInput) -> ScanResult:
         return self.stage(item)
@@ -97,12 +110,14 @@ def ray_session(runtime: RuntimeConfig):
     return ray
 
 
-def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig) -> None:
+def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig) -> dict:
     """Run the stage on Ray actors (one per worker), with backpressure and crash retries.
 
-    Each actor has at most one scan in flight; ``ray.wait`` returns finished
-    scans as they complete.  A scan whose worker process dies is retried on a
-    fresh actor up to ``runtime.max_retries`` times, then recorded as failed.
+    The actors start (and load their models) in parallel; scans are dispatched once
+    all are up.  Each actor has at most one scan in flight; ``ray.wait`` returns
+    finished scans as they complete.  A scan whose worker process dies is retried
+    on a fresh actor up to ``runtime.max_retries`` times, then recorded as failed.
+    Returns ``{"workers": n, "startup_s": seconds until every actor was up}``.
     """
     ray = ray_session(runtime)
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
@@ -114,7 +129,15 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     n_workers = max(1, min(n_workers, cluster_cpus, len(items)))
     actor_cls = ray.remote(num_cpus=1)(_StageActor)
     factory_ref = ray.put(factory)
+    t0 = time.perf_counter()
     actors = [actor_cls.remote(factory_ref) for _ in range(n_workers)]
+    try:
+        ray.get([a.pid.remote() for a in actors])
+    except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
+        # a worker that cannot start: the scans below replace it and retry as for a crash
+        log.warning("a Ray worker failed to start: %s", str(exc)[:300])
+    stats = {"workers": n_workers, "startup_s": time.perf_counter() - t0}
+    log.info("%d Ray worker(s) up in %.1f s", n_workers, stats["startup_s"])
     queue = list(items)[::-1]
     attempts: dict[str, int] = {}
     in_flight: dict = {}  # ref -> (actor index, item)
@@ -154,13 +177,17 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
                 submit(idx)
     for a in actors:
         ray.kill(a)
+    return stats
 
 
-def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeConfig, on_result: OnResult) -> None:
-    """Dispatch to the serial or the Ray runner according to ``runtime.mode``."""
+def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeConfig, on_result: OnResult) -> dict:
+    """Dispatch to the serial or the Ray runner according to ``runtime.mode``.
+
+    Returns ``{"workers": n, "startup_s": s}`` (workers started and models loaded), empty
+    when there is nothing to run.
+    """
     if not items:
-        return
+        return {}
     if runtime.mode == "ray":
-        run_ray(items, factory, on_result, runtime)
-    else:
-        run_serial(items, factory, on_result)
+        return run_ray(items, factory, on_result, runtime)
+    return run_serial(items, factory, on_result)

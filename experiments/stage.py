@@ -131,6 +131,37 @@ class ScanAnalyzer:
         self._segmenter = None
         self._market = dataclass_from(MarketConfig, cfg.anomaly.area, where="anomaly.area")
 
+    def warm_up(self) -> None:
+        """Load the models this configuration needs now (once per worker, before the first scan).
+
+        A load that fails is only logged here: every scan then reports the error in its own
+        ``failed`` row, as without the warm-up.
+        """
+        try:
+            if self.cfg.data.kind != "mask":
+                seg = self.cfg.segmentation
+                self._segmenter = None
+                from segmentation import make_segmenter
+
+                options = seg.classical if seg.method == "classical" else seg.unet
+                self._segmenter = make_segmenter(seg.method, options)
+                if seg.method == "unet":
+                    from segmentation.models import load_model
+
+                    load_model("impurities", (seg.unet or {}).get("weights"))
+                grains = dict(seg.grains or {})
+                if grains.get("enabled"):
+                    from segmentation.models import load_model
+
+                    load_model("grains", grains.get("weights"))
+            shape = (self.cfg.anomaly.scorers or {}).get("shape")
+            if shape is not None:
+                from anomaly.shape_ae import load_shape_ae
+
+                load_shape_ae((shape or {}).get("weights"))
+        except Exception as exc:  # noqa: BLE001 - reported per scan
+            log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+
     def _grains(self, pixels: np.ndarray, impurity_mask: np.ndarray, pixel_size_um: float | None) -> dict:
         """Inpaint the impurities, segment grain boundaries, measure grain size (raw scans only)."""
         from segmentation import predict_grain_boundaries

@@ -102,7 +102,7 @@ class TrainUNetConfig:
     thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     monitor_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     min_sizes: tuple[int, ...] = (0, 3, 6, 10)
-    # How the card's threshold is chosen on validation: "score" = the monitored score
+    # How the card's threshold is chosen on the tuning scans: "score" = the monitored score
     # (object F1 / boundary F1); "f1_minus_heyn" (grains) = boundary F1 - |Heyn-mean error|.
     selection: str = "score"
     install: bool = False
@@ -464,7 +464,8 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     model.set_weights(best_weights)
     log.info("stopped: %s; best epoch %d", stop_reason, best_epoch)
 
-    # threshold (and post-processing size) chosen on the validation data with the best weights
+    # threshold and post-processing size, chosen with the best weights on the tuning scans
+    # (on the validation scans when no tune_scans are given)
     probs = val_probs(model)
     grid = [
         {"threshold": t, "min_size": m, **scores(probs, t, m)}

@@ -244,7 +244,7 @@ def predict_impurity_mask(
     pixels : ndarray, shape (M, N)
         uint8 or uint16 gray scan.
     threshold : float, optional
-        Probability threshold; None = the one chosen on validation scans (model card).
+        Probability threshold; None = the one chosen on the tuning scans (model card).
     min_area_px : int, optional
         Objects below this size are dropped; None = the card's value.
     tile, overlap, batch_size, scales, tta, weights
@@ -290,7 +290,7 @@ def predict_grain_boundaries(
     pixels : ndarray, shape (M, N)
         uint8 or uint16 gray scan without impurities (inpainted).
     threshold : float, optional
-        Probability threshold; None = the card's (chosen on validation regions).
+        Probability threshold; None = the card's (chosen on the tuning regions).
     min_length_px : int, optional
         Skeleton pieces with fewer pixels are dropped; None = the card's value.
     thin : bool

@@ -331,7 +331,7 @@ def prob_to_mask(prob: np.ndarray, threshold: float, *, min_area_px: int = 0) ->
     ----------
     prob : ndarray, shape (M, N)
     threshold : float
-        In (0, 1), typically the one chosen on validation data (model card).
+        In (0, 1), typically the one chosen on held-out tuning data (model card).
     min_area_px : int
         Objects with fewer pixels are removed (0 = keep all).
 

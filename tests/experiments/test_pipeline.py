@@ -202,3 +202,35 @@ def test_grain_size_of_raw_scans(compose, tmp_path):
                                                   "report.html=false"])), tmp_path / "u")
     assert uncal == 0
     assert pd.read_parquet(tmp_path / "u" / "scans.parquet")["grain_size_G"].isna().all()  # G needs a pixel size
+
+
+def test_warm_up_loads_the_configured_models(compose, tmp_path, caplog):
+    """ScanAnalyzer.warm_up loads each worker's models before its first scan; a bad file is only logged."""
+    from anomaly import shape_ae
+    from data import discover_inputs
+    from experiments.runners import StageFactory, run_serial
+    from experiments.stage import ScanAnalyzer
+    from segmentation import models
+
+    pc = pipeline_config(compose(["+exp=demo", "report.html=false"]))  # U-Net, grains, shape AE
+    models._load.cache_clear()
+    shape_ae._load_cached.cache_clear()
+    ScanAnalyzer(pc).warm_up()
+    assert models._load.cache_info().currsize == 2 and shape_ae._load_cached.cache_info().currsize == 1
+    for kind in ("impurities", "grains"):  # served from the cache: no new load
+        misses = models._load.cache_info().misses
+        models.load_model(kind)
+        assert models._load.cache_info().misses == misses
+    # masks need no segmentation model
+    models._load.cache_clear()
+    ScanAnalyzer(pipeline_config(compose(["+exp=mlography", "report.html=false"]))).warm_up()
+    assert models._load.cache_info().currsize == 0
+    # a missing weight file: warm-up logs it, each scan then fails with the error in its row
+    bad = pipeline_config(compose(["+exp=demo", "report.html=false", f"segmentation.unet.weights={tmp_path}/no.keras"]))
+    with caplog.at_level("WARNING"):
+        ScanAnalyzer(bad).warm_up()
+    assert "warm-up failed" in caplog.text
+    rows = []
+    stats = run_serial(discover_inputs(REPO / "data" / "samples" / "scans")[:1], StageFactory(bad), rows.append)
+    assert stats["workers"] == 1 and stats["startup_s"] >= 0
+    assert rows[0].row["status"] == "failed" and "no.keras" in rows[0].row["error"]

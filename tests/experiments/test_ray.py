@@ -87,6 +87,16 @@ def test_a_scan_that_kills_its_worker_is_retried_then_failed(compose, tmp_path, 
     assert by_id["a"].ok and by_id["lot2/c"].ok
 
 
+def test_workers_start_and_load_models_before_the_scans(compose, tmp_path, mask_archive, local_ray):
+    pc = _cfg(compose, mask_archive, "runtime=ray", "runtime.num_workers=2")
+    from data import discover_inputs
+
+    results = []
+    stats = run_ray(discover_inputs(mask_archive), StageFactory(pc, tmp_path), results.append, pc.runtime)
+    assert stats["workers"] == 2 and stats["startup_s"] > 0
+    assert len(results) == 3 and all(r.ok for r in results)
+
+
 def _env():
     env = dict(os.environ)
     env["QUANTMET_NO_PROGRESS"] = "1"
