@@ -92,10 +92,16 @@ class RuntimeConfig:
     resume: bool = False
     max_retries: int = 1
     spatial_on_ray: bool = False
+    # Threads of TensorFlow and OpenCV inside each Ray worker (one worker per CPU);
+    # None = the libraries' defaults (all cores per worker: oversubscribed with several workers).
+    worker_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.mode not in ("serial", "ray"):
             raise ValueError(f"runtime.mode must be 'serial' or 'ray', got {self.mode!r}")
+        t = self.worker_threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ValueError(f"runtime.worker_threads must be null or an integer >= 1, got {t!r}")
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,13 @@ def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResul
 class _StageActor:
     """Holds one stage (and its models, loaded at start) per Ray worker process."""
 
-    def __init__(self, factory: Callable):
+    def __init__(self, factory: Callable, threads: int | None = None):
+        if threads is not None:  # before TensorFlow starts its thread pools (env, read at init)
+            import cv2
+
+            os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+            os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
+            cv2.setNumThreads(threads)
         self.stage = _build(factory)
 
     def run(self, item: ScanInput) -> ScanResult:
@@ -130,7 +136,12 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     actor_cls = ray.remote(num_cpus=1)(_StageActor)
     factory_ref = ray.put(factory)
     t0 = time.perf_counter()
-    actors = [actor_cls.remote(factory_ref) for _ in range(n_workers)]
+    threads = runtime.worker_threads
+
+    def new_actor():
+        return actor_cls.remote(factory_ref, threads)
+
+    actors = [new_actor() for _ in range(n_workers)]
     try:
         ray.get([a.pid.remote() for a in actors])
     except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
@@ -159,7 +170,7 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
                 result = ray.get(ref)
             except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
                 attempts[item.scan_id] = attempts.get(item.scan_id, 0) + 1
-                actors[idx] = actor_cls.remote(factory_ref)  # replace the dead worker
+                actors[idx] = new_actor()  # replace the dead worker
                 if attempts[item.scan_id] <= runtime.max_retries:
                     log.warning("worker died on %s; retrying (%d)", item.scan_id, attempts[item.scan_id])
                     queue.append(item)

@@ -234,3 +234,12 @@ def test_warm_up_loads_the_configured_models(compose, tmp_path, caplog):
     stats = run_serial(discover_inputs(REPO / "data" / "samples" / "scans")[:1], StageFactory(bad), rows.append)
     assert stats["workers"] == 1 and stats["startup_s"] >= 0
     assert rows[0].row["status"] == "failed" and "no.keras" in rows[0].row["error"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_worker_threads_must_be_a_positive_integer(bad):
+    from experiments.config import RuntimeConfig
+
+    with pytest.raises(ValueError, match="worker_threads"):
+        RuntimeConfig(mode="ray", worker_threads=bad)
+    assert RuntimeConfig(mode="ray", worker_threads=None).worker_threads is None
