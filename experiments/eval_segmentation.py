@@ -120,6 +120,8 @@ class EvalSegmentationConfig:
     line_spacing: int = 10
     methods: tuple[str, ...] = ("unet", "classical", "reference")
     classical: dict | None = None
+    # Object recall per bin of labelled object area (px): where the misses are.
+    size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
 
     def __post_init__(self) -> None:
         for name in ("scans", "grain_scans"):
@@ -161,6 +163,25 @@ def _impurity_summary(rows: list[dict]) -> dict:
     }
 
 
+def _bin_label(lo: float, hi: float) -> str:
+    return f">= {lo:g} px" if not np.isfinite(hi) else f"{lo:g}-{hi:g} px"
+
+
+def recall_by_size(results: dict[str, list[dict]], size_bins) -> pd.DataFrame:
+    """Labelled objects per area bin and the share of them each method matched (all scans)."""
+    edges = list(size_bins)
+    rows = []
+    for i in range(len(edges) - 1):
+        row: dict = {"labelled area": _bin_label(edges[i], edges[i + 1])}
+        for m, per_scan in results.items():
+            n_t = sum(r["n_true_by_size"][i] for r in per_scan)
+            n_m = sum(r["n_matched_by_size"][i] for r in per_scan)
+            row["labelled objects"] = n_t
+            row[f"recall {m}"] = n_m / n_t if n_t else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _grain_summary(rows: list[dict]) -> dict:
     return {
         "boundary_precision": _mean(rows, "precision"),
@@ -196,7 +217,7 @@ def evaluate_impurities(cfg: EvalSegmentationConfig, scans: list[str]) -> dict[s
             dt = time.perf_counter() - t0
             if pred.shape != truth.shape:
                 raise ValueError(f"{m} mask of scan {s} has shape {pred.shape}, labels {truth.shape}")
-            row = impurity_metrics(pred, truth, match_iou=cfg.match_iou)
+            row = impurity_metrics(pred, truth, match_iou=cfg.match_iou, size_bins=cfg.size_bins)
             strict = impurity_metrics(pred, truth, match_iou=cfg.strict_match_iou)
             row["n_matched_strict"] = strict["n_matched"]
             tol = impurity_metrics(pred, truth, tolerance_px=cfg.match_tolerance_px)
@@ -267,6 +288,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             row.update(_grain_summary(grains[m]))
         rows.append(row)
     table = pd.DataFrame(rows)
+    by_size = recall_by_size(imp, ecfg.size_bins)
     names = {"unet": "U-Net (quantmet)", "classical": "classical (quantmet)", "reference": "MLography published"}
     table["method"] = table["method"].map(names)
     gscans = sorted({r["scan"] for rows_ in grains.values() for r in rows_}, key=int) or gscans
@@ -276,6 +298,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "grain_scans": gscans,
         "n_grain_regions": len(next(iter(grains.values()), [])),
         "summary": table.to_dict(orient="records"),
+        "recall_by_size": by_size.to_dict(orient="records"),
         "impurities": imp,
         "grains": grains,
         "targets": {"object_f1": 0.8, "iou": 0.5, "boundary_f1": 0.7, "heyn_abs_rel_error": 0.05},
@@ -295,7 +318,11 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "",
         markdown_table(table),
         "",
+        "Object recall by labelled object area (8-connected objects of all scans):",
+        "",
+        markdown_table(by_size),
+        "",
     ]
     (output_dir / "segmentation_eval.md").write_text("\n".join(md))
-    log.info("\n%s", markdown_table(table))
+    log.info("\n%s\n\n%s", markdown_table(table), markdown_table(by_size))
     return 0

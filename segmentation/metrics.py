@@ -16,7 +16,12 @@ _EIGHT = np.ones((3, 3), bool)
 
 
 def impurity_metrics(
-    pred: np.ndarray, truth: np.ndarray, *, match_iou: float = 0.0, tolerance_px: int = 0
+    pred: np.ndarray,
+    truth: np.ndarray,
+    *,
+    match_iou: float = 0.0,
+    tolerance_px: int = 0,
+    size_bins: tuple[float, ...] | None = None,
 ) -> dict:
     """Pixel and object agreement of a predicted and a true impurity mask.
 
@@ -33,13 +38,17 @@ def impurity_metrics(
         Grow every predicted object by this many pixels (without merging
         objects) before matching, so objects off by up to that distance count
         as overlapping (use with ``match_iou=0``).  Pixel scores are unaffected.
+    size_bins : increasing edges in pixels, optional
+        Also count the true objects and the matched ones per bin of true object
+        area, ``edges[i] <= area < edges[i + 1]`` (where the misses are).
 
     Returns
     -------
     dict
         ``iou, dice`` (pixels), ``precision, recall, f1`` (objects),
         ``n_pred, n_true, n_matched``, ``area_fraction_pred``,
-        ``area_fraction_true``, ``area_fraction_rel_error`` (pred / true - 1).
+        ``area_fraction_true``, ``area_fraction_rel_error`` (pred / true - 1); with
+        ``size_bins`` also ``n_true_by_size`` and ``n_matched_by_size`` (lists, one per bin).
     """
     p, t = np.asarray(pred, bool), np.asarray(truth, bool)
     if p.shape != t.shape or p.ndim != 2:
@@ -61,15 +70,15 @@ def impurity_metrics(
     at, ap = np.bincount(lt.ravel(), minlength=nt + 1), np.bincount(lp.ravel(), minlength=npred + 1)
     iou = overlap / (at[ti] + ap[pi] - overlap)
     ok = iou > match_iou
+    matched = np.zeros(nt, bool)  # per true object
     if ok.any():
         graph = sparse.csr_matrix((np.ones(int(ok.sum())), (ti[ok] - 1, pi[ok] - 1)), shape=(nt, npred))
-        n_matched = int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
-    else:
-        n_matched = 0
+        matched = maximum_bipartite_matching(graph, perm_type="column") >= 0
+    n_matched = int(matched.sum())
     precision = n_matched / npred if npred else float("nan")
     recall = n_matched / nt if nt else float("nan")
     f1 = 2 * n_matched / (npred + nt) if npred + nt else float("nan")
-    return {
+    out = {
         "iou": inter / union if union else float("nan"),
         "dice": 2 * inter / (sp + st) if sp + st else float("nan"),
         "precision": precision,
@@ -82,6 +91,17 @@ def impurity_metrics(
         "area_fraction_true": st / t.size,
         "area_fraction_rel_error": sp / st - 1.0 if st else float("nan"),
     }
+    if size_bins is not None:
+        edges = np.asarray(size_bins, float)
+        if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"size_bins must be at least two increasing edges, got {size_bins!r}")
+        true_area = at[1:]
+        idx = np.searchsorted(edges, true_area, side="right") - 1
+        inside = (idx >= 0) & (idx < edges.size - 1)
+        nb = edges.size - 1
+        out["n_true_by_size"] = np.bincount(idx[inside], minlength=nb).tolist()
+        out["n_matched_by_size"] = np.bincount(idx[inside & matched], minlength=nb).tolist()
+    return out
 
 
 def boundary_region_metrics(

@@ -210,6 +210,22 @@ def test_impurity_metrics_matching():
     assert perfect["area_fraction_rel_error"] == 0.0
 
 
+def test_impurity_metrics_recall_by_size():
+    truth = np.zeros((40, 40), bool)
+    truth[5:8, 5:8] = truth[20:24, 20:24] = truth[30:33, 5:8] = True  # areas 9, 16, 9
+    truth[30:31, 30:31] = True  # area 1
+    pred = np.zeros_like(truth)
+    pred[6:9, 6:9] = True  # matches the first 3x3
+    pred[20:24, 20:24] = True  # matches the 4x4
+    m = impurity_metrics(pred, truth, size_bins=(1, 2, 10, np.inf))
+    assert m["n_true_by_size"] == [1, 2, 1] and m["n_matched_by_size"] == [0, 1, 1]
+    assert sum(m["n_matched_by_size"]) == m["n_matched"]
+    # objects outside the bins are not counted; bad edges are an error
+    assert impurity_metrics(pred, truth, size_bins=(2, 10))["n_true_by_size"] == [2]
+    with pytest.raises(ValueError, match="size_bins"):
+        impurity_metrics(pred, truth, size_bins=(10, 2))
+
+
 def test_impurity_metrics_tolerance():
     truth = np.zeros((30, 30), bool)
     truth[10:12, 10:12] = True
@@ -219,3 +235,26 @@ def test_impurity_metrics_tolerance():
     assert impurity_metrics(pred, truth, tolerance_px=2)["n_matched"] == 0
     assert impurity_metrics(pred, truth, tolerance_px=3)["n_matched"] == 1
     assert impurity_metrics(pred, truth, tolerance_px=3)["iou"] == 0.0  # pixels unaffected
+
+
+@needs_weights
+def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
+    import json
+
+    from omegaconf import OmegaConf
+
+    from conftest import fake_mlography_root
+    from experiments.eval_segmentation import run
+
+    root = fake_mlography_root(tmp_path)
+    cfg = compose(["+exp=eval_segmentation", f"eval.data_root={root}", "eval.scans=[12,13]",
+                   "eval.grain_scans=[12]", "eval.methods=[unet,classical]"])
+    assert OmegaConf.select(cfg, "eval.size_bins")[-1] == float("inf")
+    assert run(cfg, tmp_path / "out") == 0
+    out = json.loads((tmp_path / "out" / "segmentation_eval.json").read_text())
+    by_size = out["recall_by_size"]
+    assert [r["labelled area"] for r in by_size] == ["1-10 px", "10-30 px", "30-100 px", "100-300 px", ">= 300 px"]
+    n_true = sum(r["n_true"] for r in out["impurities"]["unet"])
+    assert sum(r["labelled objects"] for r in by_size) == n_true > 0
+    assert all(0 <= r["recall classical"] <= 1 for r in by_size if r["labelled objects"])
+    assert "Object recall by labelled object area" in (tmp_path / "out" / "segmentation_eval.md").read_text()
