@@ -123,7 +123,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -331,14 +331,12 @@ def merge_prices(
 
 def _max_affordable_gap(wallet: float, cfg: MarketConfig) -> float:
     """Largest box gap a purchase costing at most ``wallet`` can span (conservative)."""
-    if cfg.max_gap_px is not None and wallet > 0:
-        return min(_max_affordable_gap(wallet, replace(cfg, max_gap_px=None)),
-                   float(cfg.max_gap_px) * (1.0 + 1e-9) + 1e-6)
     floor = cfg.score_power * math.log1p(-cfg.affinity)  # ln of the smallest score factor
     root = (math.log(wallet) - floor) / cfg.distance_power if wallet > 0 else -1.0
     if root < 0:
         return -1.0
-    return root * root * (1.0 + 1e-9) + 1e-6
+    gap = root * root if cfg.max_gap_px is None else min(root * root, float(cfg.max_gap_px))
+    return gap * (1.0 + 1e-9) + 1e-6
 
 
 # --------------------------------------------------------------------------- validation

@@ -45,14 +45,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EvalAreaConfig:
     scans: dict = field(default_factory=dict)
-    variants: list = field(
-        default_factory=lambda: [
-            {"price_from": "members", "min_score": 0.0, "max_gap_px": None},
-            {"price_from": "cores", "min_score": 0.0, "max_gap_px": None},
-            {"price_from": "members", "min_score": 0.5, "max_gap_px": None},
-            {"price_from": "cores", "min_score": 0.5, "max_gap_px": None},
-        ]
-    )
+    # market variants beside the run's own anomaly.area (the list lives in conf/exp/eval_area.yaml)
+    variants: list = field(default_factory=list)
     target_recall: float = 0.9
 
 

@@ -170,16 +170,15 @@ def _bin_label(lo: float, hi: float) -> str:
 def recall_by_size(results: dict[str, list[dict]], size_bins) -> pd.DataFrame:
     """Labelled objects per area bin and the share of them each method matched (all scans)."""
     edges = list(size_bins)
-    rows = []
-    for i in range(len(edges) - 1):
-        row: dict = {"labelled area": _bin_label(edges[i], edges[i + 1])}
-        for m, per_scan in results.items():
-            n_t = sum(r["n_true_by_size"][i] for r in per_scan)
-            n_m = sum(r["n_matched_by_size"][i] for r in per_scan)
-            row["labelled objects"] = n_t
-            row[f"recall {m}"] = n_m / n_t if n_t else float("nan")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    n_true = np.sum([r["n_true_by_size"] for r in next(iter(results.values()))], axis=0)  # the same labels
+    table = pd.DataFrame({
+        "labelled area": [_bin_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])],
+        "labelled objects": n_true,
+    })
+    for m, per_scan in results.items():
+        n_matched = np.sum([r["n_matched_by_size"] for r in per_scan], axis=0)
+        table[f"recall {m}"] = np.where(n_true > 0, n_matched / np.maximum(n_true, 1), np.nan)
+    return table
 
 
 def _grain_summary(rows: list[dict]) -> dict:

@@ -139,26 +139,17 @@ class ScanAnalyzer:
         """
         try:
             if self.cfg.data.kind != "mask":
-                seg = self.cfg.segmentation
-                self._segmenter = None
-                from segmentation import make_segmenter
-
-                options = seg.classical if seg.method == "classical" else seg.unet
-                self._segmenter = make_segmenter(seg.method, options)
-                if seg.method == "unet":
+                self._segmenter_fn()
+                if (self.cfg.segmentation.grains or {}).get("enabled"):
                     from segmentation.models import load_model
 
-                    load_model("impurities", (seg.unet or {}).get("weights"))
-                grains = dict(seg.grains or {})
-                if grains.get("enabled"):
-                    from segmentation.models import load_model
-
-                    load_model("grains", grains.get("weights"))
-            shape = (self.cfg.anomaly.scorers or {}).get("shape")
-            if shape is not None:
+                    load_model("grains")
+            scorers = self.cfg.anomaly.scorers or {}
+            if "shape" in scorers:
+                from anomaly import get_scorer, make_config
                 from anomaly.shape_ae import load_shape_ae
 
-                load_shape_ae((shape or {}).get("weights"))
+                load_shape_ae(make_config(get_scorer("shape"), scorers["shape"]).weights)
         except Exception as exc:  # noqa: BLE001 - reported per scan
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
 
@@ -183,14 +174,18 @@ class ScanAnalyzer:
             "grain_size_G_planimetric": m["grain_size_G_planimetric"],
         }
 
-    def _segment(self, pixels: np.ndarray) -> np.ndarray:
-        if self._segmenter is None:  # built lazily, once per worker
+    def _segmenter_fn(self):
+        """The configured segmenter (a U-Net one holds its model), built once per worker."""
+        if self._segmenter is None:
             from segmentation import make_segmenter
 
             seg = self.cfg.segmentation
             options = seg.classical if seg.method == "classical" else seg.unet
             self._segmenter = make_segmenter(seg.method, options)
-        return self._segmenter(pixels)
+        return self._segmenter
+
+    def _segment(self, pixels: np.ndarray) -> np.ndarray:
+        return self._segmenter_fn()(pixels)
 
     def __call__(self, item: ScanInput) -> ScanResult:
         try:

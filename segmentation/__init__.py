@@ -38,7 +38,8 @@ def make_segmenter(method: str, options: Mapping[str, Any] | None = None) -> Cal
 
     ``method='classical'`` uses :func:`segment_impurities` with ``ClassicalConfig(**options)``;
     ``method='unet'`` thresholds the shipped impurity U-Net and splits touching
-    impurities with the watershed (option ``watershed_min_distance``, 0 = no split).
+    impurities with the watershed (option ``watershed_min_distance``, 0 = no split);
+    its model is loaded here, so a missing or corrupt weight file is an error now.
     """
     options = dict(options or {})
     if method == "classical":
@@ -48,6 +49,7 @@ def make_segmenter(method: str, options: Mapping[str, Any] | None = None) -> Cal
         from . import models
 
         min_distance = int(options.pop("watershed_min_distance", 4))
+        models.load_model("impurities", options.get("weights"))  # cached: predictions reuse it
 
         def _unet(pixels: np.ndarray) -> np.ndarray:
             mask = models.predict_impurity_mask(pixels, **options)
