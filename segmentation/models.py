@@ -230,6 +230,7 @@ def predict_impurity_mask(
     *,
     threshold: float | None = None,
     min_area_px: int | None = None,
+    extent_threshold: float | None = None,
     tile: int = 256,
     overlap: int = 32,
     batch_size: int = 8,
@@ -247,6 +248,11 @@ def predict_impurity_mask(
         Probability threshold; None = the one chosen on the tuning scans (model card).
     min_area_px : int, optional
         Objects below this size are dropped; None = the card's value.
+    extent_threshold : float, optional
+        Two-level masks (:func:`segmentation.tiling.prob_to_mask`): objects are
+        found at ``threshold`` and each keeps its pixels above this (or above
+        0.6 x its own peak, if lower); None = the card's ``postprocess`` value
+        (absent: one level).  Gives a closer impurity area fraction.
     tile, overlap, batch_size, scales, tta, weights
         See :func:`predict_probabilities`.
 
@@ -267,7 +273,11 @@ def predict_impurity_mask(
     )
     post = card.get("postprocess", {})
     area = int(post.get("min_area_px", 0)) if min_area_px is None else int(min_area_px)
-    return prob_to_mask(prob, _threshold(threshold, card), min_area_px=area)
+    extent = post.get("extent_threshold") if extent_threshold is None else extent_threshold
+    return prob_to_mask(
+        prob, _threshold(threshold, card), min_area_px=area,
+        extent_threshold=None if extent is None else float(extent),
+    )
 
 
 def predict_grain_boundaries(

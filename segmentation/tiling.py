@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 __all__ = [
     "PredictFn",
@@ -324,7 +325,14 @@ def predict_tiled(
     return total / np.float32(len(scales))
 
 
-def prob_to_mask(prob: np.ndarray, threshold: float, *, min_area_px: int = 0) -> np.ndarray:
+def prob_to_mask(
+    prob: np.ndarray,
+    threshold: float,
+    *,
+    min_area_px: int = 0,
+    extent_threshold: float | None = None,
+    extent_rel_peak: float = 0.6,
+) -> np.ndarray:
     """Threshold probabilities (``prob >= threshold``) and drop 8-connected objects below ``min_area_px``.
 
     Parameters
@@ -332,19 +340,44 @@ def prob_to_mask(prob: np.ndarray, threshold: float, *, min_area_px: int = 0) ->
     prob : ndarray, shape (M, N)
     threshold : float
         In (0, 1), typically the one chosen on held-out tuning data (model card).
+        Objects are found (and counted) at this threshold.
     min_area_px : int
         Objects with fewer pixels are removed (0 = keep all).
+    extent_threshold : float, optional
+        Two-level masks: each object found at ``threshold`` keeps only its
+        pixels with ``prob >= min(extent_threshold, extent_rel_peak * peak)``,
+        ``peak`` its own highest probability.  A low detection threshold finds
+        faint small impurities, the extent threshold keeps large ones from
+        growing a halo (the impurity area fraction); no object is lost.
+        None = one level.
+    extent_rel_peak : float
+        In (0, 1]; see ``extent_threshold``.
 
     Returns
     -------
     ndarray, shape (M, N), bool
+
+    Examples
+    --------
+    >>> p = np.array([[0.0, 0.25, 0.3, 0.0, 0.0], [0.0, 0.3, 0.9, 0.3, 0.0]])
+    >>> prob_to_mask(p, 0.2).sum(), prob_to_mask(p, 0.2, extent_threshold=0.5).sum()
+    (np.int64(5), np.int64(1))
     """
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    mask = np.asarray(prob) >= threshold
-    if min_area_px > 1 and mask.any():
-        _, lab, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-        keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
-        keep[0] = False
-        mask = keep[lab]
-    return mask
+    if extent_threshold is not None and not 0.0 < float(extent_threshold) < 1.0:
+        raise ValueError(f"extent_threshold must be in (0, 1) or None, got {extent_threshold}")
+    if not 0.0 < float(extent_rel_peak) <= 1.0:
+        raise ValueError(f"extent_rel_peak must be in (0, 1], got {extent_rel_peak}")
+    prob = np.asarray(prob)
+    mask = prob >= threshold
+    if not mask.any() or (min_area_px <= 1 and extent_threshold is None):
+        return mask
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area_px
+    keep[0] = False
+    if extent_threshold is None:
+        return keep[lab]
+    peak = ndimage.maximum(prob, lab, np.arange(n))
+    cut = np.where(keep, np.minimum(float(extent_threshold), extent_rel_peak * peak), np.inf)
+    return prob >= cut[lab]

@@ -257,4 +257,13 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
     n_true = sum(r["n_true"] for r in out["impurities"]["unet"])
     assert sum(r["labelled objects"] for r in by_size) == n_true > 0
     assert all(0 <= r["recall classical"] <= 1 for r in by_size if r["labelled objects"])
-    assert "Object recall by labelled object area" in (tmp_path / "out" / "segmentation_eval.md").read_text()
+    md = (tmp_path / "out" / "segmentation_eval.md").read_text()
+    assert "Object recall by labelled object area" in md
+    # the second table: the same predictions against the labels registered to each scan
+    assert "labels registered to each scan" in md
+    reg = {r["method"]: r for r in out["summary_registered_labels"]}
+    assert set(reg) == {"U-Net (quantmet)", "classical (quantmet)"}
+    for rows in out["impurities"].values():
+        for r in rows:
+            assert r["registered"]["n_pred"] == r["n_pred"]  # same predictions, other labels
+            assert np.asarray(r["registered"]["shift_matrix"]).shape == (2, 3)

@@ -1,5 +1,6 @@
 """Tiled inference with model-free predict functions (no Keras needed)."""
 
+import cv2
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -145,6 +146,27 @@ def test_prob_to_mask_min_area():
     assert m.sum() == 16 and not m[15, 15]
     with pytest.raises(ValueError, match="threshold"):
         prob_to_mask(p, 1.5)
+
+
+def test_prob_to_mask_two_levels_keeps_every_object_and_trims_halos():
+    p = np.zeros((30, 30), np.float32)
+    p[2:12, 2:12] = 0.3  # halo of a large impurity ...
+    p[4:10, 4:10] = 0.95  # ... around its core
+    p[20:23, 20:23] = 0.25  # a faint small one, never above the extent threshold
+    one = prob_to_mask(p, 0.2)
+    two = prob_to_mask(p, 0.2, extent_threshold=0.5)
+    assert one.sum() == 100 + 9
+    # the core alone (0.3 < min(0.5, 0.6 * 0.95)); the faint object keeps its pixels >= 0.6 * 0.25
+    assert two[4:10, 4:10].all() and two.sum() == 36 + 9
+    n_one = cv2.connectedComponents(one.view(np.uint8))[0]
+    n_two = cv2.connectedComponents(two.view(np.uint8))[0]
+    assert n_one == n_two == 3
+    # the size filter applies at the detection threshold
+    assert prob_to_mask(p, 0.2, min_area_px=10, extent_threshold=0.5).sum() == 36
+    with pytest.raises(ValueError, match="extent_threshold"):
+        prob_to_mask(p, 0.2, extent_threshold=1.0)
+    with pytest.raises(ValueError, match="extent_rel_peak"):
+        prob_to_mask(p, 0.2, extent_threshold=0.5, extent_rel_peak=0.0)
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 8])
