@@ -39,6 +39,7 @@ __all__ = [
     "EvalSegmentationConfig",
     "GrainRegion",
     "evaluate_grains",
+    "error_map",
     "evaluate_impurities",
     "grain_regions",
     "read_gray",
@@ -124,6 +125,9 @@ class EvalSegmentationConfig:
     unet_options: dict = field(default_factory=dict)
     # Object recall per bin of labelled object area (px): where the misses are.
     size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
+    # Write error_maps/<scan>.png: the U-Net's matched / missed / false objects on the scan.
+    error_maps: bool = True
+    error_map_zoom: int = 2
     # Also score against the labels registered to each scan (data.registration.register_labels):
     # the drawn labels are up to 3-5 px off across a scan; the main table stays on the raw labels.
     registered_labels: bool = True
@@ -203,7 +207,44 @@ def _grain_summary(rows: list[dict]) -> dict:
     }
 
 
-def evaluate_impurities(cfg: EvalSegmentationConfig, scans: list[str]) -> dict[str, list[dict]]:
+#: BGR colours of :func:`error_map` (matched label, missed label, matched prediction, false prediction)
+ERROR_COLOURS = {"matched label": (0, 200, 0), "missed label": (0, 230, 255),
+                 "matched prediction": (0, 0, 255), "false prediction": (255, 0, 255)}
+
+
+def error_map(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, *, zoom: int = 2) -> np.ndarray:
+    """The scan (BGR, ``zoom`` x larger) with object outlines coloured by their match status.
+
+    Labelled objects: green when matched, yellow when missed; predicted ones:
+    red when matched, magenta when false (:data:`ERROR_COLOURS`; matching as in
+    :func:`segmentation.metrics.match_objects`).
+
+    Returns
+    -------
+    ndarray of uint8, shape (zoom * M, zoom * N, 3)
+    """
+    from segmentation.metrics import match_objects
+
+    m = match_objects(pred, truth)
+    big = cv2.resize(image, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    out = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+    groups = {
+        "matched label": (m["true_labels"], m["true_matched"]),
+        "missed label": (m["true_labels"], ~m["true_matched"]),
+        "matched prediction": (m["pred_labels"], m["pred_matched"]),
+        "false prediction": (m["pred_labels"], ~m["pred_matched"]),
+    }
+    for name, (labels, sel) in groups.items():
+        mask = np.concatenate([[False], sel])[labels].astype(np.uint8)
+        mask = cv2.resize(mask, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, ERROR_COLOURS[name], 1)
+    return out
+
+
+def evaluate_impurities(
+    cfg: EvalSegmentationConfig, scans: list[str], output_dir: Path | None = None
+) -> dict[str, list[dict]]:
     """Per-scan impurity metrics for each configured method."""
     root = Path(cfg.data_root)
     results: dict[str, list[dict]] = {m: [] for m in cfg.methods}
@@ -242,6 +283,10 @@ def evaluate_impurities(cfg: EvalSegmentationConfig, scans: list[str]) -> dict[s
             tol = impurity_metrics(pred, truth, tolerance_px=cfg.match_tolerance_px)
             row["n_matched_tolerant"] = tol["n_matched"]
             row.update(scan=s, seconds=dt if m != "reference" else float("nan"))
+            if m == "unet" and cfg.error_maps and output_dir is not None:
+                folder = Path(output_dir) / "error_maps"
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{s}.png"), error_map(img, pred, truth, zoom=cfg.error_map_zoom))
             if registered is not None:
                 reg = impurity_metrics(pred, registered.mask, match_iou=cfg.match_iou)
                 row["registered"] = {
@@ -306,7 +351,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     scans = list(ecfg.scans) if ecfg.scans is not None else _card_val_scans("impurities")
     gscans = list(ecfg.grain_scans) if ecfg.grain_scans is not None else _card_val_scans("grains")
     log.info("impurity scans %s; grain-boundary scans %s", scans, gscans)
-    imp = evaluate_impurities(ecfg, scans)
+    imp = evaluate_impurities(ecfg, scans, output_dir)
     grains = evaluate_grains(ecfg, gscans)
     rows = []
     for m in ecfg.methods:
@@ -357,6 +402,12 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         markdown_table(by_size),
         "",
     ]
+    if ecfg.error_maps and "unet" in ecfg.methods:
+        md += [
+            "Error maps of the U-Net: `error_maps/<scan>.png` (labelled objects green when "
+            "matched, yellow when missed; predictions red when matched, magenta when false).",
+            "",
+        ]
     if registered is not None:
         md += [
             "Impurities against the labels registered to each scan (one affine map per scan, "

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-__all__ = ["boundary_region_metrics", "impurity_metrics"]
+__all__ = ["boundary_region_metrics", "impurity_metrics", "match_objects"]
 
 _EIGHT = np.ones((3, 3), bool)
 
@@ -53,27 +53,11 @@ def impurity_metrics(
     p, t = np.asarray(pred, bool), np.asarray(truth, bool)
     if p.shape != t.shape or p.ndim != 2:
         raise ValueError(f"pred and truth must be 2-D masks of one shape, got {p.shape}, {t.shape}")
-    if not 0 <= match_iou < 1:
-        raise ValueError(f"match_iou must be in [0, 1), got {match_iou}")
+    m = match_objects(p, t, match_iou=match_iou, tolerance_px=tolerance_px)
+    lt, nt, npred, matched = m["true_labels"], m["n_true"], m["n_pred"], m["true_matched"]
+    at = np.bincount(lt.ravel(), minlength=nt + 1)
     inter, union = int((p & t).sum()), int((p | t).sum())
     sp, st = int(p.sum()), int(t.sum())
-    lt, nt = ndimage.label(t, _EIGHT)
-    lp, npred = ndimage.label(p, _EIGHT)
-    if tolerance_px > 0:
-        from skimage.segmentation import expand_labels
-
-        lp = expand_labels(lp, distance=tolerance_px)
-    both = (lt > 0) & (lp > 0)
-    key = lt[both].astype(np.int64) * (npred + 1) + lp[both]
-    uniq, overlap = np.unique(key, return_counts=True)
-    ti, pi = uniq // (npred + 1), uniq % (npred + 1)
-    at, ap = np.bincount(lt.ravel(), minlength=nt + 1), np.bincount(lp.ravel(), minlength=npred + 1)
-    iou = overlap / (at[ti] + ap[pi] - overlap)
-    ok = iou > match_iou
-    matched = np.zeros(nt, bool)  # per true object
-    if ok.any():
-        graph = sparse.csr_matrix((np.ones(int(ok.sum())), (ti[ok] - 1, pi[ok] - 1)), shape=(nt, npred))
-        matched = maximum_bipartite_matching(graph, perm_type="column") >= 0
     n_matched = int(matched.sum())
     precision = n_matched / npred if npred else float("nan")
     recall = n_matched / nt if nt else float("nan")
@@ -102,6 +86,49 @@ def impurity_metrics(
         out["n_true_by_size"] = np.bincount(idx[inside], minlength=nb).tolist()
         out["n_matched_by_size"] = np.bincount(idx[inside & matched], minlength=nb).tolist()
     return out
+
+
+def match_objects(
+    pred: np.ndarray, truth: np.ndarray, *, match_iou: float = 0.0, tolerance_px: int = 0
+) -> dict:
+    """One-to-one matching of predicted and true 8-connected objects (see :func:`impurity_metrics`).
+
+    Returns
+    -------
+    dict
+        ``true_labels, pred_labels`` (int label images, shape (M, N); the
+        predictions before any ``tolerance_px`` growth), ``n_true, n_pred``,
+        ``true_matched`` (bool, shape (n_true,)) and ``pred_matched`` (bool,
+        shape (n_pred,)): whether object ``i + 1`` has a partner.
+    """
+    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"pred and truth must be 2-D masks of one shape, got {p.shape}, {t.shape}")
+    if not 0 <= match_iou < 1:
+        raise ValueError(f"match_iou must be in [0, 1), got {match_iou}")
+    lt, nt = ndimage.label(t, _EIGHT)
+    lp0, npred = ndimage.label(p, _EIGHT)
+    lp = lp0
+    if tolerance_px > 0:
+        from skimage.segmentation import expand_labels
+
+        lp = expand_labels(lp0, distance=tolerance_px)
+    both = (lt > 0) & (lp > 0)
+    key = lt[both].astype(np.int64) * (npred + 1) + lp[both]
+    uniq, overlap = np.unique(key, return_counts=True)
+    ti, pi = uniq // (npred + 1), uniq % (npred + 1)
+    at, ap = np.bincount(lt.ravel(), minlength=nt + 1), np.bincount(lp.ravel(), minlength=npred + 1)
+    iou = overlap / (at[ti] + ap[pi] - overlap)
+    ok = iou > match_iou
+    true_matched = np.zeros(nt, bool)
+    pred_matched = np.zeros(npred, bool)
+    if ok.any():
+        graph = sparse.csr_matrix((np.ones(int(ok.sum())), (ti[ok] - 1, pi[ok] - 1)), shape=(nt, npred))
+        partner = maximum_bipartite_matching(graph, perm_type="column")
+        true_matched = partner >= 0
+        pred_matched[partner[true_matched]] = True
+    return {"true_labels": lt, "pred_labels": lp0, "n_true": int(nt), "n_pred": int(npred),
+            "true_matched": true_matched, "pred_matched": pred_matched}
 
 
 def boundary_region_metrics(

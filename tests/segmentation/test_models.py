@@ -259,6 +259,8 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
     assert all(0 <= r["recall classical"] <= 1 for r in by_size if r["labelled objects"])
     md = (tmp_path / "out" / "segmentation_eval.md").read_text()
     assert "Object recall by labelled object area" in md
+    maps = sorted((tmp_path / "out" / "error_maps").glob("*.png"))
+    assert [m.stem for m in maps] == ["12", "13"]
     # the second table: the same predictions against the labels registered to each scan
     assert "labels registered to each scan" in md
     reg = {r["method"]: r for r in out["summary_registered_labels"]}
@@ -267,3 +269,24 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
         for r in rows:
             assert r["registered"]["n_pred"] == r["n_pred"]  # same predictions, other labels
             assert np.asarray(r["registered"]["shift_matrix"]).shape == (2, 3)
+
+
+def test_error_map_colours_objects_by_match_status():
+    from experiments.eval_segmentation import ERROR_COLOURS, error_map
+    from segmentation.metrics import match_objects
+
+    img = np.full((40, 40), 180, np.uint8)
+    truth = np.zeros((40, 40), bool)
+    pred = np.zeros((40, 40), bool)
+    truth[5:10, 5:10] = pred[6:11, 6:11] = True  # matched pair
+    truth[25:30, 5:10] = True  # missed label
+    pred[25:30, 25:30] = True  # false prediction
+    m = match_objects(pred, truth)
+    assert m["true_matched"].tolist() == [True, False] and m["pred_matched"].tolist() == [True, False]
+    out = error_map(img, pred, truth, zoom=2)
+    assert out.shape == (80, 80, 3) and out.dtype == np.uint8
+    colours = {tuple(int(v) for v in c) for c in out.reshape(-1, 3)}
+    assert set(ERROR_COLOURS.values()) <= colours
+    # the missed label is outlined in yellow at its place, the false prediction in magenta at its own
+    assert (out[50:60, 10:20] == ERROR_COLOURS["missed label"]).all(axis=-1).any()
+    assert (out[50:60, 50:60] == ERROR_COLOURS["false prediction"]).all(axis=-1).any()
