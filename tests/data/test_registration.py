@@ -97,3 +97,23 @@ def test_bad_input():
         local_label_shifts(img, truth, grid=(0, 2))
     with pytest.raises(ValueError, match="2-D"):
         darkness(np.zeros((3, 4, 5)))
+
+
+def test_label_contrast_tells_faint_labels_from_dark_spots():
+    from data.registration import label_contrast
+
+    img, truth = _scan_with_spots(seed=5, n=300)
+    labels = truth.copy()
+    ghost = np.zeros_like(truth)
+    for r, c in [(50, 50), (150, 300), (300, 500)]:  # labels where the scan shows nothing
+        ghost[r : r + 4, c : c + 4] = True
+    ghost &= ~cv2.dilate(truth.view(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    contrast, level = label_contrast(img, labels | ghost)
+    from scipy import ndimage
+
+    lab, n = ndimage.label(labels | ghost, np.ones((3, 3)))
+    is_ghost = np.asarray(ndimage.maximum(ghost, lab, np.arange(1, n + 1)), bool)
+    assert is_ghost.sum() >= 2
+    assert np.all(contrast[is_ghost] < level) and np.mean(contrast[~is_ghost] > level) > 0.95
+    with pytest.raises(ValueError, match="one shape"):
+        label_contrast(img, labels[:-1])

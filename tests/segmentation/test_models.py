@@ -269,6 +269,11 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
         for r in rows:
             assert r["registered"]["n_pred"] == r["n_pred"]  # same predictions, other labels
             assert np.asarray(r["registered"]["shift_matrix"]).shape == (2, 3)
+            reg_row = r["registered"]
+            assert 0 <= reg_row["n_true_visible"] <= reg_row["n_true"]
+            assert reg_row["n_matched_visible"] + reg_row["n_matched_faint"] == reg_row["n_matched"]
+    for row in reg.values():
+        assert 0 <= row["faint_label_share"] <= 1 and 0 <= row["object_f1_visible_labels"] <= 1
 
 
 def test_error_map_colours_objects_by_match_status():
