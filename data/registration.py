@@ -265,8 +265,8 @@ def label_contrast(
     radius: int = 7,
     margin: int = 7,
     percentile: float = 99.0,
-) -> tuple[np.ndarray, float]:
-    """How dark each labelled object is, and how dark the matrix's own texture gets.
+) -> tuple[np.ndarray, np.ndarray]:
+    """How dark each labelled object is, and how dark the matrix's own texture gets at its size.
 
     Parameters
     ----------
@@ -278,17 +278,18 @@ def label_contrast(
     margin : int
         The matrix reference is taken at least this far from any label.
     percentile : float
-        Percentile of the mean darkness of 3 x 3 matrix windows returned as the
-        reference level.
+        Percentile of the matrix reference (see below).
 
     Returns
     -------
     contrast : ndarray, shape (K,)
         Mean darkness of each 8-connected labelled object (label order of
         ``scipy.ndimage.label`` with 8-connectivity).
-    matrix_level : float
-        The ``percentile`` of the matrix windows: an object below it is no
-        darker than the texture of impurity-free matrix.
+    matrix_level : ndarray, shape (K,)
+        For each object, the ``percentile`` of the mean darkness of square
+        windows of impurity-free matrix with about the object's area (side
+        ``round(sqrt(area))``, 1 to 15 px): an object below it is no darker
+        than the texture of matrix without impurities at that size.
     """
     from scipy import ndimage
 
@@ -298,7 +299,11 @@ def label_contrast(
     d = darkness(image, radius=radius)
     lt, n = ndimage.label(lab, np.ones((3, 3), bool))
     contrast = np.asarray(ndimage.mean(d, lt, np.arange(1, n + 1)), float).reshape(-1)
+    side = np.clip(np.rint(np.sqrt(np.bincount(lt.ravel(), minlength=n + 1)[1:])), 1, 15).astype(int)
     near = cv2.dilate(lab.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)) > 0
-    windows = cv2.blur(d, (3, 3))[~near]
-    level = float(np.percentile(windows, percentile)) if windows.size else float("nan")
+    level = np.full(n, np.nan)
+    if (~near).any():
+        for k in np.unique(side):
+            windows = cv2.blur(d, (int(k), int(k)))[~near]
+            level[side == k] = np.percentile(windows, percentile)
     return contrast, level

@@ -165,18 +165,15 @@ def _object_scores(rows: list[dict]) -> dict:
 
 
 def _visibility_scores(rows: list[dict]) -> dict:
-    """Recall on the labelled objects darker / not darker than the matrix texture, and the F1
-    against the darker ones only (predictions matched to faint labels count as false)."""
+    """Recall on the labelled objects darker / not darker than the matrix texture."""
     n_v = sum(r["n_true_visible"] for r in rows)
     n_f = sum(r["n_true"] - r["n_true_visible"] for r in rows)
     m_v = sum(r["n_matched_visible"] for r in rows)
     m_f = sum(r["n_matched_faint"] for r in rows)
-    n_p = sum(r["n_pred"] for r in rows)
     return {
         "faint_label_share": n_f / (n_v + n_f) if n_v + n_f else float("nan"),
         "recall_visible": m_v / n_v if n_v else float("nan"),
         "recall_faint": m_f / n_f if n_f else float("nan"),
-        "object_f1_visible_labels": 2 * m_v / (n_p + n_v) if n_p + n_v else float("nan"),
     }
 
 
@@ -278,7 +275,7 @@ def evaluate_impurities(
 
             registered = register_labels(img, truth)
             contrast, matrix_level = label_contrast(img, registered.mask)
-            visible = contrast > matrix_level
+            visible = contrast > matrix_level  # per object, at its own size
             log.info("scan %s: labels registered, largest shift %.1f px, darkness under labels "
                      "%.1f -> %.1f", s, registered.max_shift_px, registered.darkness_before,
                      registered.darkness_after)
@@ -438,9 +435,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         md += [
             "Impurities against the labels registered to each scan (one affine map per scan, "
             "data.registration.register_labels; same matching). Faint labels: labelled objects "
-            "no darker on average than the 99th percentile of 3 x 3 windows of impurity-free "
-            "matrix (data.registration.label_contrast); object_f1_visible_labels scores against "
-            "the other labels only, predictions matched to faint labels counting as false:",
+            "no darker on average than the 99th percentile of square windows of their own area "
+            "in impurity-free matrix (data.registration.label_contrast):",
             "",
             markdown_table(registered),
             "",
