@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 __all__ = ["LabelRegistration", "darkness", "label_contrast", "local_label_shifts", "register_labels"]
 
@@ -138,14 +139,26 @@ def local_label_shifts(
     weights : ndarray, shape (K,)
         Labelled pixels per block.
     """
+    img, lab = _checked(image, labels, grid, max_shift)
+    return _block_shifts(darkness(img, radius=radius), lab, grid=grid, max_shift=max_shift,
+                         min_label_px=min_label_px)
+
+
+def _checked(image, labels, grid, max_shift) -> tuple[np.ndarray, np.ndarray]:
     img = np.asarray(image)
     lab = np.asarray(labels, bool)
     if img.shape != lab.shape or img.ndim != 2:
         raise ValueError(f"image and labels must be 2-D of one shape, got {img.shape}, {lab.shape}")
-    gr, gc = (int(g) for g in grid)
-    if gr < 1 or gc < 1 or max_shift < 1:
+    if min(int(g) for g in grid) < 1 or max_shift < 1:
         raise ValueError(f"grid must be >= (1, 1) and max_shift >= 1, got {grid}, {max_shift}")
-    d = darkness(img, radius=radius)
+    return img, lab
+
+
+def _block_shifts(
+    d: np.ndarray, lab: np.ndarray, *, grid: tuple[int, int], max_shift: int, min_label_px: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`local_label_shifts` on a precomputed darkness image ``d``."""
+    gr, gc = (int(g) for g in grid)
     h, w = lab.shape
     r_edges = np.linspace(0, h, gr + 1).astype(int)
     c_edges = np.linspace(0, w, gc + 1).astype(int)
@@ -224,11 +237,10 @@ def register_labels(
         With fewer than 3 usable blocks one constant shift is fitted; with none
         the labels are returned unchanged (identity matrix of shifts = 0).
     """
-    lab = np.asarray(labels, bool)
-    centres, shifts, weights = local_label_shifts(
-        image, lab, grid=grid, max_shift=max_shift, min_label_px=min_label_px, radius=radius
-    )
-    d = darkness(image, radius=radius)
+    img, lab = _checked(image, labels, grid, max_shift)
+    d = darkness(img, radius=radius)  # once: the block shifts and the before / after levels
+    centres, shifts, weights = _block_shifts(d, lab, grid=grid, max_shift=max_shift,
+                                             min_label_px=min_label_px)
     before = float(d[lab].mean()) if lab.any() else float("nan")
     if len(centres) == 0:
         return LabelRegistration(lab.copy(), np.zeros((2, 3)), centres, shifts, np.zeros(0, bool), before, before)
@@ -291,8 +303,6 @@ def label_contrast(
         ``round(sqrt(area))``, 1 to 15 px): an object below it is no darker
         than the texture of matrix without impurities at that size.
     """
-    from scipy import ndimage
-
     lab = np.asarray(labels, bool)
     if np.asarray(image).shape != lab.shape:
         raise ValueError(f"image and labels must be of one shape, got {np.shape(image)}, {lab.shape}")
