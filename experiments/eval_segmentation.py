@@ -303,17 +303,15 @@ def evaluate_impurities(
                 folder.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(folder / f"{s}.png"), error_map(img, pred, truth, zoom=cfg.error_map_zoom))
             if registered is not None:
-                from segmentation.metrics import match_objects
-
-                reg = impurity_metrics(pred, registered.mask, match_iou=cfg.match_iou)
-                hit = match_objects(pred, registered.mask, match_iou=cfg.match_iou)["true_matched"]
+                reg = impurity_metrics(pred, registered.mask, match_iou=cfg.match_iou,
+                                       true_subset=visible)
                 row["registered"] = {
                     **{k: reg[k] for k in ("iou", "dice", "n_pred", "n_true", "n_matched",
                                            "area_fraction_rel_error")},
                     # labelled objects darker than the matrix texture (data.registration.label_contrast)
-                    "n_true_visible": int(visible.sum()),
-                    "n_matched_visible": int((hit & visible).sum()),
-                    "n_matched_faint": int((hit & ~visible).sum()),
+                    "n_true_visible": reg["n_true_subset"],
+                    "n_matched_visible": reg["n_matched_subset"],
+                    "n_matched_faint": reg["n_matched"] - reg["n_matched_subset"],
                     "max_shift_px": registered.max_shift_px,
                     "shift_matrix": registered.matrix.tolist(),
                 }

@@ -22,6 +22,7 @@ def impurity_metrics(
     match_iou: float = 0.0,
     tolerance_px: int = 0,
     size_bins: tuple[float, ...] | None = None,
+    true_subset: np.ndarray | None = None,
 ) -> dict:
     """Pixel and object agreement of a predicted and a true impurity mask.
 
@@ -41,6 +42,9 @@ def impurity_metrics(
     size_bins : increasing edges in pixels, optional
         Also count the true objects and the matched ones per bin of true object
         area, ``edges[i] <= area < edges[i + 1]`` (where the misses are).
+    true_subset : ndarray of bool, shape (K,), optional
+        A flag per true 8-connected object (in ``scipy.ndimage.label`` order);
+        also count the flagged objects and the matched ones among them.
 
     Returns
     -------
@@ -48,7 +52,8 @@ def impurity_metrics(
         ``iou, dice`` (pixels), ``precision, recall, f1`` (objects),
         ``n_pred, n_true, n_matched``, ``area_fraction_pred``,
         ``area_fraction_true``, ``area_fraction_rel_error`` (pred / true - 1); with
-        ``size_bins`` also ``n_true_by_size`` and ``n_matched_by_size`` (lists, one per bin).
+        ``size_bins`` also ``n_true_by_size`` and ``n_matched_by_size`` (lists, one per bin);
+        with ``true_subset`` also ``n_true_subset`` and ``n_matched_subset``.
     """
     p, t = np.asarray(pred, bool), np.asarray(truth, bool)
     if p.shape != t.shape or p.ndim != 2:
@@ -85,6 +90,12 @@ def impurity_metrics(
         nb = edges.size - 1
         out["n_true_by_size"] = np.bincount(idx[inside], minlength=nb).tolist()
         out["n_matched_by_size"] = np.bincount(idx[inside & matched], minlength=nb).tolist()
+    if true_subset is not None:
+        subset = np.asarray(true_subset, bool)
+        if subset.shape != (nt,):
+            raise ValueError(f"true_subset must have one flag per true object ({nt}), got {subset.shape}")
+        out["n_true_subset"] = int(subset.sum())
+        out["n_matched_subset"] = int((subset & matched).sum())
     return out
 
 

@@ -348,7 +348,8 @@ def prob_to_mask(
         pixels with ``prob >= min(extent_threshold, extent_rel_peak * peak)``,
         ``peak`` its own highest probability.  A low detection threshold finds
         faint small impurities, the extent threshold keeps large ones from
-        growing a halo (the impurity area fraction); no object is lost.
+        growing a halo (the impurity area fraction); no object is lost
+        (its peak pixel stays), though one may split in pieces.
         None = one level.
     extent_rel_peak : float
         In (0, 1]; see ``extent_threshold``.

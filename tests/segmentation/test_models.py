@@ -226,6 +226,17 @@ def test_impurity_metrics_recall_by_size():
         impurity_metrics(pred, truth, size_bins=(10, 2))
 
 
+def test_impurity_metrics_counts_a_subset_of_true_objects():
+    truth = np.zeros((40, 40), bool)
+    truth[5:8, 5:8] = truth[20:24, 20:24] = truth[30:33, 5:8] = True  # objects 1, 2, 3 (label order)
+    pred = np.zeros_like(truth)
+    pred[6:9, 6:9] = pred[20:24, 20:24] = True  # match objects 1 and 2
+    m = impurity_metrics(pred, truth, true_subset=np.array([True, False, True]))
+    assert (m["n_true_subset"], m["n_matched_subset"], m["n_matched"]) == (2, 1, 2)
+    with pytest.raises(ValueError, match="one flag per true object"):
+        impurity_metrics(pred, truth, true_subset=np.array([True]))
+
+
 def test_impurity_metrics_tolerance():
     truth = np.zeros((30, 30), bool)
     truth[10:12, 10:12] = True
