@@ -33,7 +33,7 @@ every pair is evaluated instead, which is faster there.
 Parallelism is injected, never imported: :func:`weighted_kth_nn_scores` takes
 ``map_rows(score_rows, n_rows, *, chunk_size)``, a callable that applies the
 picklable chunk function ``score_rows(rows) -> raw[rows]`` to all rows (in
-process by default; ``experiments.spatial_ray.ray_map_rows`` fans chunks out
+process by default; ``experiments.pipeline.spatial_ray.ray_map_rows`` fans chunks out
 to Ray tasks).
 """
 
@@ -461,7 +461,7 @@ def spatial_score(
     """Spatial score of each RegionTable row; rows with ``area_px < cfg.min_area_px`` score 0.
 
     The participating rows are scored by :func:`weighted_kth_nn_scores`.
-    ``map_rows`` (e.g. ``experiments.spatial_ray.ray_map_rows``) is used only
+    ``map_rows`` (e.g. ``experiments.pipeline.spatial_ray.ray_map_rows``) is used only
     when at least ``cfg.ray_min_regions`` rows take part; otherwise, and when
     it is None, the search runs in process.
     """

@@ -1,6 +1,6 @@
 """The Hydra entry point: ``python -m experiments.run +exp=NAME [key=value ...]``.
 
-Runs the task named by ``cfg.task`` (see :mod:`experiments._tasks`) with the
+Runs the task named by ``cfg.task`` (see :mod:`experiments.tasks`) with the
 Hydra run directory as its output folder.  User errors (bad input, bad config)
 end with a one-line message and exit code 2, not a traceback.
 """
@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from data.errors import QuantmetError
-from experiments._tasks import get_task
+from experiments.tasks import get_task
 
 log = logging.getLogger(__name__)
 

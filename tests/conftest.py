@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +96,27 @@ def mask_archive(tmp_path):
     write_mask(root / "lot2" / "b.png", seed=2)
     write_mask(root / "lot2" / "c.png", seed=3, n=15)
     return root
+
+
+# --------------------------------------------------------------------------- browser
+
+INSTALL_SCRIPT = REPO / "tests" / "install_chromium.sh"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's Chromium, installed with apt-get on first use; skips when that is impossible."""
+    if not (CHROMIUM.exists() and shutil.which(str(CHROMIUM))):
+        try:
+            proc = subprocess.run(
+                ["bash", str(INSTALL_SCRIPT)], check=False, capture_output=True, text=True, timeout=600
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"Chromium cannot be installed ({exc}); browser test skipped")
+        if proc.returncode != 0 or not CHROMIUM.exists():
+            pytest.skip(
+                "Chromium cannot be installed with apt-get (bash tests/install_chromium.sh "
+                f"exited {proc.returncode}: {proc.stderr.strip()[-300:]}); browser test skipped"
+            )
+    return CHROMIUM

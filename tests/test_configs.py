@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments._tasks import TASKS
+from experiments.tasks import TASKS
 from experiments.config import ConfigError, pipeline_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -9,7 +9,7 @@
 2. A synthetic mask with about 100k impurities (seeded jittered grid of small
    ellipses plus a few large blobs): the same fast chain, with the spatial
    stage's time and memory (``tracemalloc`` peak; growth of ``ru_maxrss``).
-3. The spatial search in process vs on Ray (``experiments.spatial_ray``) at a
+3. The spatial search in process vs on Ray (``experiments.pipeline.spatial_ray``) at a
    few sizes (subsets of the synthetic impurities), Ray start-up excluded and
    reported apart, one warm-up call first.
 4. The naive pair loop's ``O(n^2)`` scaling measured at a few sizes on the
@@ -207,7 +207,7 @@ def _synthetic(bc: AnomalyBenchConfig) -> tuple[dict, pd.DataFrame]:
 def _ray_vs_serial(bc: AnomalyBenchConfig, table: pd.DataFrame) -> tuple[list[dict], dict]:
     import ray
 
-    from ..spatial_ray import ray_map_rows
+    from ..pipeline.spatial_ray import ray_map_rows
 
     keep = table["area_px"].to_numpy() >= SpatialConfig().min_area_px
     boxes, areas = boxes_of(table)[keep], table["area_px"].to_numpy(dtype=np.float64)[keep]

@@ -25,7 +25,7 @@ from data import discover_inputs
 
 from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from, pipeline_config
-from ..runners import StageFactory, run_stage
+from ..pipeline.runners import StageFactory, run_stage
 
 log = logging.getLogger(__name__)
 

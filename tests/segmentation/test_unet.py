@@ -177,7 +177,7 @@ def test_augment_rejects_bad_input():
 def test_patch_sampling_oversamples_impurities():
     from types import SimpleNamespace
 
-    from experiments.train_unet import TrainUNetConfig, sample_impurity_patches
+    from experiments.training.unet import TrainUNetConfig, sample_impurity_patches
 
     rng = np.random.default_rng(0)
     y = np.zeros((300, 400), bool)

@@ -10,7 +10,7 @@ against all impurities; at most ``max_in_flight`` tasks run at a time
 Use::
 
     from functools import partial
-    from experiments.spatial_ray import ray_map_rows
+    from experiments.pipeline.spatial_ray import ray_map_rows
     scores = spatial_score(table, cfg, map_rows=ray_map_rows)   # Ray only if >= cfg.ray_min_regions
     raw = weighted_kth_nn_scores(boxes, areas, k=50, normalize="none", map_rows=ray_map_rows)
 
@@ -69,7 +69,7 @@ def ray_map_rows(
     -------
     ndarray, shape (n_rows,)
 
-    Ray must be initialised by the caller (``experiments.runners.ray_session``);
+    Ray must be initialised by the caller (``experiments.pipeline.runners.ray_session``);
     if it is not, a local Ray is started on this machine's cores.
     """
     import ray

@@ -32,7 +32,7 @@ def test_every_inpainting_config_composes_and_runs(compose, option):
 def test_exp_configs_compose(compose, exp):
     cfg = compose([f"+exp={exp}"])
     assert cfg.task == exp
-    from experiments._tasks import get_task
+    from experiments.tasks import get_task
 
     assert callable(get_task(exp))
 
@@ -53,7 +53,7 @@ def _fake_grain_api(weights=None):
 
 def test_eval_inpainting_on_fake_data(compose, tmp_path, monkeypatch):
     pytest.importorskip("segmentation.grains")
-    from experiments import eval_inpainting
+    from experiments.evaluation import inpainting as eval_inpainting
 
     root = _fake_root(tmp_path)
     monkeypatch.setattr(eval_inpainting, "_grain_api", _fake_grain_api)
@@ -97,7 +97,7 @@ def test_eval_inpainting_on_fake_data(compose, tmp_path, monkeypatch):
 
 
 def test_eval_says_when_downstream_is_absent(compose, tmp_path, monkeypatch):
-    from experiments import eval_inpainting
+    from experiments.evaluation import inpainting as eval_inpainting
 
     root = _fake_root(tmp_path, names=("12", "17"))
     monkeypatch.setattr(eval_inpainting, "_grain_api", lambda weights=None: (None, "no U-Net here"))
@@ -111,7 +111,7 @@ def test_eval_says_when_downstream_is_absent(compose, tmp_path, monkeypatch):
 
 
 def test_eval_rejects_training_samples_as_validation(compose, tmp_path):
-    from experiments import eval_inpainting
+    from experiments.evaluation import inpainting as eval_inpainting
     from experiments.config import ConfigError
 
     cfg = compose(["+exp=eval_inpainting", "eval.val_scans=[10,17]"])
@@ -122,7 +122,7 @@ def test_eval_rejects_training_samples_as_validation(compose, tmp_path):
 @pytest.mark.slow
 def test_train_inpainting_tiny(compose, tmp_path):
     pytest.importorskip("keras")
-    from experiments import train_inpainting
+    from experiments.training import inpainting as train_inpainting
 
     root = _fake_root(tmp_path, names=("12", "13", "17"), shape=(200, 240))
     cfg = compose([
@@ -139,7 +139,7 @@ def test_train_inpainting_tiny(compose, tmp_path):
 
 
 def test_free_patch_origins():
-    from experiments.train_inpainting import free_patch_origins
+    from experiments.training.inpainting import free_patch_origins
 
     mask = np.zeros((20, 20), bool)
     mask[10, 10] = True

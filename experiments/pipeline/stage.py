@@ -28,7 +28,7 @@ from anomaly.scoring import score_regions
 from data import binarize_mask, label_mask, read_scan, regions_from_labels, relabel_sequential
 from data.inputs import ScanInput
 
-from .config import PipelineConfig, dataclass_from
+from ..config import PipelineConfig, dataclass_from
 
 __all__ = ["ScanResult", "ScanAnalyzer", "scan_row", "labels_path", "SCAN_COLUMNS"]
 
@@ -94,7 +94,7 @@ def scan_row(item: ScanInput, kind: str, **values: Any) -> dict:
 
 def labels_path(output_dir: Path, scan_id: str) -> Path:
     """Where the stage writes a scan's impurity label image (pixel value = region_id)."""
-    from .reporting import safe_relpath
+    from ..reporting import safe_relpath
 
     return Path(output_dir) / "labels" / f"{safe_relpath(scan_id)}.tif"
 

@@ -19,7 +19,7 @@ TINY = [
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["impurities", "grains"])
 def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_path, kind):
-    from experiments import train_unet
+    from experiments.training import unet as train_unet
 
     root = fake_mlography_root(tmp_path)
     cfg = compose([f"+exp=train_unet_{kind}", f"train.data_root={root}", "train.val_scans=[20]",
@@ -48,7 +48,7 @@ def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_pat
 
 @pytest.mark.slow
 def test_train_on_raw_labels_reports_raw_heldout_only(compose, tmp_path):
-    from experiments import train_unet
+    from experiments.training import unet as train_unet
 
     root = fake_mlography_root(tmp_path)
     cfg = compose(["+exp=train_unet_impurities", f"train.data_root={root}", "train.val_scans=[20]",
@@ -63,7 +63,7 @@ def test_train_on_raw_labels_reports_raw_heldout_only(compose, tmp_path):
 
 
 def test_tune_and_val_scans_must_differ():
-    from experiments.train_unet import TrainUNetConfig
+    from experiments.training.unet import TrainUNetConfig
 
     with pytest.raises(ValueError, match="overlap"):
         TrainUNetConfig(val_scans=("15",), tune_scans=("15", "17"))

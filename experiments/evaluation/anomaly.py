@@ -23,9 +23,9 @@ from anomaly import get_scorer
 from anomaly.combine import combine_scores
 from data.synthetic import ANOMALY_KINDS
 
-from ._eval_common import EvalScans, scored_scans
-from ._markdown import markdown_table
-from .config import dataclass_from
+from ._synthetic import EvalScans, scored_scans
+from .._markdown import markdown_table
+from ..config import dataclass_from
 
 __all__ = ["EvalAnomalyConfig", "evaluate_scores", "run"]
 

@@ -43,7 +43,7 @@ from experiments.config import dataclass_from
 
 __all__ = ["TrainShapeAEConfig", "split_files", "run"]
 
-from ._model_card import card_header
+from .model_card import card_header
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     t_start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    from .config import resolve_repo_path
+    from ..config import resolve_repo_path
 
     masks_dir = resolve_repo_path(tcfg.masks_dir)
     files = sorted(masks_dir.glob("*.png"))

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from data.inputs import ScanInput
 
-from .config import PipelineConfig, RuntimeConfig
+from ..config import PipelineConfig, RuntimeConfig
 from .stage import ScanAnalyzer, ScanResult, scan_row
 
 __all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session"]
@@ -110,7 +110,7 @@ def ray_session(runtime: RuntimeConfig):
     elif runtime.num_workers:
         kwargs["num_cpus"] = int(runtime.num_workers)
     # Workers import the project's packages from the driver's working directory.
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
     ray.init(**kwargs)
     return ray

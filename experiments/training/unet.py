@@ -52,9 +52,9 @@ from omegaconf import DictConfig
 from scipy import ndimage
 
 from data.errors import InputNotFoundError
-from experiments._model_card import card_header
+from experiments.training.model_card import card_header
 from experiments.config import dataclass_from
-from experiments.eval_segmentation import grain_regions, read_gray
+from experiments.datasets.mlography import grain_regions, read_gray
 from segmentation.metrics import impurity_metrics
 
 __all__ = [

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from experiments.config import pipeline_config
-from experiments.pipeline import run_pipeline
+from experiments.pipeline.job import run_pipeline
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import write_mask  # noqa: E402
 
@@ -208,8 +208,8 @@ def test_warm_up_loads_the_configured_models(compose, tmp_path, caplog):
     """ScanAnalyzer.warm_up loads each worker's models before its first scan; a bad file is only logged."""
     from anomaly import shape_ae
     from data import discover_inputs
-    from experiments.runners import StageFactory, run_serial
-    from experiments.stage import ScanAnalyzer
+    from experiments.pipeline.runners import StageFactory, run_serial
+    from experiments.pipeline.stage import ScanAnalyzer
     from segmentation import models
 
     pc = pipeline_config(compose(["+exp=demo", "report.html=false"]))  # U-Net, grains, shape AE

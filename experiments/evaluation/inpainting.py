@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,32 +47,27 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from data import read_image, read_scan
+from data import read_image
 from data.errors import InputNotFoundError
 from inpainting import dilate_mask, inpaint, inpaint_config
 from inpainting.holes import cluster_shapes, impurity_shapes, place_shapes
 
-from ._markdown import markdown_table
-from .config import dataclass_from
+from .._markdown import markdown_table
+from ..datasets.mlography import VAL_SCANS, read_pair, scan_names
+from ..datasets.mlography import grain_regions as labelled_regions
+from ..config import dataclass_from
 
 __all__ = [
     "EvalInpaintingConfig",
-    "VAL_SCANS",
     "boundary_f1_counts",
     "grain_regions",
     "hole_metrics",
-    "read_pair",
     "run",
-    "scan_names",
 ]
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-# Validation scans (split by scan), never 10 or 11 (bundled samples used for training): the same
-# list as the grain-boundary U-Net's (train_unet_grains), so that downstream grain numbers are
-# measured on scans that neither network saw.  Scans 15, 22 and 27 have grain labels.
-VAL_SCANS = ("15", "22", "27", "34", "39")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 @dataclass(frozen=True)
@@ -111,55 +105,9 @@ class EvalInpaintingConfig:
             raise ValueError("'none' is always the raw-scan baseline downstream; do not list it")
 
 
-# --------------------------------------------------------------------------- data
-
-
-def scan_names(root: Path) -> list[str]:
-    """Names (file stems) of the dev scans that have an impurity mask."""
-    imgs = root / "scans" / "images"
-    masks = root / "scans" / "impurity_masks"
-    names = [p.stem for p in imgs.glob("*.jpg") if (masks / f"{p.stem}.png").exists()]
-    if not names:
-        raise InputNotFoundError(f"no scans with impurity masks under {root / 'scans'}")
-    return sorted(names, key=lambda s: (len(s), s))
-
-
-def read_pair(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The gray scan (uint8, M x N) and its manual impurity mask (bool, M x N)."""
-    scan = read_scan(root / "scans" / "images" / f"{name}.jpg", scan_id=name)
-    mask, _ = read_image(root / "scans" / "impurity_masks" / f"{name}.png")
-    if mask.shape != scan.pixels.shape:
-        raise ValueError(f"scan {name}: mask shape {mask.shape} != scan shape {scan.pixels.shape}")
-    return scan.pixels, mask > 127
-
-
-_PATCH = re.compile(r"^(?P<scan>[^-]+)-(?P<R>\d+)-(?P<C>\d+)-(?P<r>\d+)-(?P<c>\d+)\.png$")
-
-
 def grain_regions(root: Path, name: str) -> list[tuple[int, int, np.ndarray]]:
-    """The labelled grain-boundary regions of a scan: ``(row, col, boundaries)`` each.
-
-    The 128x128 label crops ``SCAN-R-C-r-c.png`` of ``grain_patches/boundaries`` are put
-    back together into their regions (top-left ``(R, C)`` of the inpainted scan,
-    which is aligned with the raw scan's top-left corner).
-    """
-    crops: dict[tuple[int, int], list] = {}
-    for p in sorted((root / "grain_patches" / "boundaries").glob(f"{name}-*.png")):
-        m = _PATCH.match(p.name)
-        if m is None or m["scan"] != name:
-            continue
-        lab, _ = read_image(p)
-        part = (int(m["r"]), int(m["c"]), lab > 127)
-        crops.setdefault((int(m["R"]), int(m["C"])), []).append(part)
-    out = []
-    for (R, C), parts in sorted(crops.items()):
-        h = max(r + a.shape[0] for r, _, a in parts)
-        w = max(c + a.shape[1] for _, c, a in parts)
-        region = np.zeros((h, w), bool)
-        for r, c, a in parts:
-            region[r : r + a.shape[0], c : c + a.shape[1]] = a
-        out.append((R, C, region))
-    return out
+    """The labelled grain-boundary regions of one scan as ``(row, col, boundaries)``."""
+    return [(r.row, r.col, r.boundaries) for r in labelled_regions(root, [name])]
 
 
 # --------------------------------------------------------------------------- metrics

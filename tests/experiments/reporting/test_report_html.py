@@ -171,7 +171,7 @@ def test_cli_rebuilds_the_report(run_dir, capsys):
 def test_report_config_matches_conf_file():
     from omegaconf import OmegaConf
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "report" / "default.yaml"
+    conf = Path(__file__).resolve().parents[3] / "conf" / "report" / "default.yaml"
     cfg = ReportConfig.from_mapping(OmegaConf.to_container(OmegaConf.load(conf)))
     assert cfg == ReportConfig()  # the yaml documents the dataclass defaults
     assert set(cfg.as_kwargs()) <= set(write_report.__kwdefaults__)

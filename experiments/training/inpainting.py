@@ -38,9 +38,9 @@ from omegaconf import DictConfig
 from inpainting import DEFAULT_WEIGHTS, dilate_mask, inpaint
 from inpainting.holes import HoleSamplerConfig, hole_bank, sample_hole_masks
 
-from ._model_card import card_header
-from .config import dataclass_from
-from .eval_inpainting import VAL_SCANS, read_pair, scan_names
+from ..config import dataclass_from
+from ..datasets.mlography import VAL_SCANS, read_pair, scan_names
+from .model_card import card_header
 
 __all__ = ["TrainInpaintingConfig", "free_patch_origins", "run"]
 

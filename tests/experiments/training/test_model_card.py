@@ -7,9 +7,9 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
-from experiments._model_card import run_command
+from experiments.training.model_card import run_command
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 
 
 def test_command_outside_hydra_is_the_default():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,25 +35,3 @@ def built_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run = make_run_dir(tmp_path_factory.mktemp("report"))
     return write_report(run, top_n=50)
-
-
-INSTALL_SCRIPT = Path(__file__).with_name("install_chromium.sh")
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    """Debian's Chromium, installed with apt-get on first use; skips when that is impossible."""
-    if not (CHROMIUM.exists() and shutil.which(str(CHROMIUM))):
-        try:
-            proc = subprocess.run(
-                ["bash", str(INSTALL_SCRIPT)], check=False, capture_output=True, text=True, timeout=600
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.skip(f"Chromium cannot be installed ({exc}); browser test skipped")
-        if proc.returncode != 0 or not CHROMIUM.exists():
-            pytest.skip(
-                "Chromium cannot be installed with apt-get (bash tests/reporting/install_chromium.sh "
-                f"exited {proc.returncode}: {proc.stderr.strip()[-300:]}); browser test skipped"
-            )
-    return CHROMIUM

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 
 from experiments.config import pipeline_config
-from experiments.pipeline import run_pipeline
-from experiments.runners import StageFactory, run_ray
+from experiments.pipeline.job import run_pipeline
+from experiments.pipeline.runners import StageFactory, run_ray
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import write_mask  # noqa: E402
 

@@ -33,75 +33,18 @@ from omegaconf import DictConfig
 
 from data.errors import InputNotFoundError
 from experiments.config import dataclass_from
+from experiments.datasets.mlography import GrainRegion, grain_regions, read_gray
 from segmentation.metrics import boundary_region_metrics, impurity_metrics
 
 __all__ = [
     "EvalSegmentationConfig",
-    "GrainRegion",
     "evaluate_grains",
     "error_map",
     "evaluate_impurities",
-    "grain_regions",
-    "read_gray",
     "run",
 ]
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- data
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """A gray uint8 image (RGB files are converted); clear error when missing."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise InputNotFoundError(f"cannot read image {path}")
-    return img
-
-
-@dataclass(frozen=True)
-class GrainRegion:
-    """A labelled 256 x 256 grain-boundary region of an inpainted scan."""
-
-    scan: str
-    row: int
-    col: int
-    boundaries: np.ndarray = field(repr=False)  # bool (h, w), 255 = boundary in the files
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        h, w = self.boundaries.shape
-        return slice(self.row, self.row + h), slice(self.col, self.col + w)
-
-
-def grain_regions(data_root: Path, scans: list[str] | None = None) -> list[GrainRegion]:
-    """Assemble the labelled regions from ``grain_patches/boundaries/SCAN-R-C-r-c.png``.
-
-    Each region is the union of its patches at offsets (r, c); returned sorted by (scan, R, C).
-    """
-    folder = Path(data_root) / "grain_patches" / "boundaries"
-    files = sorted(folder.glob("*.png"))
-    if not files:
-        raise InputNotFoundError(f"no grain-boundary patches in {folder}")
-    groups: dict[tuple[str, int, int], list[tuple[int, int, np.ndarray]]] = {}
-    for f in files:
-        parts = f.stem.split("-")
-        if len(parts) != 5:
-            raise ValueError(f"unexpected grain patch name {f.name}; expected SCAN-R-C-r-c.png")
-        scan, rr, cc, r, c = parts[0], *map(int, parts[1:])
-        if scans is not None and scan not in scans:
-            continue
-        groups.setdefault((scan, rr, cc), []).append((r, c, read_gray(f) > 127))
-    out = []
-    for (scan, rr, cc), patches in sorted(groups.items(), key=lambda kv: (int(kv[0][0]), kv[0][1], kv[0][2])):
-        h = max(r + p.shape[0] for r, _, p in patches)
-        w = max(c + p.shape[1] for _, c, p in patches)
-        lab = np.zeros((h, w), bool)
-        for r, c, p in patches:
-            lab[r : r + p.shape[0], c : c + p.shape[1]] = p
-        out.append(GrainRegion(scan, rr, cc, lab))
-    return out
 
 
 # --------------------------------------------------------------------------- task

@@ -25,9 +25,9 @@ import pandas as pd
 import pytest
 
 from experiments.config import pipeline_config
-from experiments.pipeline import run_pipeline
+from experiments.pipeline.job import run_pipeline
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import write_mask  # noqa: E402
 

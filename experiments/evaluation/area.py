@@ -33,9 +33,9 @@ from anomaly.combine import combine_scores
 from anomaly import get_scorer
 from anomaly.rank import rank_clusters
 
-from ._eval_common import EvalScans, scored_scans
-from ._markdown import markdown_table
-from .config import dataclass_from
+from ._synthetic import EvalScans, scored_scans
+from .._markdown import markdown_table
+from ..config import dataclass_from
 
 __all__ = ["EvalAreaConfig", "run"]
 

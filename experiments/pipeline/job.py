@@ -20,7 +20,7 @@ from anomaly.rank import rank_clusters
 from data import discover_inputs, empty_regions
 
 from .checkpoint import PartStore
-from .config import PipelineConfig, pipeline_config, resolve_input
+from ..config import PipelineConfig, pipeline_config, resolve_input
 from .runners import StageFactory, run_stage
 from .stage import SCAN_COLUMNS, ScanResult, labels_path
 
@@ -112,7 +112,7 @@ def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConf
 
     from data import read_scan
 
-    from .reporting import ReportConfig, heatmap_relpath, save_heatmap, score_settings, write_report
+    from ..reporting import ReportConfig, heatmap_relpath, save_heatmap, score_settings, write_report
 
     rc = ReportConfig.from_mapping(pc.report)
     for _, row in scans[scans["status"] == "ok"].iterrows():

@@ -14,7 +14,7 @@ def tiny_scans():
 
 
 def test_eval_anomaly_runs(compose, tmp_path, tiny_scans):
-    from experiments.eval_anomaly import run
+    from experiments.evaluation.anomaly import run
 
     cfg = compose(["+exp=eval_anomaly"])
     OmegaConf.update(cfg, "eval.scans", tiny_scans, merge=False)
@@ -29,7 +29,7 @@ def test_eval_anomaly_runs(compose, tmp_path, tiny_scans):
 
 
 def test_eval_area_runs(compose, tmp_path, tiny_scans):
-    from experiments.eval_area import run
+    from experiments.evaluation.area import run
 
     cfg = compose(["+exp=eval_area", "anomaly.scorers.spatial.k=10", "~anomaly.scorers.shape"])
     OmegaConf.update(cfg, "eval.scans", tiny_scans, merge=False)

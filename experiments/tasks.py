@@ -17,20 +17,20 @@ from omegaconf import DictConfig
 TaskFn = Callable[[DictConfig, Path], int]
 
 TASKS: dict[str, str] = {
-    "pipeline": "experiments.pipeline:run_task",
+    "pipeline": "experiments.pipeline.job:run_task",
     "bench_regions": "experiments.bench.regions:run",
     "bench_anomaly": "experiments.bench.anomaly:run",
     "bench_area": "experiments.bench.area:run",
     "bench_archive": "experiments.bench.archive:run",
-    "eval_anomaly": "experiments.eval_anomaly:run",
-    "eval_area": "experiments.eval_area:run",
-    "train_shape_ae": "experiments.train_shape_ae:run",
-    "train_unet_impurities": "experiments.train_unet:run_impurities",
-    "train_unet_grains": "experiments.train_unet:run_grains",
-    "eval_segmentation": "experiments.eval_segmentation:run",
+    "eval_anomaly": "experiments.evaluation.anomaly:run",
+    "eval_area": "experiments.evaluation.area:run",
+    "train_shape_ae": "experiments.training.shape_ae:run",
+    "train_unet_impurities": "experiments.training.unet:run_impurities",
+    "train_unet_grains": "experiments.training.unet:run_grains",
+    "eval_segmentation": "experiments.evaluation.segmentation:run",
     "bench_segmentation": "experiments.bench.segmentation:run",
-    "train_inpainting": "experiments.train_inpainting:run",
-    "eval_inpainting": "experiments.eval_inpainting:run",
+    "train_inpainting": "experiments.training.inpainting:run",
+    "eval_inpainting": "experiments.evaluation.inpainting:run",
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install Debian's Chromium for the browser tests (idempotent, fast when already installed).
-# Usage: bash tests/reporting/install_chromium.sh   (needs root or passwordless sudo)
+# Usage: bash tests/install_chromium.sh   (needs root or passwordless sudo)
 # Never runs `playwright install` (that downloads a browser build, which cannot be fetched here).
 set -euo pipefail
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
