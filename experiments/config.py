@@ -58,7 +58,6 @@ class DataConfig:
     pixel_size_um: float | None = None
     min_area_px: int = 1
     connectivity: int = 2
-    dataset_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("scan", "mask"):

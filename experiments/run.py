@@ -16,9 +16,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from data.errors import QuantmetError
+from experiments.schemas import register as _register_schemas
 from experiments.tasks import get_task
 
 log = logging.getLogger(__name__)
+_register_schemas()  # the train / eval / bench groups (typed defaults), before Hydra composes
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -28,6 +28,10 @@ def compose():
     from hydra import compose as _compose
     from hydra import initialize_config_dir
 
+    from experiments.schemas import register
+
+    register()
+
     def _make(overrides=()):
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             return _compose(config_name="config", overrides=list(overrides))

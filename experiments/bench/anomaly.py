@@ -30,7 +30,7 @@ import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -48,35 +48,13 @@ from ..config import dataclass_from
 from .naive_mlography import naive_mlography, naive_spatial_raw
 from .._markdown import markdown_table
 from .regions import _mask_files, load_mask, measure, single_thread
+from .config import AnomalyBenchConfig
 
 __all__ = ["AnomalyBenchConfig", "run", "synthetic_mask"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AnomalyBenchConfig:
-    """Options of ``bench_anomaly`` (section ``bench:`` of ``conf/exp/bench_anomaly.yaml``)."""
-
-    repeats: int = 5
-    masks: str = "large_masks"
-    naive: bool = True
-    naive_max_regions: int | None = None  # None: the whole mask
-    synthetic: bool = True
-    synthetic_shape: tuple = (6000, 6000)
-    synthetic_cell: int = 18
-    synthetic_seed: int = 0
-    ray: bool = True
-    ray_sizes: tuple = (10_000, 30_000, 100_000)
-    ray_num_cpus: int | None = None  # None: all cores
-    naive_scaling_sizes: tuple = (500, 1000, 2000)
-    target_speedup: float = 200.0
-    target_spatial_100k_s: float = 10.0
-    target_spatial_100k_mb: float = 2048.0
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
 
 
 def synthetic_mask(

@@ -15,7 +15,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,15 +26,11 @@ from data import discover_inputs
 from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from, pipeline_config
 from ..pipeline.runners import StageFactory, run_stage
+from .config import ArchiveBenchConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ArchiveBenchConfig:
-    copies_masks: int = 8
-    copies_scans: int = 8
-    workers: tuple = (1, 2)
 
 
 def _replicate(src: list[Path], copies: int, dest: Path) -> Path:

@@ -25,7 +25,6 @@ import json
 import logging
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,12 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly.area import MarketConfig, PRICE_FROM, market_assign, market_clustering
+from anomaly.area import MarketConfig, market_assign, market_clustering
 
 from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from
 from .naive_market import naive_market_assign
+from .config import AreaBenchConfig
 
 __all__ = ["AreaBenchConfig", "synthetic_scan", "measure_area", "measure_mask", "run"]
 
@@ -47,28 +47,6 @@ log = logging.getLogger(__name__)
 REAL_DENSITY = 2.85e-4
 
 
-@dataclass(frozen=True)
-class AreaBenchConfig:
-    """Options of ``bench_area`` (section ``bench:`` of ``conf/exp/bench_area.yaml``)."""
-
-    n_scored: int = 5000
-    seed: int = 0
-    naive_n: int = 1000
-    repeats: int = 3
-    n_clusters: int = 10
-    price_from: tuple[str, ...] = PRICE_FROM
-    sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10000)
-    masks: str = "large_masks"  # folder under data/samples, or a path; "" to skip
-    target_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "price_from", tuple(self.price_from))
-        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
-        if self.n_scored < 1 or self.naive_n < 1 or self.repeats < 1:
-            raise ValueError("bench.n_scored, bench.naive_n and bench.repeats must be >= 1")
-        bad = [p for p in self.price_from if p not in PRICE_FROM]
-        if bad:
-            raise ValueError(f"bench.price_from entries must be in {PRICE_FROM}, got {bad}")
 
 
 def synthetic_scan(

@@ -24,7 +24,6 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,23 +35,13 @@ from data import binarize_mask, label_mask, read_image, regions_from_labels, reg
 
 from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from
+from .config import RegionsBenchConfig
 
 __all__ = ["RegionsBenchConfig", "run", "measure", "single_thread"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RegionsBenchConfig:
-    """Options of ``bench_regions`` (section ``bench:`` of ``conf/exp/bench_regions.yaml``)."""
-
-    repeats: int = 7
-    masks: str = "large_masks"  # folder under data/samples, or a path
-    target_s: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1:
-            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
 
 
 @contextlib.contextmanager

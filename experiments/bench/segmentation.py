@@ -23,7 +23,7 @@ import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -31,30 +31,13 @@ from omegaconf import DictConfig
 
 from .._markdown import markdown_table
 from ..config import SAMPLES_DIR, dataclass_from
+from .config import SegmentationBenchConfig
 
 __all__ = ["SegmentationBenchConfig", "prior_art_tiles", "run"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SegmentationBenchConfig:
-    """Options of the ``bench:`` section of ``conf/exp/bench_segmentation.yaml``."""
-
-    scan: str = "scans/10.jpg"  # under data/samples, or a path
-    repeats: int = 3
-    tile: int = 256
-    overlap: int = 32
-    batch_size: int = 8
-    prior_tile: int = 128
-    prior_stride: int = 16
-    sample_tiles: int = 200
-    threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default (all cores)
-    target_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.repeats < 1 or self.sample_tiles < 1:
-            raise ValueError("repeats and sample_tiles must be >= 1")
 
 
 def prior_art_tiles(shape: tuple[int, int], *, tile: int = 128, stride: int = 16) -> int:

@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data.errors import InputNotFoundError
 
+from .splits import VAL_SCANS
+
 __all__ = [
     "VAL_SCANS",
+    "dev_root",
     "GrainRegion",
     "grain_regions",
     "read_gray",
@@ -28,13 +30,25 @@ __all__ = [
     "scan_names",
 ]
 
-#: Validation scans (split by scan) of every shipped model: never trained or tuned on. Never
-#: 10 or 11 (the bundled samples, used for training).  Scans 15, 22 and 27 have grain labels.
-VAL_SCANS: tuple[str, ...] = ("15", "22", "27", "34", "39")
+def dev_root(path: str | Path) -> Path:
+    """The development data folder named by a config (``paths.mlography``), checked.
+
+    Relative paths are taken against the repository root, ``~`` is expanded.
+    """
+    from experiments.config import resolve_repo_path
+
+    if not str(path or "").strip():
+        raise InputNotFoundError("no development data folder: set paths.mlography (or MLOGRAPHY_DATA)")
+    root = resolve_repo_path(path)
+    if not root.is_dir():
+        raise InputNotFoundError(f"development data folder not found: {root} (paths.mlography / MLOGRAPHY_DATA)")
+    return root
 
 
 def read_gray(path: Path) -> np.ndarray:
     """A gray uint8 image (RGB files are converted); clear error when missing."""
+    import cv2
+
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise InputNotFoundError(f"cannot read image {path}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,26 +25,13 @@ from data.synthetic import ANOMALY_KINDS
 from ._synthetic import EvalScans, scored_scans
 from .._markdown import markdown_table
 from ..config import dataclass_from
+from .config import EvalAnomalyConfig
 
 __all__ = ["EvalAnomalyConfig", "evaluate_scores", "run"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EvalAnomalyConfig:
-    scans: dict = field(default_factory=dict)
-    scorers: dict = field(default_factory=lambda: {"spatial": {}, "circle": {}, "shape": {}})
-    combinations: list = field(
-        default_factory=lambda: [
-            ["product", ["spatial", "circle"]],
-            ["product", ["spatial", "shape"]],
-            ["product", ["spatial", "circle", "shape"]],
-            ["rank_mean", ["spatial", "circle", "shape"]],
-            ["max", ["spatial", "circle", "shape"]],
-        ]
-    )
-    target_auc: float = 0.95
 
 
 def _precision_at(y: np.ndarray, s: np.ndarray, k: int) -> float:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,18 +36,13 @@ from anomaly.rank import rank_clusters
 from ._synthetic import EvalScans, scored_scans
 from .._markdown import markdown_table
 from ..config import dataclass_from
+from .config import EvalAreaConfig
 
 __all__ = ["EvalAreaConfig", "run"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EvalAreaConfig:
-    scans: dict = field(default_factory=dict)
-    # market variants beside the run's own anomaly.area (the list lives in conf/exp/eval_area.yaml)
-    variants: list = field(default_factory=list)
-    target_recall: float = 0.9
 
 
 def _overlap(a: pd.DataFrame | pd.Series, b: pd.DataFrame | pd.Series) -> np.ndarray:

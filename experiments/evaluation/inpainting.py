@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +52,10 @@ from inpainting import dilate_mask, inpaint, inpaint_config
 from inpainting.holes import cluster_shapes, impurity_shapes, place_shapes
 
 from .._markdown import markdown_table
-from ..datasets.mlography import VAL_SCANS, read_pair, scan_names
+from ..datasets.mlography import dev_root, read_pair, scan_names
 from ..datasets.mlography import grain_regions as labelled_regions
 from ..config import dataclass_from
+from .config import EvalInpaintingConfig
 
 __all__ = [
     "EvalInpaintingConfig",
@@ -70,39 +70,6 @@ log = logging.getLogger(__name__)
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-@dataclass(frozen=True)
-class EvalInpaintingConfig:
-    """Options of the ``eval:`` section of ``conf/exp/eval_inpainting.yaml``."""
-
-    data_root: str = "/work/shared/datasets/mlography"
-    val_scans: tuple[str, ...] = VAL_SCANS
-    methods: tuple[str, ...] = ("telea", "ns", "biharmonic", "generative")
-    method_options: dict = field(default_factory=dict)
-    holes_per_scan: int = 300
-    cluster_fraction: float = 0.25
-    gap_px: int = 3
-    seed: int = 0
-    downstream: bool = True
-    grain_weights: str | None = None
-    prior_art: bool = True
-    tolerance_px: int = 2
-    near_px: int = 8
-    max_scans: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
-        object.__setattr__(self, "methods", tuple(str(m) for m in self.methods))
-        bad = {"10", "11"} & set(self.val_scans)
-        if bad:
-            raise ValueError(
-                f"scans {sorted(bad)} are bundled training samples, not validation scans"
-            )
-        if self.holes_per_scan < 1 or not 0.0 <= self.cluster_fraction <= 1.0:
-            raise ValueError("holes_per_scan must be >= 1 and cluster_fraction in [0, 1]")
-        if self.gap_px < 0 or self.tolerance_px < 0 or self.near_px < 0:
-            raise ValueError("gap_px, tolerance_px and near_px must be >= 0")
-        if "none" in self.methods:
-            raise ValueError("'none' is always the raw-scan baseline downstream; do not list it")
 
 
 def grain_regions(root: Path, name: str) -> list[tuple[int, int, np.ndarray]]:
@@ -274,7 +241,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(ecfg.data_root).expanduser()
+    root = dev_root(ecfg.data_root)
     names = scan_names(root)
     val = [s for s in ecfg.val_scans if s in names]
     missing = sorted(set(ecfg.val_scans) - set(val))

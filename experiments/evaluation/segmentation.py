@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from data.errors import InputNotFoundError
 from experiments.config import dataclass_from
-from experiments.datasets.mlography import GrainRegion, grain_regions, read_gray
+from experiments.datasets.mlography import GrainRegion, dev_root, grain_regions, read_gray
 from segmentation.metrics import boundary_region_metrics, impurity_metrics
+from .config import EvalSegmentationConfig
 
 __all__ = [
     "EvalSegmentationConfig",
@@ -50,40 +50,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- task
 
 
-@dataclass(frozen=True)
-class EvalSegmentationConfig:
-    """Options of the ``eval:`` section of ``conf/exp/eval_segmentation.yaml``."""
-
-    data_root: str = "/work/shared/datasets/mlography"
-    scans: tuple[str, ...] | None = None  # None = the validation scans of the impurity model card
-    grain_scans: tuple[str, ...] | None = None  # None = the validation scans of the grain model card
-    match_iou: float = 0.0
-    strict_match_iou: float = 0.5
-    match_tolerance_px: int = 2
-    tolerance: float = 2.0
-    line_spacing: int = 10
-    methods: tuple[str, ...] = ("unet", "classical", "reference")
-    classical: dict | None = None
-    # Keyword options of segmentation.predict_impurity_mask (e.g. {extent_threshold: 0.5}).
-    unet_options: dict = field(default_factory=dict)
-    # Object recall per bin of labelled object area (px): where the misses are.
-    size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
-    # Write error_maps/<scan>.png: the U-Net's matched / missed / false objects on the scan.
-    error_maps: bool = True
-    error_map_zoom: int = 2
-    # Also score against the labels registered to each scan (data.registration.register_labels):
-    # the drawn labels are up to 3-5 px off across a scan; the main table stays on the raw labels.
-    registered_labels: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("scans", "grain_scans"):
-            v = getattr(self, name)
-            if v is not None:
-                object.__setattr__(self, name, tuple(str(s) for s in v))
-        object.__setattr__(self, "methods", tuple(self.methods))
-        bad = set(self.methods) - {"unet", "classical", "reference"}
-        if bad:
-            raise ValueError(f"unknown methods {sorted(bad)}; expected unet, classical, reference")
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -202,7 +168,7 @@ def evaluate_impurities(
     cfg: EvalSegmentationConfig, scans: list[str], output_dir: Path | None = None
 ) -> dict[str, list[dict]]:
     """Per-scan impurity metrics for each configured method."""
-    root = Path(cfg.data_root)
+    root = dev_root(cfg.data_root)
     results: dict[str, list[dict]] = {m: [] for m in cfg.methods}
     seg = None
     if "classical" in cfg.methods:
@@ -265,7 +231,7 @@ def evaluate_impurities(
 
 def evaluate_grains(cfg: EvalSegmentationConfig, scans: list[str]) -> dict[str, list[dict]]:
     """Per-region boundary metrics of the U-Net and the prior art's published boundaries."""
-    root = Path(cfg.data_root)
+    root = dev_root(cfg.data_root)
     regions = grain_regions(root, scans)
     methods = [m for m in cfg.methods if m in ("unet", "reference")]
     results: dict[str, list[dict]] = {m: [] for m in methods}

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +38,9 @@ from inpainting import DEFAULT_WEIGHTS, dilate_mask, inpaint
 from inpainting.holes import HoleSamplerConfig, hole_bank, sample_hole_masks
 
 from ..config import dataclass_from
-from ..datasets.mlography import VAL_SCANS, read_pair, scan_names
+from ..datasets.mlography import dev_root, read_pair, scan_names
 from .model_card import card_header
+from .config import TrainInpaintingConfig
 
 __all__ = ["TrainInpaintingConfig", "free_patch_origins", "run"]
 
@@ -49,38 +49,6 @@ log = logging.getLogger(__name__)
 COMMAND = "python -m experiments.run +exp=train_inpainting"
 
 
-@dataclass(frozen=True)
-class TrainInpaintingConfig:
-    """Options of the ``train:`` section of ``conf/exp/train_inpainting.yaml``."""
-
-    data_root: str = "/work/shared/datasets/mlography"
-    val_scans: tuple[str, ...] = VAL_SCANS
-    patch_size: int = 64
-    free_dilation_px: int = 3
-    patches_per_scan: int = 500
-    val_patches: int = 384
-    holes: dict = field(default_factory=dict)
-    width: int = 16
-    coarse_dilations: tuple[int, ...] = (2, 4, 8)
-    loss: dict = field(default_factory=dict)
-    epochs: int = 4
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    time_budget_s: float = 840.0
-    threads: int = 1
-    seed: int = 0
-    install: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
-        object.__setattr__(self, "coarse_dilations", tuple(int(d) for d in self.coarse_dilations))
-        if {"10", "11"} & set(self.val_scans):
-            raise ValueError("scans 10 and 11 are bundled training samples, not validation scans")
-        if self.patch_size < 16 or self.patch_size % 4:
-            raise ValueError(f"patch_size must be a multiple of 4 and >= 16, got {self.patch_size}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patches_per_scan < 1 or self.threads < 1:
-            raise ValueError("epochs, batch_size, patches_per_scan and threads must be >= 1")
-        HoleSamplerConfig(**self.holes)  # validate early
 
 
 def free_patch_origins(mask: np.ndarray, size: int, *, dilation_px: int) -> np.ndarray:
@@ -211,7 +179,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     t_start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tcfg.data_root).expanduser()
+    root = dev_root(tcfg.data_root)
     names = scan_names(root)
     val = [n for n in names if n in tcfg.val_scans]
     train = [n for n in names if n not in tcfg.val_scans]

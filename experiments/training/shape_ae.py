@@ -28,7 +28,6 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -44,41 +43,13 @@ from experiments.config import dataclass_from
 __all__ = ["TrainShapeAEConfig", "split_files", "run"]
 
 from .model_card import card_header
+from .config import TrainShapeAEConfig
 
 log = logging.getLogger(__name__)
 
 COMMAND = "python -m experiments.run +exp=train_shape_ae"
 
 
-@dataclass(frozen=True)
-class TrainShapeAEConfig:
-    """Options of the ``train:`` section of ``conf/exp/train_shape_ae.yaml``."""
-
-    masks_dir: str = "../shared/datasets/mlography/impurity_scan_masks"
-    val_fraction: float = 0.2
-    seed: int = 0
-    crop_size: int = 32
-    fill: float = 0.8
-    min_area_px: int = 50
-    normal_max_circle: float = 0.3
-    anomalous_min_circle: float = 0.55
-    anomalous_per_normal: float = 1.0
-    filters: tuple[int, ...] = (16, 32, 64)
-    latent_dim: int = 32
-    epochs: int = 12
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    eval_min_area_px: int = 10
-    install: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "filters", tuple(int(f) for f in self.filters))
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not self.normal_max_circle < self.anomalous_min_circle:
-            raise ValueError("normal_max_circle must be below anomalous_min_circle")
-        if self.epochs < 1 or self.batch_size < 1 or self.anomalous_per_normal <= 0:
-            raise ValueError("epochs, batch_size and anomalous_per_normal must be positive")
 
 
 def split_files(

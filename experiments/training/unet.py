@@ -54,8 +54,9 @@ from scipy import ndimage
 from data.errors import InputNotFoundError
 from experiments.training.model_card import card_header
 from experiments.config import dataclass_from
-from experiments.datasets.mlography import grain_regions, read_gray
+from experiments.datasets.mlography import dev_root, grain_regions, read_gray
 from segmentation.metrics import impurity_metrics
+from .config import TrainUNetConfig
 
 __all__ = [
     "TrainUNetConfig",
@@ -70,72 +71,6 @@ log = logging.getLogger(__name__)
 KINDS = ("impurities", "grains")
 
 
-@dataclass(frozen=True)
-class TrainUNetConfig:
-    """Options of the ``train:`` section of ``conf/exp/train_unet_*.yaml``."""
-
-    data_root: str = "/work/shared/datasets/mlography"
-    val_scans: tuple[str, ...] = ("15", "22", "27", "34", "39")
-    # Tuning scans (taken out of training): choose the epoch, threshold and post-processing, so
-    # the validation scans are only ever predicted once, for the card's held-out metrics.
-    # Empty = tune on the validation scans (optimistic).
-    tune_scans: tuple[str, ...] = ()
-    unet: dict = field(default_factory=lambda: {"depth": 3, "base_width": 8})
-    loss: dict = field(default_factory=lambda: {"name": "combo", "bce": 1.0, "dice": 1.0})
-    augment: dict = field(default_factory=dict)
-    patch: int = 128
-    patches_per_epoch: int = 1024
-    positive_fraction: float = 0.6
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    min_learning_rate: float = 1e-4
-    lr_patience: int = 3
-    epochs: int = 60
-    patience: int = 8
-    max_minutes: float = 14.0
-    threads: int = 1
-    seed: int = 0
-    tile: int = 256
-    overlap: int = 32
-    match_iou: float = 0.0
-    tolerance: float = 2.0
-    thresholds: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    monitor_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
-    min_sizes: tuple[int, ...] = (0, 3, 6, 10)
-    # How the card's threshold is chosen on the tuning scans: "score" = the monitored score
-    # (object F1 / boundary F1); "f1_minus_heyn" (grains) = boundary F1 - |Heyn-mean error|.
-    selection: str = "score"
-    # Impurities: warp each scan's labels onto its dark spots (data.registration) before training
-    # and tuning; the card's held-out metrics are reported against the raw and the registered labels.
-    register_labels: bool = False
-    install: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
-        object.__setattr__(self, "tune_scans", tuple(str(s) for s in self.tune_scans))
-        if set(self.tune_scans) & set(self.val_scans):
-            raise ValueError(
-                f"tune_scans and val_scans overlap: {sorted(set(self.tune_scans) & set(self.val_scans))}"
-            )
-        object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
-        object.__setattr__(
-            self, "monitor_thresholds", tuple(float(t) for t in self.monitor_thresholds)
-        )
-        object.__setattr__(self, "min_sizes", tuple(int(t) for t in self.min_sizes))
-        for s in ("10", "11"):
-            if s in self.val_scans or s in self.tune_scans:
-                raise ValueError(f"scan {s} is bundled in data/samples and must stay in training")
-        if not self.val_scans:
-            raise ValueError("val_scans must name at least one scan")
-        if not 0.0 <= self.positive_fraction <= 1.0:
-            raise ValueError(f"positive_fraction must be in [0, 1], got {self.positive_fraction}")
-        for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.selection not in ("score", "f1_minus_heyn"):
-            raise ValueError(f"selection must be 'score' or 'f1_minus_heyn', got {self.selection!r}")
-        if not all(0 < t < 1 for t in self.thresholds):
-            raise ValueError(f"thresholds must be in (0, 1), got {self.thresholds}")
 
 
 def _set_threads(n: int) -> None:
@@ -350,7 +285,7 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     t_start = time.perf_counter()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tcfg.data_root).expanduser()
+    root = dev_root(tcfg.data_root)
     names = _scan_names(root)
     missing = sorted((set(tcfg.val_scans) | set(tcfg.tune_scans)) - set(names))
     if missing:

@@ -1,0 +1,100 @@
+"""Typed options of the bench tasks (the ``bench:`` section of their presets).
+
+Light on purpose: ``experiments.schemas`` registers these dataclasses as Hydra structured configs, so every
+key has its default here and a preset in ``conf/exp`` lists only its deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnomalyBenchConfig:
+    """Options of ``bench_anomaly`` (section ``bench:`` of ``conf/exp/bench_anomaly.yaml``)."""
+
+    repeats: int = 5
+    masks: str = "large_masks"
+    naive: bool = True
+    naive_max_regions: int | None = None  # None: the whole mask
+    synthetic: bool = True
+    synthetic_shape: tuple = (6000, 6000)
+    synthetic_cell: int = 18
+    synthetic_seed: int = 0
+    ray: bool = True
+    ray_sizes: tuple = (10_000, 30_000, 100_000)
+    ray_num_cpus: int | None = None  # None: all cores
+    naive_scaling_sizes: tuple = (500, 1000, 2000)
+    target_speedup: float = 200.0
+    target_spatial_100k_s: float = 10.0
+    target_spatial_100k_mb: float = 2048.0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
+class ArchiveBenchConfig:
+    copies_masks: int = 8
+    copies_scans: int = 8
+    workers: tuple = (1, 2)
+
+
+@dataclass(frozen=True)
+class AreaBenchConfig:
+    """Options of ``bench_area`` (section ``bench:`` of ``conf/exp/bench_area.yaml``)."""
+
+    n_scored: int = 5000
+    seed: int = 0
+    naive_n: int = 1000
+    repeats: int = 3
+    n_clusters: int = 10
+    price_from: tuple[str, ...] = ("members", "cores")  # anomaly.area.PRICE_FROM
+    sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10000)
+    masks: str = "large_masks"  # folder under data/samples, or a path; "" to skip
+    target_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "price_from", tuple(self.price_from))
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if self.n_scored < 1 or self.naive_n < 1 or self.repeats < 1:
+            raise ValueError("bench.n_scored, bench.naive_n and bench.repeats must be >= 1")
+        from anomaly.area import PRICE_FROM
+
+        bad = [p for p in self.price_from if p not in PRICE_FROM]
+        if bad:
+            raise ValueError(f"bench.price_from entries must be in {PRICE_FROM}, got {bad}")
+
+
+@dataclass(frozen=True)
+class RegionsBenchConfig:
+    """Options of ``bench_regions`` (section ``bench:`` of ``conf/exp/bench_regions.yaml``)."""
+
+    repeats: int = 7
+    masks: str = "large_masks"  # folder under data/samples, or a path
+    target_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
+class SegmentationBenchConfig:
+    """Options of the ``bench:`` section of ``conf/exp/bench_segmentation.yaml``."""
+
+    scan: str = "scans/10.jpg"  # under data/samples, or a path
+    repeats: int = 3
+    tile: int = 256
+    overlap: int = 32
+    batch_size: int = 8
+    prior_tile: int = 128
+    prior_stride: int = 16
+    sample_tiles: int = 200
+    threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default (all cores)
+    target_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.sample_tiles < 1:
+            raise ValueError("repeats and sample_tiles must be >= 1")

@@ -1,0 +1,106 @@
+"""Typed options of the evaluation tasks (the ``eval:`` section of their presets).
+
+Light on purpose: ``experiments.schemas`` registers these dataclasses as Hydra structured configs, so every
+key has its default here and a preset in ``conf/exp`` lists only its deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from experiments.datasets.splits import VAL_SCANS
+
+
+@dataclass(frozen=True)
+class EvalAnomalyConfig:
+    scans: dict = field(default_factory=dict)
+    scorers: dict = field(default_factory=lambda: {"spatial": {}, "circle": {}, "shape": {}})
+    combinations: list = field(
+        default_factory=lambda: [
+            ["product", ["spatial", "circle"]],
+            ["product", ["spatial", "shape"]],
+            ["product", ["spatial", "circle", "shape"]],
+            ["rank_mean", ["spatial", "circle", "shape"]],
+            ["max", ["spatial", "circle", "shape"]],
+        ]
+    )
+    target_auc: float = 0.95
+
+
+@dataclass(frozen=True)
+class EvalAreaConfig:
+    scans: dict = field(default_factory=dict)
+    # market variants beside the run's own anomaly.area (the list lives in conf/exp/eval_area.yaml)
+    variants: list = field(default_factory=list)
+    target_recall: float = 0.9
+
+
+@dataclass(frozen=True)
+class EvalSegmentationConfig:
+    """Options of the ``eval:`` section of ``conf/exp/eval_segmentation.yaml``."""
+
+    data_root: str = ""  # set by conf/exp (paths.mlography); relative = against the repository root
+    scans: tuple[str, ...] | None = None  # None = the validation scans of the impurity model card
+    grain_scans: tuple[str, ...] | None = None  # None = the validation scans of the grain model card
+    match_iou: float = 0.0
+    strict_match_iou: float = 0.5
+    match_tolerance_px: int = 2
+    tolerance: float = 2.0
+    line_spacing: int = 10
+    methods: tuple[str, ...] = ("unet", "classical", "reference")
+    classical: dict | None = None
+    # Keyword options of segmentation.predict_impurity_mask (e.g. {extent_threshold: 0.5}).
+    unet_options: dict = field(default_factory=dict)
+    # Object recall per bin of labelled object area (px): where the misses are.
+    size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
+    # Write error_maps/<scan>.png: the U-Net's matched / missed / false objects on the scan.
+    error_maps: bool = True
+    error_map_zoom: int = 2
+    # Also score against the labels registered to each scan (data.registration.register_labels):
+    # the drawn labels are up to 3-5 px off across a scan; the main table stays on the raw labels.
+    registered_labels: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("scans", "grain_scans"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(str(s) for s in v))
+        object.__setattr__(self, "methods", tuple(self.methods))
+        bad = set(self.methods) - {"unet", "classical", "reference"}
+        if bad:
+            raise ValueError(f"unknown methods {sorted(bad)}; expected unet, classical, reference")
+
+
+@dataclass(frozen=True)
+class EvalInpaintingConfig:
+    """Options of the ``eval:`` section of ``conf/exp/eval_inpainting.yaml``."""
+
+    data_root: str = ""  # set by conf/exp (paths.mlography); relative = against the repository root
+    val_scans: tuple[str, ...] = VAL_SCANS
+    methods: tuple[str, ...] = ("telea", "ns", "biharmonic", "generative")
+    method_options: dict = field(default_factory=dict)
+    holes_per_scan: int = 300
+    cluster_fraction: float = 0.25
+    gap_px: int = 3
+    seed: int = 0
+    downstream: bool = True
+    grain_weights: str | None = None
+    prior_art: bool = True
+    tolerance_px: int = 2
+    near_px: int = 8
+    max_scans: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "val_scans", tuple(str(s) for s in self.val_scans))
+        object.__setattr__(self, "methods", tuple(str(m) for m in self.methods))
+        bad = {"10", "11"} & set(self.val_scans)
+        if bad:
+            raise ValueError(
+                f"scans {sorted(bad)} are bundled training samples, not validation scans"
+            )
+        if self.holes_per_scan < 1 or not 0.0 <= self.cluster_fraction <= 1.0:
+            raise ValueError("holes_per_scan must be >= 1 and cluster_fraction in [0, 1]")
+        if self.gap_px < 0 or self.tolerance_px < 0 or self.near_px < 0:
+            raise ValueError("gap_px, tolerance_px and near_px must be >= 0")
+        if "none" in self.methods:
+            raise ValueError("'none' is always the raw-scan baseline downstream; do not list it")
