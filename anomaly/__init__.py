@@ -4,12 +4,12 @@ Importing this package does not import TensorFlow or Keras (the shape autoencode
 imports Keras only when it scores).
 """
 
-from ._registry import ScorerSpec, available_scorers, get_scorer, make_config, register_scorer
+from .scorers import ScoreContext, ScorerSpec, available_scorers, get_scorer, make_config, register_scorer
 from .area import ORDER_KEYS, MarketConfig, market_clustering
 from .combine import CombineConfig, combine_scores
 from .rank import rank_clusters
 from .scoring import score_regions
-from .shape import CircleConfig, circle_scores
+from .circle import CircleConfig, circle_scores
 from .spatial import SpatialConfig, weighted_kth_nn_scores
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "CircleConfig",
     "CombineConfig",
     "MarketConfig",
+    "ScoreContext",
     "ScorerSpec",
     "SpatialConfig",
     "available_scorers",

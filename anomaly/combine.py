@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from ._registry import get_scorer
+from .scorers import get_scorer
 
 __all__ = ["COMBINE_METHODS", "CombineConfig", "combine_scores", "combine_table"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,11 +9,29 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._registry import get_scorer, make_config
+from .scorers import ScoreContext, get_scorer, make_config
 
-__all__ = ["score_regions"]
+__all__ = ["score_regions", "configured_scorers"]
 
 log = logging.getLogger(__name__)
+
+
+def configured_scorers(scorers: Mapping[str, Mapping[str, Any] | None]) -> dict[str, dict]:
+    """The enabled scorers of a config mapping: ``None`` / ``false`` entries are switched off.
+
+    >>> configured_scorers({"spatial": {"k": 5}, "shape": None})
+    {'spatial': {'k': 5}}
+    """
+    out = {}
+    for name, options in dict(scorers or {}).items():
+        if options is None or options is False:
+            continue
+        if options is True:
+            options = {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"anomaly.scorers.{name}: expected a mapping of options or null, got {options!r}")
+        out[str(name)] = dict(options)
+    return out
 
 
 def score_regions(
@@ -23,8 +40,7 @@ def score_regions(
     scorers: Mapping[str, Mapping[str, Any] | None],
     combine_inputs: Sequence[str] = ("spatial", "circle"),
     combine_method: str = "product",
-    labels: np.ndarray | None = None,
-    extra: Mapping[str, Any] | None = None,
+    context: ScoreContext | None = None,
 ) -> pd.DataFrame:
     """Return a copy of ``table`` with one ``<name>_score`` column per scorer plus ``combined_score``.
 
@@ -33,34 +49,29 @@ def score_regions(
     table : DataFrame
         A RegionTable.
     scorers : mapping
-        Scorer name -> options of its config dataclass (see ``anomaly.available_scorers()``).
+        Scorer name -> options of its config dataclass (``anomaly.scorers.available_scorers()``);
+        a ``None`` entry is switched off.
     combine_inputs : sequence of str
         Scorer names whose columns make ``combined_score``.
     combine_method : str
         See :func:`anomaly.combine.combine_scores`.
-    labels : ndarray, optional
-        The label image whose pixel values are ``region_id``; passed to scorers
-        that need pixels (their function takes a ``labels`` keyword).
-    extra : mapping, optional
-        Further keyword arguments offered to scorers that accept them (for
-        example ``map_rows`` for a parallel spatial score).
+    context : ScoreContext, optional
+        The label image (pixel-based scorers such as ``shape``) and a parallel row mapper.
     """
     from .combine import combine_scores
 
+    ctx = context or ScoreContext()
+    enabled = configured_scorers(scorers)
+    missing = [n for n in combine_inputs if n not in enabled]
+    if missing:
+        raise ValueError(f"combine inputs {missing} are not among the configured scorers {list(enabled)}")
     out = table.copy()
-    offered = {"labels": labels, **dict(extra or {})}
-    for name, options in scorers.items():
+    for name, options in enabled.items():
         spec = get_scorer(name)
-        cfg = make_config(spec, options)
-        params = inspect.signature(spec.fn).parameters
-        kwargs = {k: v for k, v in offered.items() if k in params and v is not None}
-        values = np.asarray(spec.fn(out, cfg, **kwargs), dtype=np.float64)
+        values = np.asarray(spec(out, make_config(spec, options), ctx), dtype=np.float64)
         if values.shape != (len(out),):
             raise RuntimeError(f"scorer {name!r} returned shape {values.shape} for {len(out)} rows")
         out[spec.column] = values
-    missing = [n for n in combine_inputs if n not in scorers]
-    if missing:
-        raise ValueError(f"combine inputs {missing} are not among the configured scorers {list(scorers)}")
     columns = {n: out[get_scorer(n).column].to_numpy() for n in combine_inputs}
     out["combined_score"] = combine_scores(columns, method=combine_method) if len(out) else np.zeros(0)
     return out

@@ -49,7 +49,6 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from ._geometry import as_areas, as_boxes, boxes_of
-from ._registry import register_scorer
 
 __all__ = [
     "NORMALIZATIONS",
@@ -454,17 +453,16 @@ def weighted_kth_nn_scores(
     return raw if normalize == "none" else normalize_mlography(raw)
 
 
-@register_scorer("spatial", config_cls=SpatialConfig, column="spatial_score")
-def spatial_score(
-    table: pd.DataFrame, cfg: SpatialConfig, *, map_rows: MapRows | None = None
-) -> np.ndarray:
-    """Spatial score of each RegionTable row; rows with ``area_px < cfg.min_area_px`` score 0.
+def spatial_score(table: pd.DataFrame, cfg: SpatialConfig, ctx=None) -> np.ndarray:
+    """Scorer ``spatial`` (``anomaly.scorers``): rows with ``area_px < cfg.min_area_px`` score 0.
 
     The participating rows are scored by :func:`weighted_kth_nn_scores`.
-    ``map_rows`` (e.g. ``experiments.pipeline.spatial_ray.ray_map_rows``) is used only
-    when at least ``cfg.ray_min_regions`` rows take part; otherwise, and when
-    it is None, the search runs in process.
+    ``ctx.map_rows`` (an :class:`anomaly.scorers.ScoreContext`; e.g.
+    ``experiments.pipeline.spatial_ray.ray_map_rows``) is used only when at least
+    ``cfg.ray_min_regions`` rows take part; otherwise, and when it is None, the search runs in
+    process.
     """
+    map_rows = getattr(ctx, "map_rows", None)
     out = np.zeros(len(table))
     if len(table) == 0:
         return out

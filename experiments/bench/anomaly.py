@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly import get_scorer
 from anomaly._geometry import boxes_of
-from anomaly.shape import CircleConfig
+from anomaly.circle import CircleConfig
 from anomaly.spatial import SpatialConfig, weighted_kth_nn_scores
 from data import regions_from_mask
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from anomaly.scorers import ScoreContext
 from anomaly.scoring import score_regions
 from data import regions_from_labels, relabel_sequential
 from data.synthetic import SyntheticConfig, SyntheticScan, make_synthetic_scan, truth_for_labels
@@ -57,7 +58,7 @@ def scored_scans(
         labels = synth.impurity_labels if seg is None else relabel_sequential(seg(synth.pixels))
         table = regions_from_labels(labels)
         first = next(iter(scorers))
-        table = score_regions(table, scorers=scorers, combine_inputs=(first,), labels=labels)
+        table = score_regions(table, scorers=scorers, combine_inputs=(first,), context=ScoreContext(labels=labels))
         truth = truth_for_labels(labels, synth)
         table = table.merge(truth, on="region_id", how="left", validate="one_to_one")
         yield ScoredScan(f"synthetic-{es.seed + i}", synth, table, labels)

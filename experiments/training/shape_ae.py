@@ -18,7 +18,7 @@ get one random rotation/flip each and are subsampled to at most
 Outputs in ``output_dir``: ``shape_ae.keras``, ``shape_ae.json`` (model card:
 data, split, config, metrics, date, command, versions, parameter count) and
 ``metrics.json``.  With ``install: true`` both model files are copied into
-``anomaly/weights/``, where :func:`anomaly.shape_ae.load_shape_ae` finds them.
+``anomaly/weights/``, where :func:`anomaly.shape.load_shape_ae` finds them.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from anomaly.shape import circle_scores
-from anomaly.shape_ae import DEFAULT_WEIGHTS, build_shape_ae, impurity_crops, reconstruction_errors
+from anomaly.circle import circle_scores
+from anomaly.shape import DEFAULT_WEIGHTS, build_shape_ae, impurity_crops, reconstruction_errors
 from data.errors import InputNotFoundError
 from data.regions import label_mask, regions_from_labels
 from experiments.config import dataclass_from
@@ -239,7 +239,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "input": {
             "crop_size": tcfg.crop_size,
             "fill": tcfg.fill,
-            "crops": "anomaly.shape_ae.impurity_crops: bbox slice of the label image, longer "
+            "crops": "anomaly.shape.impurity_crops: bbox slice of the label image, longer "
             "side scaled to fill*crop_size, centred; values in [0, 1]",
         },
         "objective": "normal -> itself, anomalous -> blank crop (blank-target trick), pixelwise "

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import anomaly.spatial as spatial_module
-from anomaly import get_scorer
+from anomaly import ScoreContext, get_scorer
 from anomaly.spatial import (
     RowScorer,
     SpatialConfig,
@@ -324,9 +324,9 @@ def test_map_rows_used_only_from_ray_min_regions():
         used.append(n_rows)
         return serial_map_rows(score_rows, n_rows, chunk_size=chunk_size)
 
-    a = spatial_score(table, SpatialConfig(k=5, ray_min_regions=61), map_rows=spy)
+    a = spatial_score(table, SpatialConfig(k=5, ray_min_regions=61), ScoreContext(map_rows=spy))
     assert used == []
-    b = spatial_score(table, SpatialConfig(k=5, ray_min_regions=60), map_rows=spy)
+    b = spatial_score(table, SpatialConfig(k=5, ray_min_regions=60), ScoreContext(map_rows=spy))
     assert used == [60]
     np.testing.assert_array_equal(a, b)
 

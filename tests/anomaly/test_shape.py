@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from anomaly import get_scorer
-from anomaly.shape_ae import (
+from anomaly.shape import (
     DEFAULT_WEIGHTS,
     ShapeAEConfig,
     ShapeAEWeightsError,
     impurity_crops,
     load_shape_ae,
     reconstruction_errors,
-    shape_score,
+    autoencoder_scores,
 )
 from data.regions import label_mask, regions_from_labels
 
@@ -41,7 +41,7 @@ def _star(m, center, r_out, r_in, points=5, phase=0.3):
 @pytest.fixture(scope="module")
 def tiny_model():
     keras = pytest.importorskip("keras")
-    from anomaly.shape_ae import build_shape_ae
+    from anomaly.shape import build_shape_ae
 
     keras.utils.set_random_seed(0)
     return build_shape_ae(crop_size=16, filters=(4,), latent_dim=4, seed=0)
@@ -52,7 +52,7 @@ def tiny_model():
 
 def test_import_anomaly_does_not_import_keras():
     code = (
-        "import sys, anomaly, anomaly.shape_ae; anomaly.available_scorers(); "
+        "import sys, anomaly, anomaly.shape; anomaly.available_scorers(); "
         "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -182,7 +182,7 @@ def test_reconstruction_errors_batched(tiny_model):
 def test_score_range_and_tiny_impurities(tiny_model):
     labels, table = _table(_scan_with_shapes())
     cfg = ShapeAEConfig(crop_size=16, min_area_px=10, batch_size=2)
-    s = get_scorer("shape").fn(table, cfg, labels=labels, model=tiny_model)
+    s = autoencoder_scores(table, cfg, labels=labels, model=tiny_model)
     assert s.shape == (len(table),)
     tiny = table["area_px"].to_numpy() < 10
     assert tiny.sum() == 2 and np.all(s[tiny] == 0.0)
@@ -193,17 +193,17 @@ def test_score_range_and_tiny_impurities(tiny_model):
 def test_score_needs_labels_and_matching_crop_size(tiny_model):
     labels, table = _table(_scan_with_shapes())
     with pytest.raises(ValueError, match="label image"):
-        shape_score(table, ShapeAEConfig(crop_size=16), model=tiny_model)
+        autoencoder_scores(table, ShapeAEConfig(crop_size=16), model=tiny_model)
     with pytest.raises(ValueError, match="crop_size"):
-        shape_score(table, ShapeAEConfig(crop_size=32), labels=labels, model=tiny_model)
+        autoencoder_scores(table, ShapeAEConfig(crop_size=32), labels=labels, model=tiny_model)
 
 
 def test_score_of_empty_or_all_tiny_tables(tiny_model):
     labels = np.zeros((20, 20), np.int32)
-    assert shape_score(regions_from_labels(labels), ShapeAEConfig(), labels=labels).shape == (0,)
+    assert autoencoder_scores(regions_from_labels(labels), ShapeAEConfig(), labels=labels).shape == (0,)
     labels[3, 3] = 1
     table = regions_from_labels(labels)
-    s = shape_score(table, ShapeAEConfig(crop_size=16), labels=labels, model=tiny_model)
+    s = autoencoder_scores(table, ShapeAEConfig(crop_size=16), labels=labels, model=tiny_model)
     assert s.tolist() == [0.0]
 
 
@@ -239,7 +239,7 @@ def test_shipped_model_scores_stars_above_discs():
     crops = impurity_crops(labels, table, size=32)
     err = reconstruction_errors(crops)
     assert err[is_star].min() > err[~is_star].max() + 0.3, err
-    s = shape_score(table, ShapeAEConfig(), labels=labels)
+    s = autoencoder_scores(table, ShapeAEConfig(), labels=labels)
     assert s[is_star].min() > s[~is_star].max()
 
 
@@ -253,7 +253,7 @@ def test_corrupt_or_missing_weights_give_a_clear_error(tmp_path):
         load_shape_ae(tmp_path / "missing.keras")
     labels, table = _table(_scan_with_shapes())
     with pytest.raises(ValueError, match="broken.keras"):
-        shape_score(table, ShapeAEConfig(weights=str(bad)), labels=labels)
+        autoencoder_scores(table, ShapeAEConfig(weights=str(bad)), labels=labels)
 
 
 def test_a_model_of_the_wrong_shape_is_rejected(tmp_path):
