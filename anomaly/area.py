@@ -82,8 +82,16 @@ Deviations from the reference code (MLography ``area_anomaly`` /
 - It breaks seed and price ties by row order (``np.sort`` of scores, Python
   ``set`` iteration); here ties go to the smaller ``region_id``, so the result
   does not depend on row order (tested).
-- Division keys with a zero diameter are ``-1`` as in the reference (see
-  :func:`cluster_measures`).
+- A cluster's ``diameter`` is never 0 (issue #15): it is the larger of the
+  paper's largest box gap between two members and the largest member's own
+  size, the diagonal of its pixel box ``hypot(rmax - rmin + 1, cmax - cmin + 1)``
+  (:func:`cluster_measures`).  The paper's diameter is 0 for a single impurity
+  and for touching members, which made every ``*_mult_diameter`` key 0 (9 of
+  the 16 demo clusters tied at score 0, a singleton with combined score 1.0
+  ranked 10th) and every ``*_div_diameter`` key undefined (the reference
+  writes ``-1``).  Clusters whose members lie farther apart than their largest
+  member is wide keep the paper's value exactly.  This applies to every
+  preset, ``mlography`` included.
 
 Interpretations
 ---------------
@@ -179,8 +187,6 @@ CLUSTER_COLUMNS: tuple[str, ...] = (
     "bbox_cmax",
     "core_region_ids",
 ) + ORDER_KEYS
-#: Value of the ``*_div_diameter`` keys when the diameter is 0 (as in the reference).
-ZERO_DIAMETER_DIV = -1.0
 #: Which members set a cluster's prices (:attr:`MarketConfig.price_from`).
 PRICE_FROM: tuple[str, ...] = ("members", "cores")
 _BLOCK_ELEMS = 1 << 20
@@ -769,12 +775,23 @@ def cluster_measures(
         One row per label ``0..L-1``: ``n_regions``, ``bbox_rmin, bbox_cmin,
         bbox_rmax, bbox_cmax`` (union of the member boxes, inclusive) and the keys:
         ``median, mean, sum`` of ``s``; ``amount`` = member count; ``areas_sum`` =
-        sum of ``A``; ``diameter`` = largest box gap between two members
-        (:func:`max_pairwise_gap`; 0 for one member or touching members);
-        ``x_div_diameter`` = x / diameter, defined as ``-1`` (:data:`ZERO_DIAMETER_DIV`)
-        when the diameter is 0, as in the reference (so those clusters rank last on
-        these keys); ``x_mult_diameter`` = x * diameter; ``weighted_area_sum`` =
-        sum of ``s A``; ``weighted_area2_sum`` = sum of ``s A^2``.
+        sum of ``A``; ``diameter`` = ``max(G, E)`` with ``G`` the largest box gap
+        between two members (:func:`max_pairwise_gap`, the paper's diameter: 0 for one
+        member or touching members) and ``E`` the largest member box diagonal
+        ``hypot(rmax - rmin + 1, cmax - cmin + 1)`` (>= sqrt(2)), so it is always
+        positive (a deviation from the paper, module docstring); ``x_div_diameter`` =
+        x / diameter; ``x_mult_diameter`` = x * diameter; ``weighted_area_sum`` = sum
+        of ``s A``; ``weighted_area2_sum`` = sum of ``s A^2``.  With positive scores
+        (every member of a market cluster has ``s > 0``) every key is strictly positive.
+
+    Examples
+    --------
+    A single 3 x 4 px impurity: its diameter is its box diagonal, 5 px.
+
+    >>> m = cluster_measures(np.array([[0, 0, 2, 3]]), np.array([10.0]), np.array([0.5]),
+    ...                      np.array([0]))
+    >>> float(m.loc[0, "diameter"]), float(m.loc[0, "weighted_area2_sum_mult_diameter"])
+    (5.0, 250.0)
     """
     b = as_boxes(boxes)
     n = b.shape[0]
@@ -813,14 +830,14 @@ def cluster_measures(
     # median: scores sorted within each cluster
     ms = so[np.lexsort((so, lo_))]
     med = 0.5 * (ms[starts + (cnt - 1) // 2] + ms[starts + cnt // 2])
-    diam = np.array([max_pairwise_gap(bo[st:st + c]) for st, c in zip(starts, cnt)],
-                    dtype=np.float64)
+    gap = np.array([max_pairwise_gap(bo[st:st + c]) for st, c in zip(starts, cnt)],
+                   dtype=np.float64)
+    own = np.maximum.reduceat(np.hypot(bo[:, 2] - bo[:, 0] + 1.0, bo[:, 3] - bo[:, 1] + 1.0), starts)
+    diam = np.maximum(gap, own)
     amount = cnt.astype(np.float64)
-    zero = diam == 0
-    safe = np.where(zero, 1.0, diam)
 
     def div(x):
-        return np.where(zero, ZERO_DIAMETER_DIV, x / safe)
+        return x / diam
 
     cols["n_regions"] = cnt.astype(np.int64)
     cols["bbox_rmin"] = np.minimum.reduceat(bo[:, 0], starts).astype(np.int64)

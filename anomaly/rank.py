@@ -6,19 +6,26 @@ key, so the expert reads the most anomalous places of the whole archive first.
 
 Definitions (``n`` clusters, ``x`` the key value of a cluster):
 
-- ``score`` = ``x``.
-- ``norm_score`` = ``(x - min) / (max - min)`` over the archive; ``1.0`` for
-  every cluster when all ``x`` are equal (nothing stands out, so nothing is
-  pushed down; the reference divides by zero there).
+- ``score`` = ``x``.  Every ordering key of :func:`anomaly.area.cluster_measures`
+  is strictly positive (a cluster's diameter is never 0), so clusters tie only
+  when their measures are equal.
+- ``norm_score`` = ``x / max(x)`` over the run: in ``(0, 1]`` for positive keys,
+  ``1.0`` for the run's top cluster, ``0.25`` for a cluster scoring a quarter of
+  it (a ratio a reader can say aloud; the reference's min-max put the bottom
+  cluster at 0 and divided by zero when all keys were equal).  NaN when the
+  largest key is not positive (a user key; the market's keys never are).
+- ``top_percent`` = ``100 m / n`` with ``m`` the number of clusters whose key is
+  ``>= x``: the cluster is in the top ``top_percent`` % of the run (the top
+  cluster of 200 is in the top 0.5 %, the last one in the top 100 %; tied
+  clusters share the value of the whole tie group).  Meaningful for any ``n``:
+  with 3 clusters it is 33.3, 66.7, 100.
+- ``percentile`` = the same as text, ``"top 0.5%"``, with ``top_percent``
+  rounded *up* to two significant digits (``"top 6.3%"``, ``"top 34%"``), so the
+  text never claims a better place than the cluster has.  (The reference's
+  decile buckets, ``"50%-60%"``, told 16 clusters apart by tenths.)
 - ``rank`` = 1 for the largest ``x``; ties go to the smaller ``scan_id``
   (string order), then the smaller ``cluster_id``: a total order, so the
   output does not depend on the input row order.
-- ``percentile``: decile of the empirical distribution,
-  ``"{10 b}%-{10 b + 10}%"`` with ``b = ceil(10 q / n) - 1`` and ``q`` the
-  number of clusters with a key ``<= x``; ``"90%-100%"`` is the top decile, tied
-  clusters share a bucket.  (The reference buckets ``norm_score`` with
-  ``np.percentile`` thresholds of the same distribution; this integer form
-  has no floating-point edge cases.)
 
 The result is sorted by ``rank`` with a fresh ``RangeIndex``: the same input
 (in any row order) gives an identical table, byte for byte once written.
@@ -26,17 +33,35 @@ The result is sorted by ``rank`` with a fresh ``RangeIndex``: the same input
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from .area import DEFAULT_ORDER_KEY
 
-__all__ = ["RANK_COLUMNS", "PERCENTILE_LABELS", "rank_clusters"]
+__all__ = ["RANK_COLUMNS", "percentile_label", "rank_clusters"]
 
 #: Columns added by :func:`rank_clusters` (existing columns of these names are replaced).
-RANK_COLUMNS: tuple[str, ...] = ("score", "norm_score", "rank", "percentile")
-#: Decile buckets, bottom first; the last one is the most anomalous tenth.
-PERCENTILE_LABELS: tuple[str, ...] = tuple(f"{10 * b}%-{10 * b + 10}%" for b in range(10))
+RANK_COLUMNS: tuple[str, ...] = ("score", "norm_score", "rank", "percentile", "top_percent")
+
+
+def percentile_label(top_percent: float) -> str:
+    """``"top P%"`` with ``P`` rounded up to two significant digits (never a better place).
+
+    >>> [percentile_label(p) for p in (100.0, 100 / 3, 6.25, 0.5, 0.0123)]
+    ['top 100%', 'top 34%', 'top 6.3%', 'top 0.5%', 'top 0.013%']
+    """
+    p = float(top_percent)
+    if not (math.isfinite(p) and 0.0 < p <= 100.0):
+        raise ValueError(f"top_percent must be in (0, 100], got {top_percent!r}")
+    step = 10.0 ** (math.floor(math.log10(p)) - 1)  # two significant digits
+    up = math.ceil(round(p / step, 9)) * step  # round(): 6.25 / 0.1 is 62.50000000000001
+    decimals = max(0, -int(math.floor(math.log10(step))))
+    text = f"{min(up, 100.0):.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"top {text}%"
 
 
 def rank_clusters(clusters: pd.DataFrame, *, key: str = DEFAULT_ORDER_KEY) -> pd.DataFrame:
@@ -53,8 +78,9 @@ def rank_clusters(clusters: pd.DataFrame, *, key: str = DEFAULT_ORDER_KEY) -> pd
     Returns
     -------
     DataFrame, shape (n, ...)
-        The input columns plus ``score`` (float64), ``norm_score`` (float64 in
-        [0, 1]), ``rank`` (int64, 1 = most anomalous) and ``percentile`` (str),
+        The input columns plus ``score`` (float64), ``norm_score`` (float64, in
+        (0, 1] for positive keys), ``rank`` (int64, 1 = most anomalous),
+        ``percentile`` (str, ``"top 6.3%"``) and ``top_percent`` (float64 in (0, 100]),
         sorted by ``rank`` (see the module docstring for the definitions).
 
     Examples
@@ -62,7 +88,9 @@ def rank_clusters(clusters: pd.DataFrame, *, key: str = DEFAULT_ORDER_KEY) -> pd
     >>> c = pd.DataFrame({"scan_id": ["a", "a", "b"], "cluster_id": [0, 1, 0],
     ...                   "sum": [2.0, 1.0, 3.0]})
     >>> rank_clusters(c, key="sum")[["scan_id", "cluster_id", "rank", "norm_score"]].values.tolist()
-    [['b', 0, 1, 1.0], ['a', 0, 2, 0.5], ['a', 1, 3, 0.0]]
+    [['b', 0, 1, 1.0], ['a', 0, 2, 0.6666666666666666], ['a', 1, 3, 0.3333333333333333]]
+    >>> rank_clusters(c, key="sum")["percentile"].tolist()
+    ['top 34%', 'top 67%', 'top 100%']
     """
     if not isinstance(clusters, pd.DataFrame):
         raise ValueError(f"clusters must be a pandas DataFrame, got {type(clusters).__name__}")
@@ -92,15 +120,16 @@ def rank_clusters(clusters: pd.DataFrame, *, key: str = DEFAULT_ORDER_KEY) -> pd
     out = out.iloc[order].reset_index(drop=True)
     x = x[order]
     if n:
-        lo, hi = float(x.min()), float(x.max())
-        norm = np.ones(n) if hi == lo else (x - lo) / (hi - lo)
-        q = np.searchsorted(np.sort(x), x, side="right")  # clusters with key <= x
-        bucket = np.clip((10 * q + n - 1) // n - 1, 0, 9)
+        hi = float(x.max())
+        norm = x / hi if hi > 0 else np.full(n, np.nan)
+        m = n - np.searchsorted(np.sort(x), x, side="left")  # clusters with key >= x
+        top = 100.0 * m / n
     else:
         norm = np.zeros(0)
-        bucket = np.zeros(0, np.int64)
+        top = np.zeros(0)
     out["score"] = x
     out["norm_score"] = norm
     out["rank"] = np.arange(1, n + 1, dtype=np.int64)
-    out["percentile"] = pd.Series(np.asarray(PERCENTILE_LABELS, dtype=object)[bucket], dtype=str)
+    out["percentile"] = pd.Series([percentile_label(p) for p in top], dtype=str)
+    out["top_percent"] = top.astype(np.float64)
     return out
