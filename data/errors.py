@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["QuantmetError", "ScanReadError", "InputNotFoundError"]
+__all__ = [
+    "QuantmetError",
+    "ScanReadError",
+    "InputNotFoundError",
+    "MaskError",
+    "MissingReaderError",
+    "CalibrationError",
+]
 
 
 class QuantmetError(Exception):
@@ -10,8 +17,20 @@ class QuantmetError(Exception):
 
 
 class ScanReadError(QuantmetError, ValueError):
-    """A scan file exists but cannot be decoded as an image."""
+    """A scan file exists but cannot be decoded as an image (or is over a size limit)."""
+
+
+class MissingReaderError(ScanReadError):
+    """A vendor file (.czi, .nd2, ...) whose reader is an optional extra that is not installed."""
 
 
 class InputNotFoundError(QuantmetError, FileNotFoundError):
     """A file, folder or glob given as input matches nothing."""
+
+
+class MaskError(QuantmetError, ValueError):
+    """An image given as a binary mask is plainly not one (too many distinct levels)."""
+
+
+class CalibrationError(QuantmetError, ValueError):
+    """A per-file calibration table (``data.calibration_csv``) cannot be used."""
