@@ -309,13 +309,20 @@ def load_shape_ae(weights: str | Path | None = None) -> Any:
     Raises
     ------
     ShapeAEWeightsError
-        The file is missing, cannot be read as a Keras model with ``safe_mode=True``,
-        or is not a ``(s, s, 1) -> (s, s, 1)`` model.
+        The file is missing, does not match the sha256 of its model card (the ``.json`` beside
+        it), cannot be read as a Keras model with ``safe_mode=True``, or is not a
+        ``(s, s, 1) -> (s, s, 1)`` model.
     """
+    from data.model_cards import ModelCardError, verify_model_file
+
     path = Path(DEFAULT_WEIGHTS if weights is None else weights).expanduser()
     if not path.is_file():
         raise ShapeAEWeightsError(f"shape autoencoder weights not found: {path}")
     path = path.resolve()
+    try:
+        verify_model_file(path, what="shape autoencoder")
+    except ModelCardError as exc:
+        raise ShapeAEWeightsError(str(exc)) from None
     return _load_cached(str(path), path.stat().st_mtime_ns)
 
 

@@ -282,7 +282,8 @@ def load_inpaint_net(weights: str | Path | None = None) -> Any:
     Raises
     ------
     InpaintNetWeightsError
-        Missing or unreadable file, or wrong input/output shape.
+        Missing or unreadable file, a file that does not match the sha256 of its model card,
+        or a wrong input/output shape.
     """
     from . import resolve_weights
 
@@ -292,6 +293,12 @@ def load_inpaint_net(weights: str | Path | None = None) -> Any:
             f"inpainting network weights not found: {path} "
             "(train them with: python -m experiments.run +exp=train_inpainting train.install=true)"
         )
+    from data.model_cards import ModelCardError, verify_model_file
+
+    try:
+        verify_model_file(path, what="inpainting network")
+    except ModelCardError as exc:
+        raise InpaintNetWeightsError(str(exc)) from None
     return _load_cached(str(path.resolve()), path.stat().st_mtime_ns)
 
 

@@ -92,6 +92,17 @@ def fake_mlography_root(tmp_path, names=("12", "13", "17", "20"), shape=(160, 20
     return root
 
 
+def write_model_card(model_path: Path, **extra) -> Path:
+    """A minimal model card (its sha256) beside a test's own .keras file, as training writes one."""
+    import json
+
+    from data.model_cards import sha256_of
+
+    card = Path(model_path).with_suffix(".json")
+    card.write_text(json.dumps({"name": Path(model_path).stem, "sha256": sha256_of(model_path), **extra}))
+    return card
+
+
 @pytest.fixture
 def mask_archive(tmp_path):
     """A folder of 3 small masks in nested folders."""

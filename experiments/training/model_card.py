@@ -7,6 +7,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from data.model_cards import sha256_of
+
 __all__ = ["card_header", "run_command"]
 
 
@@ -36,4 +38,5 @@ def card_header(*, name: str, description: str, command: str, model: Any, model_
         "backend": keras.backend.backend(),
         "parameter_count": int(model.count_params()),
         "file_bytes": Path(model_path).stat().st_size,
+        "sha256": sha256_of(model_path),  # checked before every load (data.model_cards)
     }

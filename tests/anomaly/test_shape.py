@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import write_model_card
 
 from anomaly import get_scorer
 from anomaly.shape import (
@@ -247,6 +248,9 @@ def test_corrupt_or_missing_weights_give_a_clear_error(tmp_path):
     pytest.importorskip("keras")
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"this is not a keras archive")
+    with pytest.raises(ShapeAEWeightsError, match="model card .*broken.json not found"):
+        load_shape_ae(bad)
+    write_model_card(bad)
     with pytest.raises(ShapeAEWeightsError, match="cannot load shape autoencoder from .*broken"):
         load_shape_ae(bad)
     with pytest.raises(ShapeAEWeightsError, match="not found"):
@@ -256,11 +260,27 @@ def test_corrupt_or_missing_weights_give_a_clear_error(tmp_path):
         autoencoder_scores(table, ShapeAEConfig(weights=str(bad)), labels=labels)
 
 
+def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
+    import shutil
+
+    from anomaly.shape import DEFAULT_WEIGHTS
+
+    path = tmp_path / "shape_ae.keras"
+    shutil.copy(DEFAULT_WEIGHTS, path)
+    shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), path.with_suffix(".json"))
+    load_shape_ae(path)  # the shipped pair matches
+    with open(path, "r+b") as f:  # truncate it: no longer the file the card describes
+        f.truncate(path.stat().st_size // 2)
+    with pytest.raises(ShapeAEWeightsError, match="do not match their model card"):
+        load_shape_ae(path)
+
+
 def test_a_model_of_the_wrong_shape_is_rejected(tmp_path):
     keras = pytest.importorskip("keras")
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
     path = tmp_path / "dense.keras"
     model.save(path)
+    write_model_card(path)
     with pytest.raises(ShapeAEWeightsError, match="not a shape autoencoder"):
         load_shape_ae(path)
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import write_model_card
 
 keras = pytest.importorskip("keras")
 
@@ -22,6 +23,7 @@ from inpainting.generative import (  # noqa: E402
 def tiny_weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "tiny.keras"
     build_inpaint_net(width=4, coarse_dilations=(1,), seed=3).save(path)
+    write_model_card(path)
     return path
 
 
@@ -71,7 +73,13 @@ def test_bad_weights(tmp_path):
         inpaint(img, hole, method="generative", weights=str(tmp_path / "missing.keras"))
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
+    with pytest.raises(InpaintNetWeightsError, match="model card .*not found"):
+        inpaint(img, hole, method="generative", weights=str(bad))
+    card = write_model_card(bad)
     with pytest.raises(InpaintNetWeightsError, match="cannot load"):
+        inpaint(img, hole, method="generative", weights=str(bad))
+    card.write_text('{"sha256": "0000"}')
+    with pytest.raises(InpaintNetWeightsError, match="do not match their model card"):
         inpaint(img, hole, method="generative", weights=str(bad))
     assert issubclass(InpaintNetWeightsError, ValueError)
     with pytest.raises(InpaintingError):
