@@ -124,15 +124,15 @@ def test_shipped_weights_fill_texture_better_than_flat():
 
 
 @pytest.mark.slow
-def test_shipped_weights_speed_full_scan():
-    """A 900 x 1330 scan with ~5 % holes: well under the 5 s target on 2 cores (2x slack for CI)."""
-    import time
-
+def test_shipped_weights_full_scan():
+    """A whole 900 x 1330 scan (its speed is measured by +exp=eval_inpainting, not here)."""
     rng = np.random.default_rng(0)
     img = rng.integers(60, 200, (900, 1330)).astype(np.uint8)
     hole = rng.random(img.shape) < 0.01
     inpaint(img[:64, :64], hole[:64, :64], method="generative")  # load the model once
-    t = time.perf_counter()
     out = inpaint(img, hole, method="generative", dilation_px=1)
-    assert time.perf_counter() - t < 10.0
-    assert out.shape == img.shape
+    assert out.shape == img.shape and out.dtype == img.dtype
+    from scipy import ndimage
+
+    far = ~ndimage.binary_dilation(hole, iterations=3)
+    np.testing.assert_array_equal(out[far], img[far])  # only the (dilated) holes change

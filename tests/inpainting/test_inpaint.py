@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +97,9 @@ def test_hole_tiles_grid():
 
 
 @pytest.mark.parametrize("method", [*CLASSICAL, "generative", "none"])
-def test_empty_mask_returns_input_fast(method):
+def test_empty_mask_returns_input_unchanged(method):
     img = _ramp((900, 1330))
-    t = time.perf_counter()
     out = inpaint(img, np.zeros(img.shape, bool), method=method, dilation_px=3)
-    assert time.perf_counter() - t < 0.05
     np.testing.assert_array_equal(out, img)
     assert out.dtype == img.dtype
 
