@@ -17,6 +17,7 @@ __all__ = ["SCHEMAS", "register"]
 def _schemas() -> dict[str, dict[str, type]]:
     from experiments.bench import config as bench
     from experiments.evaluation import config as evaluation
+    from experiments.reporting.config_compare import CompareConfig
     from experiments.training import config as training
 
     return {
@@ -37,6 +38,9 @@ def _schemas() -> dict[str, dict[str, type]]:
             "area": bench.AreaBenchConfig,
             "regions": bench.RegionsBenchConfig,
             "segmentation": bench.SegmentationBenchConfig,
+        },
+        "compare": {
+            "default": CompareConfig,
         },
     }
 

@@ -31,6 +31,7 @@ TASKS: dict[str, str] = {
     "bench_segmentation": "experiments.bench.segmentation:run",
     "train_inpainting": "experiments.training.inpainting:run",
     "eval_inpainting": "experiments.evaluation.inpainting:run",
+    "compare": "experiments.reporting.compare:run",
 }
 
 

@@ -179,11 +179,13 @@ def anova_table(values: np.ndarray, groups: Sequence[str], *, metric: str = "") 
     Returns
     -------
     DataFrame, one row
-        ``metric, groups_tested, n_scans, df_between, df_within, F, p_value, note``.
+        ``metric, groups_tested, groups_excluded`` (fewer than 2 values), ``n_scans, df_between,
+        df_within, F, p_value, note``.
     """
     names, samples, note = _testable(values, groups)
+    excluded = [k for k in _finite_by_group(values, groups) if k not in names]
     n_tot = int(sum(x.size for x in samples))
-    row = dict(metric=metric, groups_tested=";".join(names), n_scans=n_tot,
+    row = dict(metric=metric, groups_tested=";".join(names), groups_excluded=";".join(excluded), n_scans=n_tot,
                df_between=len(names) - 1 if names else 0, df_within=n_tot - len(names),
                F=math.nan, p_value=math.nan, note=note)
     if not note:
