@@ -158,6 +158,17 @@ def _link(u: np.ndarray, v: np.ndarray, h: np.ndarray, gap: float, offset: float
     return comp.astype(np.int64)
 
 
+def _components(comp: np.ndarray, idx: np.ndarray, min_size: int) -> list[np.ndarray]:
+    """Members (from ``idx``) of every component with at least ``min_size`` of them, by one sort."""
+    if comp.size == 0:
+        return []
+    order = np.argsort(comp, kind="stable")
+    sizes = np.bincount(comp)
+    bounds = np.cumsum(sizes)[:-1]
+    parts = np.split(idx[order], bounds)
+    return [parts[k] for k in np.flatnonzero(sizes >= min_size)]
+
+
 def _otsu_split(x: np.ndarray) -> tuple[float, float, float] | None:
     """Best two-class split of 1-D values: (threshold, mean low, mean high), or None if degenerate."""
     s = np.sort(np.asarray(x, dtype=np.float64))
@@ -371,7 +382,7 @@ def classify_inclusions(
     comp = _link(u[aligned], v[aligned], half_along[aligned], cfg.ac_gap_um, cfg.ac_offset_um)
     sizes = np.bincount(comp, minlength=1)
     multi = sizes[comp] > 1 if comp.size else np.zeros(0, bool)
-    groups = [aligned[comp == k] for k in np.flatnonzero(sizes > 1)]
+    groups = _components(comp, aligned, 2)
     if ac_resolved:
         def _major(mem: np.ndarray) -> str:
             cls, lengths = ac_class[mem], L[mem]
@@ -387,8 +398,7 @@ def classify_inclusions(
     glob = np.flatnonzero(~elong)
     cand = glob[W[glob] >= cfg.width_limits_um["B"][0]]
     comp = _link(u[cand], v[cand], half_along[cand], cfg.stringer_gap_um, cfg.stringer_offset_um)
-    sizes = np.bincount(comp, minlength=1)
-    groups = [cand[comp == k] for k in np.flatnonzero(sizes >= cfg.min_stringer_particles)]
+    groups = _components(comp, cand, cfg.min_stringer_particles)
     _stringers(groups, ["B"] * len(groups))
     in_b = np.zeros(n, bool)
     if groups:

@@ -57,10 +57,11 @@ def _run_starts(mask: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _block_sums(a: np.ndarray, grid: FieldGrid) -> np.ndarray:
-    """Sum of a (M, N) array over each field, shape (n_rows, n_cols)."""
-    sub = a[: grid.row_edges[-1], : grid.col_edges[-1]].astype(np.int64)
-    rows = np.add.reduceat(sub, grid.row_edges[:-1], axis=0)
-    return np.add.reduceat(rows, grid.col_edges[:-1], axis=1)
+    """Number of True pixels of a (M, N) bool array in each field, shape (n_rows, n_cols)."""
+    re, ce = grid.row_edges, grid.col_edges
+    # one pass per band of field rows (count_nonzero is fast on bool views), then the columns of the small result
+    bands = np.stack([np.count_nonzero(a[re[i]:re[i + 1], : ce[-1]], axis=0) for i in range(grid.n_rows)])
+    return np.add.reduceat(bands.astype(np.int64), ce[:-1], axis=1)
 
 
 def field_measures(
