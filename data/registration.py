@@ -38,7 +38,14 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["LabelRegistration", "darkness", "label_contrast", "local_label_shifts", "register_labels"]
+__all__ = [
+    "LabelRegistration",
+    "darkness",
+    "label_contrast",
+    "local_label_shifts",
+    "register_labels",
+    "ring_contrast",
+]
 
 
 @dataclass(frozen=True)
@@ -317,3 +324,79 @@ def label_contrast(
             windows = cv2.blur(d, (int(k), int(k)))[~near]
             level[side == k] = np.percentile(windows, percentile)
     return contrast, level
+
+
+def ring_contrast(
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    gap: int = 2,
+    width: int = 3,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Local contrast of each labelled object against its own surrounding ring.
+
+    For every 8-connected labelled object, the *ring* is the matrix around
+    it: the pixels farther than ``gap`` and at most ``gap + width`` px
+    (chessboard distance) from the object, each ring pixel given to its
+    nearest object and none within ``gap`` of any labelled pixel (the gap
+    skips the blurred rim of the object).  ``contrast = median(ring) -
+    mean(object)`` in gray levels (positive: the object is darker than its own
+    surroundings), and ``z = contrast / noise``, ``noise`` the scan's pixel
+    noise (1.4826 x the median absolute deviation of the image minus its 5 x 5
+    median, over pixels away from every label).  Unlike a comparison with
+    the matrix of the whole scan, this holds on an alloy with pale and dark
+    grains: a label on a dark grain is compared with that grain.
+
+    Parameters
+    ----------
+    image : ndarray, shape (M, N)
+        Gray scan, dark impurities.
+    labels : ndarray of bool, shape (M, N)
+        Impurity labels (registered ones: a 3 px offset hides a small object).
+    gap, width : int
+        Ring geometry (px), ``gap >= 0``, ``width >= 1``.
+
+    Returns
+    -------
+    contrast, z : ndarray of float, shape (K,)
+        Per object in ``scipy.ndimage.label`` order (8-connectivity); NaN for an
+        object with no free ring pixel.
+    noise : float
+        The scan's noise level (gray levels, at least 0.5).
+
+    Examples
+    --------
+    >>> img = np.full((40, 40), 200.0)
+    >>> img += np.random.default_rng(0).normal(0, 2, img.shape)
+    >>> img[18:21, 18:21] = 150.0
+    >>> lab = np.zeros((40, 40), bool)
+    >>> lab[18:21, 18:21] = True
+    >>> c, z, noise = ring_contrast(img, lab)
+    >>> bool(45 < c[0] < 55 and 1.0 < noise < 3.0 and z[0] > 15)
+    True
+    """
+    a = np.asarray(image, np.float64)
+    lab = np.asarray(labels, bool)
+    if a.ndim != 2 or a.shape != lab.shape:
+        raise ValueError(f"image and labels must be 2-D of one shape, got {a.shape}, {lab.shape}")
+    if int(gap) < 0 or int(width) < 1:
+        raise ValueError(f"gap must be >= 0 and width >= 1, got {gap}, {width}")
+    g, w = int(gap), int(width)
+    lt, n = ndimage.label(lab, np.ones((3, 3), bool))
+    if n == 0:
+        dist = np.full(a.shape, np.inf)
+    else:
+        dist, (ir, ic) = ndimage.distance_transform_cdt(lt == 0, metric="chessboard", return_indices=True)
+    resid = a - ndimage.median_filter(a, size=5)
+    free = dist > g + w
+    noise = 1.4826 * float(np.median(np.abs(resid[free] - np.median(resid[free])))) if free.any() else 1.0
+    noise = max(noise, 0.5)
+    if n == 0:
+        return np.zeros(0), np.zeros(0), noise
+    inner = np.asarray(ndimage.mean(a, lt, np.arange(1, n + 1)), float).reshape(-1)
+    ring_lab = np.where((dist > g) & (dist <= g + w), lt[ir, ic], 0)
+    ids = np.arange(1, n + 1)
+    has_ring = np.bincount(ring_lab.ravel(), minlength=n + 1)[1:] > 0
+    med = np.asarray(ndimage.median(a, ring_lab, ids), float).reshape(-1)
+    contrast = np.where(has_ring, med - inner, np.nan)
+    return contrast, contrast / noise, noise

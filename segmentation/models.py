@@ -33,8 +33,9 @@ import numpy as np
 
 from data.errors import QuantmetError
 
-from .grains import clean_boundaries
-from .tiling import PredictFn, normalize_scan, predict_tiled, prob_to_mask, tta_predict_fn
+from .grains import grain_postprocess
+from .refine import impurity_postprocess
+from .tiling import PredictFn, normalize_scan, predict_tiled, tta_predict_fn
 
 __all__ = [
     "KINDS",
@@ -231,6 +232,8 @@ def predict_impurity_mask(
     threshold: float | None = None,
     min_area_px: int | None = None,
     extent_threshold: float | None = None,
+    depth_fraction: float | None = None,
+    depth_smooth_sigma: float | None = None,
     tile: int = 256,
     overlap: int = 32,
     batch_size: int = 8,
@@ -253,6 +256,13 @@ def predict_impurity_mask(
         found at ``threshold`` and each keeps its pixels above this (or above
         0.6 x its own peak, if lower); None = the card's ``postprocess`` value
         (absent: one level).  Gives a closer impurity area fraction.
+    depth_fraction : float, optional
+        Outlines from the scan (:func:`segmentation.refine.depth_extent`):
+        every object keeps its pixels darker than this fraction of its depth
+        below its surrounding ring; None = the card's ``postprocess`` value
+        (absent: off), 0 = off.
+    depth_smooth_sigma : float, optional
+        Smoothing of the scan for ``depth_fraction``; None = the card's value (1.0).
     tile, overlap, batch_size, scales, tta, weights
         See :func:`predict_probabilities`.
 
@@ -274,9 +284,12 @@ def predict_impurity_mask(
     post = card.get("postprocess", {})
     area = int(post.get("min_area_px", 0)) if min_area_px is None else int(min_area_px)
     extent = post.get("extent_threshold") if extent_threshold is None else extent_threshold
-    return prob_to_mask(
-        prob, _threshold(threshold, card), min_area_px=area,
+    depth = post.get("depth_fraction") if depth_fraction is None else depth_fraction
+    sigma = post.get("depth_smooth_sigma", 1.0) if depth_smooth_sigma is None else depth_smooth_sigma
+    return impurity_postprocess(
+        prob, _check_pixels(pixels), _threshold(threshold, card), min_area_px=area,
         extent_threshold=None if extent is None else float(extent),
+        depth_fraction=float(depth) if depth else None, depth_smooth_sigma=float(sigma),
     )
 
 
@@ -286,6 +299,9 @@ def predict_grain_boundaries(
     threshold: float | None = None,
     min_length_px: int | None = None,
     thin: bool = True,
+    high_threshold: float | None = None,
+    spur_length_px: int | None = None,
+    min_mean_prob: float | None = None,
     tile: int = 256,
     overlap: int = 32,
     batch_size: int = 8,
@@ -306,6 +322,10 @@ def predict_grain_boundaries(
     thin : bool
         Thin the thresholded mask to 1-px lines (then cleaned); False returns
         the thresholded mask as is.
+    high_threshold, spur_length_px, min_mean_prob : optional
+        Post-processing of :func:`segmentation.grains.grain_postprocess`
+        (hysteresis, dangling spurs, weak segments); None = the card's
+        ``postprocess`` values (absent: off).
     tile, overlap, batch_size, scales, tta, weights
         See :func:`predict_probabilities`.
 
@@ -322,9 +342,15 @@ def predict_grain_boundaries(
         pixels, "grains", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
         tta=tta, weights=weights,
     )
-    mask = prob >= _threshold(threshold, card)
-    if not thin:
-        return mask
     post = card.get("postprocess", {})
-    length = int(post.get("min_length_px", 0)) if min_length_px is None else int(min_length_px)
-    return clean_boundaries(mask, min_length_px=length)
+
+    def pick(value, key, default):
+        return post.get(key, default) if value is None else value
+
+    return grain_postprocess(
+        prob, _threshold(threshold, card), thin=thin,
+        high_threshold=pick(high_threshold, "high_threshold", None),
+        min_length_px=int(pick(min_length_px, "min_length_px", 0)),
+        spur_length_px=int(pick(spur_length_px, "spur_length_px", 0)),
+        min_mean_prob=float(pick(min_mean_prob, "min_mean_prob", 0.0)),
+    )
