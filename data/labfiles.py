@@ -43,10 +43,10 @@ __all__ = [
 def write_imagej_tiff(path: str | Path, pixels: np.ndarray, *, pixel_size_um: float, unit: str = "micron") -> Path:
     """ImageJ/Fiji TIFF: ``unit`` in the ImageJ description, XResolution = pixels per unit.
 
-    ``unit`` may be 'micron' (what Fiji writes), 'um', 'µm', 'nm' or 'mm'; the resolution
+    ``unit`` may be 'micron' (what Fiji writes), 'um', '\\u00B5m' (µm as ImageJ escapes it), 'nm' or 'mm'; the resolution
     is expressed in that unit.
     """
-    per_um = {"micron": 1.0, "um": 1.0, "µm": 1.0, "nm": 1e-3, "mm": 1e3}[unit]
+    per_um = {"micron": 1.0, "um": 1.0, "\\u00B5m": 1.0, "nm": 1e-3, "mm": 1e3}[unit]
     px_per_unit = 1.0 / (pixel_size_um / per_um)
     tifffile.imwrite(path, pixels, imagej=True, resolution=(px_per_unit, px_per_unit), metadata={"unit": unit})
     return Path(path)
