@@ -34,6 +34,7 @@ __all__ = [
     "regions_from_labels",
     "regions_from_mask",
     "relabel_sequential",
+    "um_twin_columns",
 ]
 
 REGION_COLUMNS: tuple[str, ...] = (
@@ -65,6 +66,11 @@ _UM_TWINS = {
     "feret_max_px": 1,
     "feret_min_px": 1,
 }
+
+
+def um_twin_columns() -> tuple[str, ...]:
+    """Names of the calibrated twins (``*_um``, ``area_um2``) a calibrated RegionTable has."""
+    return tuple(_um_name(c) for c in _UM_TWINS)
 
 
 def _um_name(col: str) -> str:

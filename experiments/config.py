@@ -56,7 +56,8 @@ class DataConfig:
     kind: str = "scan"
     mask_polarity: str = "auto"
     pixel_size_um: float | None = None
-    min_area_px: int = 1
+    min_area_px: int = 4
+    min_area_um2: float | None = None
     connectivity: int = 2
 
     def __post_init__(self) -> None:

@@ -1,23 +1,46 @@
-"""Per-scan checkpoints in ``<run_dir>/parts/`` so an interrupted archive run can resume.
+"""Per-scan checkpoints in ``<run_dir>/parts/`` that make an interrupted or changed run resumable.
 
-Each finished scan is committed atomically: its three small tables are written
-into a temporary folder that is then renamed to ``parts/<key>`` (a rename is
-atomic on POSIX file systems), so a part is either complete or absent.
+Each finished scan is committed atomically: its tables (Arrow IPC, fast to write and read) and a
+``meta.json`` go into a temporary folder that is then renamed to ``parts/<key>`` (a rename is
+atomic on POSIX file systems), so a part is either complete or absent.  The driver commits a part
+only after the scan's files (label image, heatmap, ...) are in place, so a part also vouches for
+them.  ``meta.json`` records what determined the result: the input file's identity (resolved path,
+size, modification time) and the hash of the per-scan configuration (:mod:`.keys`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
 
 from .stage import ScanResult
 
-__all__ = ["PartStore"]
+__all__ = ["PART_FORMAT", "PartStore", "OldRunDirError"]
+
+#: Version of the part layout; parts of another version are never reused.
+PART_FORMAT = 2
+
+
+class OldRunDirError(RuntimeError):
+    """The run dir holds checkpoints of an older quantmet."""
+
+
+def _write_frame(df: pd.DataFrame | None, path: Path) -> None:
+    if df is None:
+        return
+    feather.write_feather(pa.Table.from_pandas(df, preserve_index=False), path, compression="uncompressed")
+
+
+def _read_frame(path: Path) -> pd.DataFrame | None:
+    return feather.read_table(path).to_pandas() if path.exists() else None
 
 
 class PartStore:
@@ -28,27 +51,70 @@ class PartStore:
 
     @staticmethod
     def key(scan_id: str) -> str:
-        return hashlib.sha1(scan_id.encode("utf-8")).hexdigest()[:20]
+        return hashlib.sha256(scan_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
     def path(self, scan_id: str) -> Path:
         return self.root / self.key(scan_id)
 
-    def has(self, scan_id: str) -> bool:
-        return (self.path(scan_id) / "scan.parquet").exists()
+    def check_format(self) -> None:
+        """Raise :class:`OldRunDirError` when the parts were written by an older version."""
+        if not self.root.is_dir():
+            return
+        for p in self.root.iterdir():
+            if p.name.startswith(".tmp-"):
+                continue
+            if (p / "scan.parquet").exists() and not (p / "meta.json").exists():
+                raise OldRunDirError(
+                    f"{self.root.parent} was written by an older quantmet (checkpoints without "
+                    "meta.json): it cannot be resumed; rerun without runtime.resume or into a new run dir"
+                )
+            break
+
+    def meta(self, scan_id: str) -> dict | None:
+        try:
+            return json.loads((self.path(scan_id) / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def reusable(self, scan_id: str, input_id: dict, config_hash: str, run_root: Path) -> bool:
+        """Whether the committed part can stand for this scan now.
+
+        Yes when it is of this format, the scan succeeded, the input file and the per-scan config
+        are the same, and the files it vouches for still exist.  Failed scans are never reused
+        (a resume retries them).
+        """
+        m = self.meta(scan_id)
+        if not m or m.get("format") != PART_FORMAT or m.get("status") != "ok":
+            return False
+        if m.get("input") != input_id or m.get("config_hash") != config_hash:
+            return False
+        return all((Path(run_root) / rel).is_file() for rel in m.get("files", []))
 
     def clear(self) -> None:
         if self.root.exists():
             shutil.rmtree(self.root)
 
-    def commit(self, result: ScanResult) -> None:
-        """Write one scan's tables atomically (replacing an older part of the same scan)."""
+    def commit(self, result: ScanResult, *, input_id: dict, config_hash: str, files: list[str]) -> None:
+        """Write one scan's result atomically (replacing an older part of the same scan)."""
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
         try:
-            pd.DataFrame([result.row]).to_parquet(tmp / "scan.parquet", index=False)
+            _write_frame(pd.DataFrame([result.row]), tmp / "scan.arrow")
             if result.ok:
-                result.regions.to_parquet(tmp / "regions.parquet", index=False)
-                result.clusters.to_parquet(tmp / "clusters.parquet", index=False)
+                _write_frame(result.regions, tmp / "regions.arrow")
+                _write_frame(result.clusters, tmp / "clusters.arrow")
+                _write_frame(result.ratings, tmp / "ratings.arrow")
+            meta = {
+                "format": PART_FORMAT,
+                "scan_id": result.scan_id,
+                "status": result.row.get("status"),
+                "input": input_id,
+                "config_hash": config_hash,
+                "files": sorted(files),
+                "crops": {str(k): v for k, v in result.crops.items()},
+                "stats": result.stats,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, default=str), encoding="utf-8")
             final = self.path(result.scan_id)
             if final.exists():
                 shutil.rmtree(final)
@@ -59,7 +125,15 @@ class PartStore:
 
     def load(self, scan_id: str) -> ScanResult:
         p = self.path(scan_id)
-        row = pd.read_parquet(p / "scan.parquet").iloc[0].to_dict()
-        regions = pd.read_parquet(p / "regions.parquet") if (p / "regions.parquet").exists() else pd.DataFrame()
-        clusters = pd.read_parquet(p / "clusters.parquet") if (p / "clusters.parquet").exists() else pd.DataFrame()
-        return ScanResult(scan_id, row, regions, clusters)
+        meta = self.meta(scan_id) or {}
+        row = _read_frame(p / "scan.arrow").iloc[0].to_dict()
+        return ScanResult(
+            scan_id,
+            row,
+            _read_frame(p / "regions.arrow") if (p / "regions.arrow").exists() else pd.DataFrame(),
+            _read_frame(p / "clusters.arrow") if (p / "clusters.arrow").exists() else pd.DataFrame(),
+            _read_frame(p / "ratings.arrow"),
+            {},
+            {int(k): v for k, v in meta.get("crops", {}).items()},
+            meta.get("stats") or {},
+        )

@@ -1,14 +1,29 @@
-"""The main job: scans -> per-scan stage (serial or Ray) -> archive ranking -> tables, heatmaps, report.
+"""The main job: scans -> per-scan stage (serial or Ray) -> streamed tables -> ranking -> report.
 
-Outputs in the run directory (the contract documented in README):
-``regions.parquet``, ``clusters.parquet``, ``scans.parquet``, ``labels/<scan_id>.tif``,
-``heatmaps/<scan_id>.png``, ``report/index.html`` and Hydra's ``.hydra/``.
+The data of a run is passed in memory: each worker returns its scan's tables, pictures (as bytes)
+and small histograms; the driver writes the pictures once, checkpoints the scan, streams its rows
+into the final Parquet files (in scan order, :mod:`.sink`) and keeps only the clusters (a few per
+scan) and the merged histograms.  At the end it ranks the clusters over the archive, writes
+``clusters.parquet`` and builds the report from what it holds.  Memory does not grow with the
+number of impurities.  Outputs (the contract in README) are named by
+:class:`experiments.layout.RunLayout`.
+
+Exit codes: 0 every scan ok; 1 at least one scan failed (its row says why; the others are
+complete); 2 a configuration or input error before any scan; 3 the run dir cannot be written
+(disk full, read-only): finished scans are checkpointed, rerun with ``runtime.resume=true``.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import logging
+import math
+import os
+import shutil
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +32,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly.area import market_clustering
 from anomaly.rank import rank_clusters
-from data import discover_inputs, empty_regions
+from data import empty_regions
 
-from .checkpoint import PartStore
 from ..config import PipelineConfig, pipeline_config, resolve_input
-from .runners import StageFactory, run_stage
-from .stage import SCAN_COLUMNS, ScanResult, labels_path
+from ..layout import RunLayout
+from ..reporting.stats import RegionStats
+from .checkpoint import OldRunDirError, PartStore
+from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
+from .lock import RunDirWriteError, RunLock, write_error
+from .runners import StageFactory, local_cpus, run_stage
+from .sink import OrderedSink, TableWriter
+from .stage import RenderOptions, ScanResult, ScanTask, scan_rows_frame
+from .validate import validate_pipeline
 
-__all__ = ["run_task", "run_pipeline", "assemble_tables"]
+__all__ = ["run_task", "run_pipeline", "EXIT_OK", "EXIT_SCAN_FAILED", "EXIT_USAGE", "EXIT_WRITE"]
 
 log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_SCAN_FAILED, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
+MANIFEST_FORMAT = 2
 
 
 def run_task(cfg: DictConfig, output_dir: Path) -> int:
@@ -35,103 +59,321 @@ def run_task(cfg: DictConfig, output_dir: Path) -> int:
     return run_pipeline(pipeline_config(cfg), output_dir, run_config=run_config)
 
 
-def assemble_tables(
-    results: list[ScanResult], *, order_key: str
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Concatenate per-scan results and rank clusters over the archive.
+def _default_run_config(pc: PipelineConfig) -> dict:
+    import dataclasses
 
-    Returns (regions, clusters, scans), each sorted deterministically.
-    """
-    scans = pd.DataFrame([r.row for r in results], columns=list(SCAN_COLUMNS))
-    scans = scans.sort_values("scan_id", kind="stable").reset_index(drop=True)
-    ok = [r for r in results if r.ok]
-    # Empty per-scan frames still carry the columns: keep one so an archive without
-    # impurities writes tables with the documented columns.
-    region_parts = [r.regions for r in ok if len(r.regions)] or [r.regions for r in ok][:1]
-    regions = pd.concat(region_parts, ignore_index=True) if region_parts else pd.DataFrame()
-    if len(regions):
-        regions = regions.sort_values(["scan_id", "region_id"], kind="stable").reset_index(drop=True)
-    cluster_parts = [r.clusters for r in ok if len(r.clusters)] or [r.clusters for r in ok][:1]
-    if cluster_parts:
-        clusters = pd.concat(cluster_parts, ignore_index=True)
-    else:  # every scan failed: an empty table with the right columns and dtypes
-        clusters = market_clustering(empty_regions(), np.zeros(0))[1]
-        clusters.insert(0, "scan_id", pd.Series(dtype=str))
-    clusters = rank_clusters(clusters, key=order_key)
-    clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
-    return regions, clusters, scans
+    return {
+        "data": dataclasses.asdict(pc.data),
+        "segmentation": dataclasses.asdict(pc.segmentation),
+        "inpainting": dict(pc.inpainting),
+        "anomaly": dataclasses.asdict(pc.anomaly),
+        "runtime": dataclasses.asdict(pc.runtime),
+        "report": dict(pc.report),
+    }
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".parquet.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+def _render_options(pc: PipelineConfig, run_config: dict) -> RenderOptions:
+    from ..reporting import ReportConfig, score_settings
+
+    rc = ReportConfig.from_mapping(pc.report)
+    return RenderOptions(
+        heatmap=rc.heatmaps != "never",
+        score=rc.score,
+        cmap=rc.cmap,
+        max_side=rc.max_side,
+        crop_side=rc.crop_side,
+        crop_margin=rc.crop_margin,
+        crop_min_margin_px=rc.crop_min_margin_px,
+        top_n=rc.top_n if rc.html else 0,
+        size_min_area_px=rc.size_min_area_px,
+        settings_text=score_settings(run_config, rc.score),
+    )
+
+
+def _atomic_write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class _TopClusters:
+    """The ``n`` best cluster keys seen so far (a min-heap): the crop threshold of the next scans."""
+
+    n: int
+    heap: list = field(default_factory=list)
+
+    def add(self, values: np.ndarray) -> None:
+        if self.n <= 0:
+            return
+        for v in np.asarray(values, dtype=np.float64):
+            if len(self.heap) < self.n:
+                heapq.heappush(self.heap, float(v))
+            elif v > self.heap[0]:
+                heapq.heapreplace(self.heap, float(v))
+
+    @property
+    def threshold(self) -> float:
+        return self.heap[0] if self.n and len(self.heap) >= self.n else -math.inf
+
+
+class _Run:
+    def __init__(self, pc: PipelineConfig, layout: RunLayout, run_config: dict, digests: dict[str, str]):
+        self.pc = pc
+        self.layout = layout
+        self.run_config = run_config
+        self.settings = per_scan_settings(run_config, models=digests)
+        self.config_hash = settings_hash(self.settings)
+        self.render = _render_options(pc, run_config)
+        self.order_key = str(pc.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
+        self.store = PartStore(layout.parts_dir)
+        self.top = _TopClusters(self.render.top_n)
+        self.stats = RegionStats()
+        self.clusters: list[pd.DataFrame] = []
+        self.crops: dict[tuple[str, int], dict] = {}
+        self.crop_files: set[str] = set()
+        self.inputs: dict[str, dict] = {}
+        self.n_ok = self.n_failed = self.n_regions = 0
+        self.failed: list[tuple[str, str]] = []
+        self.uncalibrated: list[str] = []
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _manifest(self) -> dict | None:
+        try:
+            return json.loads(self.layout.manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _write_manifest(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("quantmet")
+        except PackageNotFoundError:
+            v = "unknown"
+        m = {"format": MANIFEST_FORMAT, "quantmet_version": v, "config_hash": self.config_hash,
+             "settings": self.settings, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
+        _atomic_write(self.layout.manifest, json.dumps(m, indent=1, default=str).encode())
+
+    def _record_config(self) -> None:
+        """Keep every configuration this run dir has seen (Hydra's .hydra/ holds only the last)."""
+        hist = self.layout.config_history
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = hist / f"{stamp}-{self.config_hash[:8]}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = hist / f"{stamp}-{self.config_hash[:8]}-{n}"
+        dest.mkdir(parents=True)
+        for name in ("config.yaml", "overrides.yaml"):
+            src = self.layout.hydra_dir / name
+            if src.is_file():
+                shutil.copy2(src, dest / name)
+        (dest / "config.json").write_text(json.dumps(self.run_config, indent=1, default=str), encoding="utf-8")
+
+    def _clean(self) -> None:
+        """A run without resume starts from an empty run dir (but the expert's verdicts)."""
+        L = self.layout
+        for name in ("scans", "regions", "clusters", "ratings"):
+            L.table(name).unlink(missing_ok=True)
+        for d in (*[L.root / x for x in L.PER_SCAN_DIRS], L.report_dir, L.parts_dir):
+            if d.exists():
+                shutil.rmtree(d)
+        if L.feedback_db.exists():
+            log.warning("%s holds expert verdicts of an earlier run of this dir; they are kept "
+                        "(they refer to that run's clusters)", L.review_dir)
+
+    # ------------------------------------------------------------------ per result
+    def _accept(self, r: ScanResult, *, fresh: bool) -> None:
+        """Account for one scan (fresh from a worker, or reused from its checkpoint)."""
+        if r.ok:
+            self.n_ok += 1
+            self.n_regions += int(r.row.get("n_regions") or 0)
+            if r.row.get("pixel_size_source") in ("none", "", None):
+                self.uncalibrated.append(r.scan_id)
+            self.stats.merge(RegionStats.from_dict(r.stats))
+            if len(r.clusters):
+                self.clusters.append(r.clusters)
+                self.top.add(r.clusters[self.order_key].to_numpy())
+            for cid, info in r.crops.items():
+                self.crops[(r.scan_id, int(cid))] = info
+                self.crop_files.add(info["file"])
+        else:
+            self.n_failed += 1
+            if len(self.failed) < 1000:
+                self.failed.append((r.scan_id, str(r.row.get("error", ""))))
+
+    def on_result(self, r: ScanResult) -> None:
+        rel_files = []
+        try:
+            for rel, content in r.files.items():
+                _atomic_write(self.layout.path(rel), content)
+                rel_files.append(rel)
+            checkpointed = [f for f in rel_files if not f.startswith("crops/")]
+            self.store.commit(r, input_id=self.inputs[r.scan_id], config_hash=self.config_hash, files=checkpointed)
+        except OSError as exc:
+            raise write_error(exc, self.layout.root) from None
+        r.files = {}  # written: drop the bytes
+        self._accept(r, fresh=True)
+        try:
+            self.sink.add(r)
+        except OSError as exc:
+            raise write_error(exc, self.layout.root) from None
+
+    def prepare(self, item) -> ScanTask:
+        return ScanTask(item, crop_min_score=self.top.threshold)
+
+    # ------------------------------------------------------------------ the run
+    def execute(self) -> int:
+        from data.inputs import discover
+
+        pc, L = self.pc, self.layout
+        t0 = time.perf_counter()
+        listing = discover(resolve_input(pc.data.input))
+        items = listing.items
+        for s in listing.skipped:
+            log.warning("skipped %s: %s", s.path, s.reason)
+        old = self._manifest()
+        if pc.runtime.resume:
+            try:
+                self.store.check_format()
+            except OldRunDirError as exc:
+                raise _UsageError(str(exc)) from None
+            if L.parts_dir.exists() and old is None:
+                raise _UsageError(f"{L.root} has checkpoints but no manifest (an older quantmet): "
+                                  "rerun without runtime.resume or into a new run dir")
+        try:
+            L.root.mkdir(parents=True, exist_ok=True)
+            if not pc.runtime.resume:
+                self._clean()
+            self._record_config()
+            self._write_manifest()
+        except OSError as exc:
+            raise write_error(exc, L.root) from None
+        self.inputs = {it.scan_id: input_identity(it.path) for it in items}
+        reuse = [it for it in items
+                 if pc.runtime.resume and self.store.reusable(it.scan_id, self.inputs[it.scan_id], self.config_hash, L.root)]
+        reused = {it.scan_id for it in reuse}
+        todo = [it for it in items if it.scan_id not in reused]
+        if pc.runtime.resume:
+            changed = changed_keys(old.get("settings", {}), self.settings) if old else []
+            if changed:
+                shown = ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else "")
+                log.warning("resume with changed settings (%s): scans made with the old settings are recomputed", shown)
+            log.info("resuming: %d of %d scans reused, %d to compute (failed, changed or new)",
+                     len(reuse), len(items), len(todo))
+        writers = {"scans": TableWriter(L.scans), "regions": TableWriter(L.regions)}
+        self.sink = OrderedSink([it.scan_id for it in items], writers, scan_rows_frame, self.store.load)
+        try:
+            for it in reuse:  # read back in order by the sink; only their small parts now
+                r = self.store.load(it.scan_id)
+                self._accept(r, fresh=False)
+                self.sink.add(ScanResult(r.scan_id, r.row), in_memory=False)
+            log.info("processing %d scan(s) from %s (%s runner)", len(todo), pc.data.input, pc.runtime.mode)
+            if pc.runtime.mode == "ray" and pc.runtime.num_workers and not pc.runtime.address:
+                if pc.runtime.num_workers > local_cpus():
+                    log.warning("runtime.num_workers=%d is more than this machine's %d CPUs: using %d",
+                                pc.runtime.num_workers, local_cpus(), local_cpus())
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            with logging_redirect_tqdm():
+                run_stage(todo, StageFactory(pc, self.render), pc.runtime, self.on_result, self.prepare)
+            self.sink.close()
+        except BaseException:
+            self.sink.abort()
+            raise
+        try:
+            clusters = self._finish_clusters()
+        except OSError as exc:
+            raise write_error(exc, L.root) from None
+        self._report(clusters)
+        return self._summary(t0, len(items), len(listing.skipped), len(clusters))
+
+    def _finish_clusters(self) -> pd.DataFrame:
+        parts = [c for c in self.clusters if len(c)]
+        if parts:
+            clusters = pd.concat(parts, ignore_index=True)
+        else:  # no clusters at all: an empty table with the right columns and dtypes
+            clusters = market_clustering(empty_regions(), np.zeros(0))[1]
+            clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
+            clusters.insert(0, "scan_id", pd.Series(dtype=str))
+        self.clusters = []
+        clusters = rank_clusters(clusters, key=self.order_key)
+        clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
+        tmp = self.layout.clusters.with_name(self.layout.clusters.name + ".partial")
+        clusters.to_parquet(tmp, index=False)
+        os.replace(tmp, self.layout.clusters)
+        # gallery crops: keep those of the final top clusters only
+        top = clusters.head(self.render.top_n)
+        keep = {self.crops[k]["file"] for k in zip(top["scan_id"], top["cluster_id"].astype(int)) if k in self.crops}
+        for rel in self.crop_files - keep:
+            self.layout.path(rel).unlink(missing_ok=True)
+        return clusters
+
+    def _report(self, clusters: pd.DataFrame) -> None:
+        from ..reporting import ReportConfig, write_report
+
+        rc = ReportConfig.from_mapping(self.pc.report)
+        if not rc.html:
+            return
+        try:
+            write_report(self.layout.root, **rc.as_kwargs())
+        except Exception as exc:  # the tables are written: a report problem is reported, not fatal
+            log.error("report failed: %s: %s (rebuild it with python -m experiments.report run_dir=%s)",
+                      type(exc).__name__, exc, self.layout.root)
+
+    def _summary(self, t0: float, n_items: int, n_skipped: int, n_clusters: int) -> int:
+        log.info("done in %.1f s: %d scan(s) ok, %d failed, %d skipped, %d impurities, %d clusters",
+                 time.perf_counter() - t0, self.n_ok, self.n_failed, n_skipped, self.n_regions, n_clusters)
+        if self.uncalibrated:
+            shown = ", ".join(self.uncalibrated[:10]) + (f" and {len(self.uncalibrated) - 10} more" if len(self.uncalibrated) > 10 else "")
+            log.warning("%d of %d scan(s) have no pixel size (no µm columns, densities per mm² or grain "
+                        "size G for them): %s; set data.pixel_size_um or data.calibration_csv",
+                        len(self.uncalibrated), self.n_ok, shown)
+        for sid, err in self.failed:
+            log.error("failed: %s: %s", sid, err)
+        log.info("outputs: %s", self.layout.root.resolve())
+        if self.layout.report_index.exists():
+            log.info("report: %s", self.layout.report_index.resolve())
+        return EXIT_OK if self.n_failed == 0 else EXIT_SCAN_FAILED
+
+
+class _UsageError(Exception):
+    pass
 
 
 def run_pipeline(pc: PipelineConfig, output_dir: Path, *, run_config: dict | None = None) -> int:
-    """Run the whole job into ``output_dir``; exit code 1 only if every scan failed."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    items = discover_inputs(resolve_input(pc.data.input))
-    store = PartStore(output_dir / "parts")
-    if not pc.runtime.resume:
-        store.clear()
-    todo = [it for it in items if not store.has(it.scan_id)]
-    if len(todo) < len(items):
-        log.info("resuming: %d of %d scans already done", len(items) - len(todo), len(items))
-    log.info("processing %d scan(s) from %s (%s runner)", len(todo), pc.data.input, pc.runtime.mode)
-    run_stage(todo, StageFactory(pc, output_dir), pc.runtime, store.commit)
+    """Run the whole job into ``output_dir``; returns the exit code (module docstring)."""
+    from data.errors import QuantmetError
 
-    results = [store.load(it.scan_id) for it in items]
-    order_key = str(pc.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
-    regions, clusters, scans = assemble_tables(results, order_key=order_key)
-    _write_parquet(regions, output_dir / "regions.parquet")
-    _write_parquet(clusters, output_dir / "clusters.parquet")
-    _write_parquet(scans, output_dir / "scans.parquet")
+    from ..config import ConfigError
+    from .lock import RunDirBusyError
 
-    _render_outputs(output_dir, regions, clusters, scans, pc, run_config or {})
-    n_ok = int((scans["status"] == "ok").sum())
-    n_failed = len(scans) - n_ok
-    log.info(
-        "done in %.1f s: %d scan(s) ok, %d failed, %d impurities, %d clusters",
-        time.perf_counter() - t0, n_ok, n_failed, len(regions), len(clusters),
-    )
-    for _, r in scans[scans["status"] != "ok"].iterrows():
-        log.error("failed: %s: %s", r["scan_id"], r["error"])
-    log.info("outputs: %s", output_dir.resolve())
-    report = output_dir / "report" / "index.html"
-    if report.exists():
-        log.info("report: %s", report.resolve())
-    return 0 if n_ok > 0 else 1
-
-
-def _render_outputs(output_dir: Path, regions, clusters, scans, pc: PipelineConfig, run_config: dict) -> None:
-    """Heatmaps per scan and the HTML report (never fatal for the tables already written)."""
-    import tifffile
-
-    from data import read_scan
-
-    from ..reporting import ReportConfig, heatmap_relpath, save_heatmap, score_settings, write_report
-
-    rc = ReportConfig.from_mapping(pc.report)
-    for _, row in scans[scans["status"] == "ok"].iterrows():
-        sid = row["scan_id"]
-        try:
-            pixels = read_scan(row["path"]).pixels
-            lab_file = labels_path(output_dir, sid)
-            labels = tifffile.imread(lab_file) if lab_file.exists() else None
-            reg = regions[regions["scan_id"] == sid] if len(regions) else regions
-            clu = clusters[clusters["scan_id"] == sid] if len(clusters) else clusters
-            save_heatmap(
-                output_dir / heatmap_relpath(sid), pixels, reg, score=rc.score, cmap=rc.cmap,
-                max_side=rc.max_side, labels=labels, clusters=clu, title=f"{sid}: {rc.score}",
-                settings=score_settings(run_config, rc.score),
-            )
-        except Exception as exc:  # a picture must not lose the tables
-            log.warning("heatmap for %s failed: %s: %s", sid, type(exc).__name__, exc)
-    if rc.html:
-        try:
-            write_report(output_dir, **rc.as_kwargs())
-        except Exception as exc:
-            log.warning("report failed: %s: %s", type(exc).__name__, exc)
+    layout = RunLayout(Path(output_dir))
+    run_config = run_config if run_config is not None else _default_run_config(pc)
+    try:
+        digests = validate_pipeline(pc, run_config if "task" in run_config else None)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    try:
+        with RunLock(layout.lock):
+            return _Run(pc, layout, run_config, digests).execute()
+    except RunDirBusyError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except RunDirWriteError as exc:
+        log.error("%s", exc)
+        return EXIT_WRITE
+    except _UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except QuantmetError as exc:  # input not found, bad files before any scan
+        log.error("%s", exc)
+        return EXIT_USAGE

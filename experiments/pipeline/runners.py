@@ -2,8 +2,10 @@
 
 Ray lives here and nowhere else in the pipeline.  A runner takes the scan
 inputs, a picklable factory that builds the stage (once per worker, so models
-load once per worker) and a callback that receives each :class:`ScanResult`
-as soon as it is done (the driver commits it to the checkpoint store).
+load once per worker), a ``prepare`` function that turns an input into the
+task handed out (called when the scan is dispatched, so it carries what the
+driver knows then) and a callback that receives each :class:`ScanResult` as
+soon as it is done (the driver writes its files and checkpoints it).
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from tqdm.auto import tqdm
 from data.inputs import ScanInput
 
 from ..config import PipelineConfig, RuntimeConfig
-from .stage import ScanAnalyzer, ScanResult, scan_row
+from .stage import RenderOptions, ScanAnalyzer, ScanResult, ScanTask, failed_result
 
-__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session"]
+__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session", "local_cpus"]
 
 log = logging.getLogger(__name__)
 
 OnResult = Callable[[ScanResult], None]
+Prepare = Callable[[ScanInput], ScanTask]
 
 
 @dataclass(frozen=True)
@@ -34,20 +37,28 @@ class StageFactory:
     """Picklable recipe for the per-scan stage."""
 
     cfg: PipelineConfig
-    output_dir: Path | None = None
+    render: RenderOptions | None = None
 
     def __call__(self) -> ScanAnalyzer:
-        extra = {}
+        map_rows = None
         rt = self.cfg.runtime
         if rt.spatial_on_ray and rt.mode == "serial":
             # One scan at a time: huge scans fan their spatial rows out to Ray tasks
             # (only above anomaly.scorers.spatial.ray_min_regions impurities).
             from .spatial_ray import ray_map_rows
 
-            extra["map_rows"] = ray_map_rows
+            map_rows = ray_map_rows
         elif rt.spatial_on_ray:
             log.warning("runtime.spatial_on_ray is ignored with runtime.mode=ray (scans already fill the CPUs)")
-        return ScanAnalyzer(self.cfg, self.output_dir, extra_score_kwargs=extra)
+        return ScanAnalyzer(self.cfg, self.render, map_rows=map_rows)
+
+
+def local_cpus() -> int:
+    """CPUs this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _progress(total: int, desc: str):
@@ -63,7 +74,12 @@ def _build(factory: Callable):
     return stage
 
 
-def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResult) -> dict:
+def _as_task(item: ScanInput) -> ScanTask:
+    return ScanTask(item)
+
+
+def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResult,
+               prepare: Prepare = _as_task) -> dict:
     """Run the stage on each item in this process; returns ``{"workers": 1, "startup_s": ...}``."""
     t0 = time.perf_counter()
     stage = _build(factory)
@@ -71,7 +87,7 @@ def run_serial(items: Sequence[ScanInput], factory: Callable, on_result: OnResul
     failed = 0
     with _progress(len(items), "scans") as bar:
         for item in items:
-            result = stage(item)
+            result = stage(prepare(item))
             failed += not result.ok
             on_result(result)
             bar.set_postfix(failed=failed)
@@ -91,8 +107,8 @@ class _StageActor:
             cv2.setNumThreads(threads)
         self.stage = _build(factory)
 
-    def run(self, item: ScanInput) -> ScanResult:
-        return self.stage(item)
+    def run(self, task: ScanTask) -> ScanResult:
+        return self.stage(task)
 
     def pid(self) -> int:
         return os.getpid()
@@ -107,16 +123,23 @@ def ray_session(runtime: RuntimeConfig):
     kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
     if runtime.address:
         kwargs["address"] = runtime.address
-    elif runtime.num_workers:
-        kwargs["num_cpus"] = int(runtime.num_workers)
+    else:
+        # A local Ray: this machine's node, advertised on loopback only (Ray 2.60 still opens its
+        # gRPC ports on every interface; they require Ray's token, which local Ray turns on).
+        kwargs["_node_ip_address"] = "127.0.0.1"
+        kwargs["num_cpus"] = min(int(runtime.num_workers), local_cpus()) if runtime.num_workers else local_cpus()
     # Workers import the project's packages from the driver's working directory.
     root = str(Path(__file__).resolve().parents[2])
-    kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+    env = {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"),
+           "QUANTMET_NO_PROGRESS": "1"}
+    kwargs["runtime_env"] = {"env_vars": env}
     ray.init(**kwargs)
     return ray
 
 
-def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig) -> dict:
+def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig,
+            prepare: Prepare = _as_task) -> dict:
     """Run the stage on Ray actors (one per worker), with backpressure and crash retries.
 
     The actors start (and load their models) in parallel; scans are dispatched once
@@ -156,7 +179,7 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
 
     def submit(idx: int) -> None:
         item = queue.pop()
-        in_flight[actors[idx].run.remote(item)] = (idx, item)
+        in_flight[actors[idx].run.remote(prepare(item))] = (idx, item)
 
     with _progress(len(items), f"scans on {n_workers} Ray workers") as bar:
         for idx in range(n_workers):
@@ -179,7 +202,7 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
                 kind = getattr(factory, "cfg", None)
                 kind = kind.data.kind if kind is not None else "scan"
                 msg = f"worker crashed {attempts[item.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
-                result = ScanResult(item.scan_id, scan_row(item, kind, status="failed", error=msg))
+                result = failed_result(item, kind, msg)
             failed += not result.ok
             on_result(result)
             bar.set_postfix(failed=failed)
@@ -191,7 +214,8 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     return stats
 
 
-def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeConfig, on_result: OnResult) -> dict:
+def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeConfig, on_result: OnResult,
+              prepare: Prepare = _as_task) -> dict:
     """Dispatch to the serial or the Ray runner according to ``runtime.mode``.
 
     Returns ``{"workers": n, "startup_s": s}`` (workers started and models loaded), empty
@@ -200,5 +224,5 @@ def run_stage(items: Sequence[ScanInput], factory: Callable, runtime: RuntimeCon
     if not items:
         return {}
     if runtime.mode == "ray":
-        return run_ray(items, factory, on_result, runtime)
-    return run_serial(items, factory, on_result)
+        return run_ray(items, factory, on_result, runtime, prepare)
+    return run_serial(items, factory, on_result, prepare)

@@ -1,18 +1,23 @@
-"""The per-scan stage: read -> segment -> RegionTable -> scores -> clusters, for one scan.
+"""The per-scan stage: read -> segment -> RegionTable -> scores -> clusters -> pictures, in memory.
 
-:class:`ScanAnalyzer` is a callable object so that a runner can build it once
-per worker (models loaded once) and call it for many scans.  It never raises
-for a bad scan: the failure is returned as a ``status='failed'`` row with its
-error, so one broken file cannot stop an archive.
+:class:`ScanAnalyzer` is a callable object so that a runner builds it once per worker (models
+loaded once) and calls it for many scans.  Everything that needs the pixels is done here, on the
+worker that holds them: the label image, the heatmap, the exclusion mask and the gallery crops are
+returned as bytes in :class:`ScanResult` (the driver writes them once, where
+:class:`experiments.layout.RunLayout` says), together with the scan's tables and the small
+histograms the report plots.  The driver never reads a scan.
+
+The stage never raises for a bad scan: the failure is returned as a ``status='failed'`` row with
+its error, so one broken file cannot stop an archive.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -21,20 +26,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import tifffile
 
 from anomaly.area import MarketConfig, market_clustering
-from anomaly.scoring import score_regions
+from anomaly.scorers import ScoreContext
+from anomaly.scoring import configured_scorers, score_regions
 from data import binarize_mask, label_mask, read_scan, regions_from_labels, relabel_sequential
 from data.inputs import ScanInput
 
 from ..config import PipelineConfig, dataclass_from
+from ..layout import RunLayout
+from .artifacts import label_tiff_bytes, mask_png_bytes, png_bytes, scan_ranks
+from .options import resolve_physical
 
-__all__ = ["ScanResult", "ScanAnalyzer", "scan_row", "labels_path", "SCAN_COLUMNS"]
+__all__ = ["ScanTask", "ScanResult", "ScanAnalyzer", "scan_row", "SCAN_COLUMNS", "RenderOptions"]
 
 log = logging.getLogger(__name__)
 
-SCAN_COLUMNS = (
+SCAN_COLUMNS: tuple[str, ...] = (
     "scan_id",
     "path",
     "kind",
@@ -44,6 +52,8 @@ SCAN_COLUMNS = (
     "height",
     "width",
     "pixel_size_um",
+    "pixel_size_source",
+    "calibration_note",
     "area_fraction",
     "number_density_per_mpx",
     "number_density_per_mm2",
@@ -52,26 +62,71 @@ SCAN_COLUMNS = (
     "heyn_mean_px",
     "grain_size_G",
     "grain_size_G_planimetric",
+    "labels_file",
+    "heatmap_file",
+    "exclusion_file",
+    "settings_note",
+    "file_size",
+    "file_mtime_ns",
     "t_read_s",
     "t_segment_s",
     "t_regions_s",
     "t_score_s",
     "t_cluster_s",
     "t_grains_s",
+    "t_render_s",
     "t_total_s",
     "worker_pid",
     "peak_rss_mb",
 )
+_STRING_COLUMNS = frozenset(
+    {"scan_id", "path", "kind", "status", "error", "pixel_size_source", "calibration_note",
+     "labels_file", "heatmap_file", "exclusion_file", "settings_note"}
+)
+_INT_COLUMNS = frozenset({"n_regions", "height", "width", "n_clusters", "grain_count", "file_size",
+                          "file_mtime_ns", "worker_pid"})
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What the stage draws (the pixel-dependent part of ``report``), see ReportConfig."""
+
+    heatmap: bool = True
+    score: str = "combined_score"
+    cmap: str = "viridis"
+    max_side: int = 2048
+    crop_side: int = 420
+    crop_margin: float = 0.3
+    crop_min_margin_px: int = 16
+    top_n: int = 50
+    size_min_area_px: int = 4
+    settings_text: str = ""  # second title line of the heatmaps (the score's settings)
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """One scan to analyse, with what the driver knows when it hands it out.
+
+    ``crop_min_score``: only clusters scoring at least this can still enter the run's top
+    ``top_n`` (the driver's running threshold), so only those get a gallery crop.
+    """
+
+    item: ScanInput
+    crop_min_score: float = -math.inf
 
 
 @dataclass
 class ScanResult:
-    """What the stage returns for one scan."""
+    """What the stage returns for one scan (everything in memory)."""
 
     scan_id: str
     row: dict
     regions: pd.DataFrame = field(default_factory=pd.DataFrame)
     clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ratings: pd.DataFrame | None = None
+    files: dict[str, bytes] = field(default_factory=dict)  # run-relative path -> content
+    crops: dict[int, dict] = field(default_factory=dict)  # cluster_id -> {"file": rel, "facts": [...]}
+    stats: dict = field(default_factory=dict)  # reporting.stats.RegionStats.to_dict()
 
     @property
     def ok(self) -> bool:
@@ -83,33 +138,45 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
+def _file_identity(path: Path) -> dict:
+    try:
+        st = Path(path).stat()
+        return {"file_size": int(st.st_size), "file_mtime_ns": int(st.st_mtime_ns)}
+    except OSError:
+        return {}
+
+
 def scan_row(item: ScanInput, kind: str, **values: Any) -> dict:
     """A scans.parquet row with every column present (NaN / '' where unknown)."""
-    row: dict[str, Any] = {c: np.nan for c in SCAN_COLUMNS}
+    row: dict[str, Any] = {c: ("" if c in _STRING_COLUMNS else np.nan) for c in SCAN_COLUMNS}
     row.update(scan_id=item.scan_id, path=str(item.path), kind=kind, status="ok", error="")
     row.update(worker_pid=os.getpid(), peak_rss_mb=_peak_rss_mb())
+    row.update(_file_identity(item.path))
     row.update(values)
     return row
 
 
-def labels_path(output_dir: Path, scan_id: str) -> Path:
-    """Where the stage writes a scan's impurity label image (pixel value = region_id)."""
-    from ..reporting import safe_relpath
+def scan_rows_frame(rows: list[dict]) -> pd.DataFrame:
+    """scans.parquet rows with stable dtypes (ints stay nullable ints, strings stay strings)."""
+    df = pd.DataFrame(rows, columns=list(SCAN_COLUMNS))
+    for c in SCAN_COLUMNS:
+        if c in _STRING_COLUMNS:
+            df[c] = df[c].fillna("").astype(str)
+        elif c in _INT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
+        else:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(np.float64)
+    return df
 
-    return Path(output_dir) / "labels" / f"{safe_relpath(scan_id)}.tif"
 
+def _with_um_twins(table: pd.DataFrame) -> pd.DataFrame:
+    """Every ``_um`` twin present (NaN for an uncalibrated scan): one schema for every scan."""
+    from data.regions import um_twin_columns
 
-def _write_atomic_tiff(path: Path, labels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        dtype = np.uint16 if labels.max(initial=0) < 2**16 else np.uint32
-        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    for col in um_twin_columns():
+        if col not in table.columns:
+            table[col] = np.nan
+    return table
 
 
 class ScanAnalyzer:
@@ -118,19 +185,24 @@ class ScanAnalyzer:
     Parameters
     ----------
     cfg : PipelineConfig
-    output_dir : Path or None
-        When given, the scan's label image is written to ``labels/<scan_id>.tif``.
-    extra_score_kwargs : dict, optional
-        Passed to scorers that accept them (e.g. ``map_rows`` for parallel spatial scoring).
+    render : RenderOptions, optional
+        What to draw; None draws nothing (tables only).
+    map_rows : callable, optional
+        Parallel row mapper for the spatial score of huge scans (``ScoreContext.map_rows``).
     """
 
-    def __init__(self, cfg: PipelineConfig, output_dir: Path | None = None, extra_score_kwargs=None):
+    def __init__(self, cfg: PipelineConfig, render: RenderOptions | None = None, map_rows=None):
         self.cfg = cfg
-        self.output_dir = None if output_dir is None else Path(output_dir)
-        self.extra_score_kwargs = dict(extra_score_kwargs or {})
+        self.render = render
+        self.map_rows = map_rows
         self._segmenter = None
-        self._market = dataclass_from(MarketConfig, cfg.anomaly.area, where="anomaly.area")
+        self._scorers = configured_scorers(cfg.anomaly.scorers)
+        combine = dict(cfg.anomaly.combine or {})
+        self._combine_inputs = tuple(combine.get("inputs", ("spatial", "circle")))
+        self._combine_method = combine.get("method", "product")
+        self._order_key = str(cfg.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
 
+    # ------------------------------------------------------------------ models
     def warm_up(self) -> None:
         """Load the models this configuration needs now (once per worker, before the first scan).
 
@@ -144,14 +216,23 @@ class ScanAnalyzer:
                     from segmentation.models import load_model
 
                     load_model("grains")
-            scorers = self.cfg.anomaly.scorers or {}
-            if "shape" in scorers:
-                from anomaly import get_scorer, make_config
-                from anomaly.shape_ae import load_shape_ae
+            if "shape" in self._scorers:
+                from anomaly.scorers import get_scorer, make_config
+                from anomaly.shape import load_shape_ae
 
-                load_shape_ae(make_config(get_scorer("shape"), scorers["shape"]).weights)
+                load_shape_ae(make_config(get_scorer("shape"), self._scorers["shape"]).weights)
         except Exception as exc:  # noqa: BLE001 - reported per scan
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+
+    def _segmenter_fn(self):
+        """The configured segmenter (a U-Net one holds its model), built once per worker."""
+        if self._segmenter is None:
+            from segmentation import make_segmenter
+
+            seg = self.cfg.segmentation
+            options = seg.classical if seg.method == "classical" else seg.unet
+            self._segmenter = make_segmenter(seg.method, options)
+        return self._segmenter
 
     def _grains(self, pixels: np.ndarray, impurity_mask: np.ndarray, pixel_size_um: float | None) -> dict:
         """Inpaint the impurities, segment grain boundaries, measure grain size (raw scans only)."""
@@ -174,87 +255,135 @@ class ScanAnalyzer:
             "grain_size_G_planimetric": m["grain_size_G_planimetric"],
         }
 
-    def _segmenter_fn(self):
-        """The configured segmenter (a U-Net one holds its model), built once per worker."""
-        if self._segmenter is None:
-            from segmentation import make_segmenter
-
-            seg = self.cfg.segmentation
-            options = seg.classical if seg.method == "classical" else seg.unet
-            self._segmenter = make_segmenter(seg.method, options)
-        return self._segmenter
-
-    def _segment(self, pixels: np.ndarray) -> np.ndarray:
-        return self._segmenter_fn()(pixels)
-
-    def __call__(self, item: ScanInput) -> ScanResult:
+    # ------------------------------------------------------------------ one scan
+    def __call__(self, task: ScanTask | ScanInput) -> ScanResult:
+        if isinstance(task, ScanInput):
+            task = ScanTask(task)
+        item = task.item
         try:
-            return self._analyse(item)
+            return self._analyse(task)
         except Exception as exc:  # one bad scan must not stop the archive
             log.warning("scan %s failed: %s: %s", item.scan_id, type(exc).__name__, exc)
             log.debug("%s", traceback.format_exc())
             row = scan_row(item, self.cfg.data.kind, status="failed", error=f"{type(exc).__name__}: {exc}")
             return ScanResult(item.scan_id, row)
 
-    def _analyse(self, item: ScanInput) -> ScanResult:
+    def _labels(self, pixels: np.ndarray) -> np.ndarray:
+        d = self.cfg.data
+        if d.kind == "mask":
+            labels, _ = label_mask(binarize_mask(pixels, polarity=d.mask_polarity), connectivity=d.connectivity)
+            return labels
+        return self._segmenter_fn()(pixels)
+
+    def _analyse(self, task: ScanTask) -> ScanResult:
+        item = task.item
         d = self.cfg.data
         t0 = time.perf_counter()
         scan = read_scan(item.path, pixel_size_um=d.pixel_size_um, scan_id=item.scan_id)
+        ps = scan.pixel_size_um
+        source = "none" if ps is None else ("config" if d.pixel_size_um is not None else "metadata")
         t1 = time.perf_counter()
-        if d.kind == "mask":
-            labels, _ = label_mask(binarize_mask(scan.pixels, polarity=d.mask_polarity), connectivity=d.connectivity)
-        else:
-            labels = self._segment(scan.pixels)
-        labels = relabel_sequential(labels, min_area_px=d.min_area_px)
+        labels = self._labels(scan.pixels)
+        data_opts = resolve_physical({"min_area_px": d.min_area_px, "min_area_um2": d.min_area_um2}, ps)
+        labels = relabel_sequential(labels, min_area_px=int(data_opts["min_area_px"]))
         t2 = time.perf_counter()
-        table = regions_from_labels(labels, pixel_size_um=scan.pixel_size_um)
+        table = _with_um_twins(regions_from_labels(labels, pixel_size_um=ps))
         t3 = time.perf_counter()
-        a = self.cfg.anomaly
-        combine = dict(a.combine or {})
+        scorers = {name: resolve_physical(opts, ps) for name, opts in self._scorers.items()}
         table = score_regions(
             table,
-            scorers=a.scorers,
-            combine_inputs=tuple(combine.get("inputs", ("spatial", "circle"))),
-            combine_method=combine.get("method", "product"),
-            labels=labels,
-            extra=self.extra_score_kwargs,
+            scorers=scorers,
+            combine_inputs=self._combine_inputs,
+            combine_method=self._combine_method,
+            context=ScoreContext(labels=labels, map_rows=self.map_rows),
         )
         t4 = time.perf_counter()
-        cluster_ids, clusters = market_clustering(table, table["combined_score"].to_numpy(), self._market)
+        market = dataclass_from(MarketConfig, resolve_physical(self.cfg.anomaly.area, ps), where="anomaly.area")
+        cluster_ids, clusters = market_clustering(table, table["combined_score"].to_numpy(), market)
         table["cluster_id"] = np.asarray(cluster_ids, dtype=np.int64)
+        clusters = clusters.copy()
+        clusters.insert(1, "scan_rank", scan_ranks(clusters, self._order_key))
         t5 = time.perf_counter()
         grains: dict = {}
         if d.kind == "scan" and dict(self.cfg.segmentation.grains or {}).get("enabled", False):
-            grains = self._grains(scan.pixels, labels > 0, scan.pixel_size_um)
+            grains = self._grains(scan.pixels, labels > 0, ps)
         t6 = time.perf_counter()
-        if self.output_dir is not None:
-            _write_atomic_tiff(labels_path(self.output_dir, item.scan_id), labels)
         table.insert(0, "scan_id", item.scan_id)
-        clusters = clusters.copy()
         clusters.insert(0, "scan_id", item.scan_id)
+        files, crops = self._render(task, scan.pixels, labels, table, clusters, ps)
+        t7 = time.perf_counter()
         h, w = scan.shape
         n = len(table)
-        mpx = h * w / 1e6
         row = scan_row(
             item,
             d.kind,
             n_regions=n,
             height=h,
             width=w,
-            pixel_size_um=scan.pixel_size_um if scan.pixel_size_um is not None else np.nan,
+            pixel_size_um=ps if ps is not None else np.nan,
+            pixel_size_source=source,
             area_fraction=float(np.count_nonzero(labels)) / labels.size,
-            number_density_per_mpx=n / mpx,
-            number_density_per_mm2=(
-                n / (h * w * (scan.pixel_size_um * 1e-3) ** 2) if scan.pixel_size_um else np.nan
-            ),
+            number_density_per_mpx=n / (h * w / 1e6),
+            number_density_per_mm2=(n / (h * w * (ps * 1e-3) ** 2) if ps else np.nan),
             n_clusters=len(clusters),
+            labels_file=RunLayout.labels_rel(item.scan_id) if RunLayout.labels_rel(item.scan_id) in files else "",
+            heatmap_file=RunLayout.heatmap_rel(item.scan_id) if RunLayout.heatmap_rel(item.scan_id) in files else "",
             t_read_s=t1 - t0,
             t_segment_s=t2 - t1,
             t_regions_s=t3 - t2,
             t_score_s=t4 - t3,
             t_cluster_s=t5 - t4,
             t_grains_s=t6 - t5,
+            t_render_s=t7 - t6,
             t_total_s=time.perf_counter() - t0,
             **grains,
         )
-        return ScanResult(item.scan_id, row, table, clusters)
+        from ..reporting.stats import region_stats
+
+        size_min = self.render.size_min_area_px if self.render else 4
+        stats = region_stats(table, calibrated=ps is not None, size_min_area_px=size_min).to_dict()
+        return ScanResult(item.scan_id, row, table, clusters, None, files, crops, stats)
+
+    # ------------------------------------------------------------------ pictures
+    def _render(self, task, pixels, labels, table, clusters, ps) -> tuple[dict[str, bytes], dict[int, dict]]:
+        sid = task.item.scan_id
+        files = {RunLayout.labels_rel(sid): label_tiff_bytes(labels, pixel_size_um=ps)}
+        r = self.render
+        if r is None:
+            return files, {}
+        from ..reporting import cluster_facts, render_cluster_crop, render_heatmap
+
+        score = r.score if r.score in table.columns else "combined_score"
+        if r.heatmap:
+            tagged = clusters.assign(tag=clusters["scan_rank"].astype(str)) if len(clusters) else clusters
+            rgb = render_heatmap(
+                pixels, table, score=score, labels=labels, clusters=tagged, cmap=r.cmap,
+                max_side=r.max_side, title=f"{sid}: {score}", settings=r.settings_text,
+            )
+            files[RunLayout.heatmap_rel(sid)] = png_bytes(rgb)
+        crops: dict[int, dict] = {}
+        if r.top_n > 0 and len(clusters):
+            key = clusters[self._order_key].to_numpy(dtype=np.float64)
+            cand = clusters[key >= task.crop_min_score].sort_values("scan_rank").head(r.top_n)
+            members_of = table.groupby("cluster_id").indices
+            for _, c in cand.iterrows():
+                cid = int(c["cluster_id"])
+                members = table.iloc[members_of.get(cid, [])]
+                info = c.to_dict()
+                rgb = render_cluster_crop(
+                    pixels, table, info, labels=labels, score=score, margin=r.crop_margin,
+                    min_margin_px=r.crop_min_margin_px, side=r.crop_side, cmap=r.cmap,
+                    pixel_size_um=ps, title=f"{sid} · cluster {cid} (#{int(c['scan_rank'])} in scan)",
+                )
+                rel = RunLayout.crop_rel(sid, cid)
+                files[rel] = png_bytes(rgb)
+                facts = [(k, v) for k, v in cluster_facts(info, members, score=score, pixel_size_um=ps)
+                         if k not in ("rank", "cluster score", "normalised", "percentile")]
+                crops[cid] = {"file": rel, "facts": facts}
+        return files, crops
+
+
+def failed_result(item: ScanInput, kind: str, error: str) -> ScanResult:
+    """The result of a scan that could not be analysed (e.g. its worker died)."""
+    return ScanResult(item.scan_id, scan_row(item, kind, status="failed", error=error))
+

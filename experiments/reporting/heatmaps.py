@@ -69,7 +69,9 @@ def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.D
         if len(ids) == 1:
             c = c[c["scan_id"] == ids[0]]
     region_boxes(c)  # validates the bbox columns
-    if "rank" in c.columns:
+    if "tag" in c.columns:  # given by the caller (the stage: the cluster's order in its scan)
+        tag = ["" if pd.isna(t) else str(t) for t in c["tag"]]
+    elif "rank" in c.columns:
         tag = ["#" + str(int(r)) if pd.notna(r) else "" for r in c["rank"]]
     elif "cluster_id" in c.columns:
         tag = ["c" + str(int(r)) for r in c["cluster_id"]]
@@ -77,8 +79,9 @@ def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.D
         tag = [""] * len(c)
     out = c[["bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax"]].copy()
     out["tag"] = tag
-    if "rank" in c.columns:  # draw the best-ranked last, on top
-        out = out.iloc[np.argsort(-c["rank"].to_numpy(dtype=np.float64), kind="stable")]
+    order_col = "scan_rank" if "scan_rank" in c.columns else ("rank" if "rank" in c.columns else None)
+    if order_col:  # draw the best-ranked last, on top
+        out = out.iloc[np.argsort(-c[order_col].to_numpy(dtype=np.float64), kind="stable")]
     return out
 
 
@@ -219,7 +222,9 @@ def render_heatmap(
     boxes = _cluster_boxes(clusters, regions)
     notes = []
     if len(boxes):
-        notes.append("boxes: clusters (#rank in archive)")
+        local = clusters is not None and "tag" in clusters.columns
+        notes.append("boxes: clusters, numbered by their order in this scan" if local
+                     else "boxes: clusters (#rank in archive)")
     if any_unscored:
         notes.append("light gray: not scored")
     if factor > 1:

@@ -62,10 +62,10 @@ class _CrashingFactory:
         stage = self.inner()
         crash_on = self.crash_on
 
-        def run(item):
-            if item.scan_id == crash_on:
+        def run(task):
+            if task.item.scan_id == crash_on:
                 os._exit(17)  # kill the worker process, as a segfault or OOM kill would
-            return stage(item)
+            return stage(task)
 
         return run
 
@@ -79,7 +79,7 @@ def test_a_scan_that_kills_its_worker_is_retried_then_failed(compose, tmp_path, 
 
     items = discover_inputs(mask_archive)
     results = []
-    run_ray(items, _CrashingFactory(StageFactory(pc, tmp_path), "lot2/b"), results.append, pc.runtime)
+    run_ray(items, _CrashingFactory(StageFactory(pc), "lot2/b"), results.append, pc.runtime)
     by_id = {r.scan_id: r for r in results}
     assert sorted(by_id) == ["a", "lot2/b", "lot2/c"] and len(results) == 3
     assert by_id["lot2/b"].row["status"] == "failed"
@@ -92,7 +92,7 @@ def test_workers_start_and_load_models_before_the_scans(compose, tmp_path, mask_
     from data import discover_inputs
 
     results = []
-    stats = run_ray(discover_inputs(mask_archive), StageFactory(pc, tmp_path), results.append, pc.runtime)
+    stats = run_ray(discover_inputs(mask_archive), StageFactory(pc), results.append, pc.runtime)
     assert stats["workers"] == 2 and stats["startup_s"] > 0
     assert len(results) == 3 and all(r.ok for r in results)
 
@@ -131,7 +131,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_tables(tmp_path):
     r = subprocess.run([*args, f"hydra.run.dir={run}", "runtime.resume=true"], cwd=REPO, env=_env(),
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f"resuming: {n_before} of 8 scans already done" in r.stdout + r.stderr
+    assert f"resuming: {n_before} of 8 scans reused" in r.stdout + r.stderr
     for name in ("regions.parquet", "clusters.parquet"):
         assert (full / name).read_bytes() == (run / name).read_bytes(), name
     scans = pd.read_parquet(run / "scans.parquet")

@@ -1,0 +1,188 @@
+"""Results stream into the final Parquet files as scans finish, in scan order, with bounded memory.
+
+:class:`TableWriter` appends row groups to one Parquet file (written under a temporary name and
+renamed when closed, so a half-written table never has the final name).  :class:`OrderedSink`
+writes the per-scan tables of a run in input order (sorted scan ids), whatever order the workers
+finish in: a result that arrives early waits in memory while the buffer is small, and is otherwise
+dropped from memory and read back from its checkpoint when its turn comes.  The same inputs and
+config therefore give byte-identical tables with any number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .stage import ScanResult
+
+__all__ = ["TableWriter", "OrderedSink"]
+
+_ROW_GROUP_ROWS = 65_536
+
+
+class TableWriter:
+    """Append pandas frames of one schema to a Parquet file, in row groups of about 64k rows.
+
+    The schema is the first non-empty frame's; later frames are cast to it (a frame with other
+    columns is an error, with their names).  Empty frames add no rows; when every frame is empty,
+    the file still gets the columns of the first one.
+    """
+
+    def __init__(self, path: Path, *, row_group_rows: int = _ROW_GROUP_ROWS):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.row_group_rows = int(row_group_rows)
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._empty: pd.DataFrame | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def _table(self, df: pd.DataFrame) -> pa.Table:
+        if self._schema is None:
+            return pa.Table.from_pandas(df, preserve_index=False)
+        missing = [n for n in self._schema.names if n not in df.columns]
+        extra = [c for c in df.columns if c not in self._schema.names]
+        if missing or extra:
+            raise ValueError(f"{self.path.name}: columns differ from the first scan's (missing {missing}, extra {extra})")
+        return pa.Table.from_pandas(df[self._schema.names], schema=self._schema, preserve_index=False)
+
+    def append(self, df: pd.DataFrame | None) -> None:
+        if df is None:
+            return
+        if len(df) == 0:
+            if self._empty is None:
+                self._empty = df
+            return
+        table = self._table(df)
+        if self._schema is None:
+            self._schema = table.schema
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, self._schema)
+        table = pa.concat_tables(self._pending)
+        self._writer.write_table(table, row_group_size=max(self.row_group_rows, table.num_rows))
+        self.rows += table.num_rows
+        self._pending, self._pending_rows = [], 0
+
+    def close(self) -> Path:
+        """Finish the file and give it its final name."""
+        self._flush()
+        if self._writer is None:  # no rows at all
+            empty = self._empty if self._empty is not None else pd.DataFrame()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.tmp)
+        else:
+            self._writer.close()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (the run failed; the final name is never half-written)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - best effort on an error path
+                pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class OrderedSink:
+    """Write each scan's tables to the run's Parquet files in a fixed scan order.
+
+    Parameters
+    ----------
+    order : sequence of str
+        Scan ids in output order (every scan of the run, exactly once).
+    writers : dict
+        ``{"scans": TableWriter, "regions": ..., "ratings": ...}``.
+    scan_frame : callable
+        ``rows -> DataFrame`` with the stable dtypes of scans.parquet.
+    load : callable
+        ``scan_id -> ScanResult``: reads a result back from its checkpoint.
+    budget_bytes : int
+        Early results are kept in memory up to about this many bytes, then reloaded on their turn.
+    """
+
+    def __init__(self, order: Sequence[str], writers: dict[str, TableWriter],
+                 scan_frame: Callable[[list[dict]], pd.DataFrame], load: Callable[[str], ScanResult],
+                 *, budget_bytes: int = 256 << 20):
+        self.order = list(order)
+        self.index = {sid: i for i, sid in enumerate(self.order)}
+        if len(self.index) != len(self.order):
+            raise ValueError("scan ids must be unique")
+        self.writers = writers
+        self.scan_frame = scan_frame
+        self.load = load
+        self.budget = int(budget_bytes)
+        self.next = 0
+        self._held: dict[int, ScanResult | None] = {}  # None = committed, reload from the checkpoint
+        self._held_bytes = 0
+        self._sizes: dict[int, int] = {}
+
+    @staticmethod
+    def _size(r: ScanResult) -> int:
+        n = 0
+        for df in (r.regions, r.clusters, r.ratings):
+            if df is not None and len(df):
+                n += int(df.memory_usage(index=False, deep=False).sum())
+        return n + 2048
+
+    def add(self, result: ScanResult, *, in_memory: bool = True) -> None:
+        """A finished (and checkpointed) scan; ``in_memory=False`` = read it back when due."""
+        i = self.index[result.scan_id]
+        if i < self.next or i in self._held:
+            raise ValueError(f"scan {result.scan_id!r} was already written")
+        size = self._size(result) if in_memory else 0
+        if in_memory and i != self.next and self._held_bytes + size > self.budget:
+            in_memory = False
+        self._held[i] = result if in_memory else None
+        if in_memory:
+            self._sizes[i] = size
+            self._held_bytes += size
+        self._drain()
+
+    def _drain(self) -> None:
+        while self.next in self._held:
+            r = self._held.pop(self.next)
+            self._held_bytes -= self._sizes.pop(self.next, 0)
+            if r is None:
+                r = self.load(self.order[self.next])
+            self._write(r)
+            self.next += 1
+
+    def _write(self, r: ScanResult) -> None:
+        self.writers["scans"].append(self.scan_frame([r.row]))
+        if r.ok:
+            self.writers["regions"].append(r.regions)
+            if "ratings" in self.writers and r.ratings is not None:
+                self.writers["ratings"].append(r.ratings)
+
+    @property
+    def done(self) -> bool:
+        return self.next == len(self.order)
+
+    def close(self) -> None:
+        if not self.done:
+            missing = self.order[self.next]
+            raise RuntimeError(f"scan {missing!r} never finished; the tables are incomplete")
+        for w in self.writers.values():
+            w.close()
+
+    def abort(self) -> None:
+        for w in self.writers.values():
+            w.abort()
