@@ -160,9 +160,12 @@ class RatingConfig:
         the matrix, when the split is clear; otherwise (and on masks) they are rated as ``A/C``.
     ac_min_particles : int
         Fewest elongated inclusions for a gray-level split.
-    ac_min_contrast_gap : float
-        Smallest difference of the two classes' mean darkness ``(matrix - gray) / matrix`` for the
-        split to be accepted.
+    ac_min_contrast_gap, ac_min_class_size, ac_min_darkness : float, int, float
+        The two-class split of the inclusions' darkness ``(matrix - mean gray) / matrix`` (best
+        between-class variance) is accepted only when no inclusion lies within
+        ``ac_min_contrast_gap`` between the classes, each class has at least ``ac_min_class_size``
+        inclusions, and the lighter class's mean darkness is at least ``ac_min_darkness`` (sulfides
+        are gray, darker than the matrix).  A continuum of gray levels is not split.
     ac_unresolved_limits : {"A", "C"}
         Limits and widths used to rate ``A/C`` inclusions.
     """
@@ -185,8 +188,10 @@ class RatingConfig:
     width_limits_um: Any = field(default_factory=dict)
     ds_min_diameter_um: float = 13.0
     ac_split: str = "auto"
-    ac_min_particles: int = 4
+    ac_min_particles: int = 6
     ac_min_contrast_gap: float = 0.15
+    ac_min_class_size: int = 3
+    ac_min_darkness: float = 0.05
     ac_unresolved_limits: str = "A"
 
     def __post_init__(self) -> None:

@@ -169,8 +169,8 @@ def _components(comp: np.ndarray, idx: np.ndarray, min_size: int) -> list[np.nda
     return [parts[k] for k in np.flatnonzero(sizes >= min_size)]
 
 
-def _otsu_split(x: np.ndarray) -> tuple[float, float, float] | None:
-    """Best two-class split of 1-D values: (threshold, mean low, mean high), or None if degenerate."""
+def _otsu_split(x: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Best two-class split of 1-D values: (threshold, mean low, mean high, empty gap between the classes)."""
     s = np.sort(np.asarray(x, dtype=np.float64))
     n = s.size
     if n < 2 or s[-1] - s[0] <= 0:
@@ -185,7 +185,7 @@ def _otsu_split(x: np.ndarray) -> tuple[float, float, float] | None:
     if between[best] < 0:
         return None
     kk = best + 1
-    return 0.5 * (s[kk - 1] + s[kk]), float(m_low[best]), float(m_high[best])
+    return 0.5 * (s[kk - 1] + s[kk]), float(m_low[best]), float(m_high[best]), float(s[kk] - s[kk - 1])
 
 
 @dataclass(frozen=True)
@@ -369,9 +369,12 @@ def classify_inclusions(
             dark = _region_darkness(pixels, labels, regions["region_id"].to_numpy()[el_idx])
             split = _otsu_split(dark)
             if split is not None:
-                thr, m_lo, m_hi = split
+                thr, m_lo, _m_hi, gap = split
                 lo_n, hi_n = int(np.sum(dark <= thr)), int(np.sum(dark > thr))
-                if m_hi - m_lo >= cfg.ac_min_contrast_gap and min(lo_n, hi_n) >= 2:
+                # two clear classes: an empty gap between them, enough particles in each, and the
+                # lighter class still darker than the matrix (sulfides are gray, not bright)
+                if (gap >= cfg.ac_min_contrast_gap and min(lo_n, hi_n) >= cfg.ac_min_class_size
+                        and m_lo >= cfg.ac_min_darkness):
                     ac_class[el_idx] = np.where(dark > thr, "C", "A")
                     ac_resolved = True
             if not ac_resolved:

@@ -187,8 +187,10 @@ def _write_pdf(path: Path, *, title: str, meta: list[str], summary: pd.DataFrame
     with PdfPages(path, metadata={"Title": title, "Creator": "quantmet"}) as pdf:
         for k, chunk in enumerate(chunks):
             fig = Figure(figsize=(8.27, 11.69))  # A4 portrait
-            fig.text(0.07, 0.95, title, fontsize=15, weight="bold")
-            y = 0.925
+            y = 0.95
+            for wrapped in textwrap.wrap(title, 54) or [""]:
+                fig.text(0.07, y, wrapped, fontsize=15, weight="bold")
+                y -= 0.025
             for line in meta:
                 for wrapped in textwrap.wrap(line, 115) or [""]:
                     fig.text(0.07, y, wrapped, fontsize=8)

@@ -196,10 +196,14 @@ def test_calibration_scales_lengths():
 def test_a_and_c_by_gray_level():
     # raw scan: matrix 200; sulfides (A) gray 150 (darkness 0.25), silicates (C) gray 40 (0.8).
     # Field (0,0): one A and one C, both 100 x 3 µm: A 100 -> 0.5 (37..127), C 100 -> 1.0 (76..176).
-    # Field (0,1): one A and one C of 130 µm: A 1.0, C 1.0.
+    # Field (0,1): one A and one C of 130 µm.  Row 500: two 10 µm A in field (0,0), two 10 µm C in (0,1).
+    # So field (0,0): A 100 + 2 x 10 = 120 -> 0.5 (37..127), C 100 -> 1.0 (76..176);
+    # field (0,1): A 130 -> 1.0, C 130 + 2 x 10 = 150 -> 1.0.
     m = np.zeros((800, 1500), np.uint8)
     pix = np.full(m.shape, 200, np.uint8)
-    for (r0, c0, length, gray) in ((100, 100, 100, 150), (300, 100, 100, 40), (100, 800, 130, 150), (300, 800, 130, 40)):
+    incl = [(100, 100, 100, 150), (300, 100, 100, 40), (100, 800, 130, 150), (300, 800, 130, 40),
+            (500, 100, 10, 150), (500, 300, 10, 150), (500, 800, 10, 40), (500, 1000, 10, 40)]
+    for (r0, c0, length, gray) in incl:
         m[r0:r0 + 3, c0:c0 + length] = 255
         pix[r0:r0 + 3, c0:c0 + length] = gray
     out, _ = _rate(m, pixels=pix, rolling_direction=0)
@@ -207,10 +211,20 @@ def test_a_and_c_by_gray_level():
     assert _sev(out, 0, 0, "A", "thin") == 0.5 and _sev(out, 0, 0, "C", "thin") == 1.0
     assert _sev(out, 0, 1, "A", "thin") == 1.0 and _sev(out, 0, 1, "C", "thin") == 1.0
     assert np.isnan(out.scan_values["e45_AC_thin_worst"])
-    assert sorted(out.region_types.tolist()) == ["A", "A", "C", "C"]
-    # one gray level for all: not split, rated as A/C with the A limits: field (0,0) 2 x 100 = 200 -> 1.0
+    assert sorted(out.region_types.tolist()) == ["A"] * 4 + ["C"] * 4
+    # one gray level for all: not split, rated as A/C with the A limits: field (0,0) 2 x 100 + 2 x 10 = 220 -> 1.0
     same, _ = _rate(m, pixels=np.where(m > 0, 60, 200).astype(np.uint8), rolling_direction=0)
     assert not same.scan_values["rating_ac_resolved"] and _sev(same, 0, 0, "A/C", "thin") == 1.0
+    # a continuum of gray levels (no empty gap between two classes) is not split
+    ramp = pix.copy()
+    for k, (r0, c0, length, _g) in enumerate(incl):
+        ramp[r0:r0 + 3, c0:c0 + length] = 40 + 15 * k
+    cont, _ = _rate(m, pixels=ramp, rolling_direction=0)
+    assert not cont.scan_values["rating_ac_resolved"]
+    # the lighter class brighter than the matrix (labels on bright spots): not split
+    bright = np.where(pix == 150, 230, pix).astype(np.uint8)
+    light, _ = _rate(m, pixels=bright, rolling_direction=0)
+    assert not light.scan_values["rating_ac_resolved"]
 
 
 def test_auto_direction_follows_elongated_inclusions():
