@@ -381,7 +381,9 @@ def classify_inclusions(
                 notes.append("A/C not split: the elongated inclusions' gray levels form no two clear classes")
 
     # A / C stringers: aligned elongated inclusions in line; the rest are single inclusions
-    aligned = el_idx[dev[el_idx] <= cfg.align_tolerance_deg]
+    # (inclusions narrower than the thin minimum are not rated and join no stringer)
+    ac_min_w = min(cfg.widths_for("A")[0], cfg.widths_for("C")[0])
+    aligned = el_idx[(dev[el_idx] <= cfg.align_tolerance_deg) & (W[el_idx] >= ac_min_w)]
     comp = _link(u[aligned], v[aligned], half_along[aligned], cfg.ac_gap_um, cfg.ac_offset_um)
     sizes = np.bincount(comp, minlength=1)
     multi = sizes[comp] > 1 if comp.size else np.zeros(0, bool)

@@ -77,6 +77,7 @@ _E1245_STATS = ("mean", "sd", "ci95", "ra_pct")
 #: The exact per-scan columns :func:`rate_scan` returns in ``scan_values`` (same for every scan).
 RATING_SCAN_COLUMNS: tuple[str, ...] = (
     "rating_note",
+    "rating_info",
     "rating_n_fields",
     "rating_field_side_px",
     "rating_direction_deg",
@@ -110,7 +111,13 @@ class ScanRating:
     region_types : ndarray of str, shape (n_regions,)
         Inclusion type of each region row (``""``: not rated), for an ``inclusion_type`` column.
     scan_values : dict
-        Flat values with exactly the keys :data:`RATING_SCAN_COLUMNS` (NaN when not applicable).
+        Flat values with exactly the keys :data:`RATING_SCAN_COLUMNS` (NaN when not applicable):
+        ``rating_note`` (why the scan is not rated; ``""`` when rated), ``rating_info`` (typing
+        notes: direction fallback, why A/C was not split), ``rating_n_fields``,
+        ``rating_field_side_px``, ``rating_direction_deg`` / ``_source``, ``rating_ac_resolved``,
+        the worst severities ``e45_<T>_<series>_worst`` (T in A, C, AC, B, D; ``e45_DS_worst``),
+        ``rating_n_<T>`` (rated inclusions and stringers of each type on the whole scan) and the
+        E1245 values ``e1245_<measure>_<mean|sd|ci95|ra_pct>`` with ``e1245_n_fields``.
     field_stats : DataFrame
         E1245 measures per field (``scan_id`` + :data:`~data.standards.stereology.FIELD_STAT_COLUMNS`).
     features : DataFrame
@@ -130,7 +137,7 @@ class ScanRating:
 
 def _empty_values() -> dict:
     out: dict = {c: float("nan") for c in RATING_SCAN_COLUMNS}
-    out.update(rating_note="", rating_n_fields=0, e1245_n_fields=0, rating_direction_source="",
+    out.update(rating_note="", rating_info="", rating_n_fields=0, e1245_n_fields=0, rating_direction_source="",
                rating_ac_resolved=False)
     for t in ("A", "C", "AC", "B", "D", "DS"):
         out[f"rating_n_{t}"] = 0
@@ -299,6 +306,7 @@ def rate_scan(
     for note in typing.notes:
         log.info("%s: %s", scan_id or "scan", note)
     values.update(
+        rating_info="; ".join(typing.notes),
         rating_direction_deg=typing.direction_deg,
         rating_direction_source=typing.direction_source,
         rating_ac_resolved=bool(typing.ac_resolved),
