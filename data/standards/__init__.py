@@ -22,7 +22,14 @@ from .inclusions import (
     estimate_rolling_direction,
     region_axis_deg,
 )
-from .ratings import RATING_FIELD_COLUMNS, RATING_SCAN_COLUMNS, ScanRating, rate_scan, severity, worst_column
+from .ratings import (
+    RATING_FIELD_COLUMNS,
+    RATING_SCAN_COLUMNS,
+    ScanRating,
+    rate_scan,
+    severity,
+    worst_column,
+)
 from .stereology import E1245_MEASURES, FIELD_STAT_COLUMNS, field_measures, summarize
 
 __all__ = [

@@ -28,10 +28,10 @@ from data.errors import QuantmetError
 
 __all__ = [
     "INCLUSION_TYPES",
-    "RatingConfig",
-    "RatingError",
     "SERIES",
     "SEVERITY_LEVELS",
+    "RatingConfig",
+    "RatingError",
 ]
 
 #: Severity levels of the charts (plate I-r / ISO 4967 diagrams).
@@ -195,7 +195,7 @@ class RatingConfig:
     ac_unresolved_limits: str = "A"
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_ = lambda k, v: object.__setattr__(self, k, v)
         set_("rolling_direction", _direction(self.rolling_direction))
         set_("severity_limits", _limits(self.severity_limits or {}))
         set_("width_limits_um", _widths(self.width_limits_um or {}))

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .config import SEVERITY_LEVELS, RatingConfig, RatingError
 from .fields import FieldGrid, field_grid
-from .inclusions import InclusionTyping, classify_inclusions, direction_vector
+from .inclusions import InclusionTyping, classify_inclusions
 from .stereology import E1245_MEASURES, FIELD_STAT_COLUMNS, field_measures, summarize
 
 __all__ = [

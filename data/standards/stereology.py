@@ -29,7 +29,7 @@ from scipy import stats
 
 from .fields import FieldGrid
 
-__all__ = ["FIELD_STAT_COLUMNS", "E1245_MEASURES", "field_measures", "summarize"]
+__all__ = ["E1245_MEASURES", "FIELD_STAT_COLUMNS", "field_measures", "summarize"]
 
 #: Per-field measures (columns of :func:`field_measures`) summarised per scan.
 E1245_MEASURES: tuple[str, ...] = ("area_fraction", "number_per_mm2", "mean_free_path_um", "mean_area_um2")

@@ -24,7 +24,7 @@ import math
 import re
 import textwrap
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ from data.standards import anova_table, assign_groups, group_summary, tukey_tabl
 from .config_compare import CompareConfig
 from .exports import unit_label
 
-__all__ = ["CompareConfig", "CompareError", "CompareResult", "DEFAULT_METRICS", "compare_run", "run"]
+__all__ = ["DEFAULT_METRICS", "CompareConfig", "CompareError", "CompareResult", "compare_run", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -357,11 +357,11 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
     one = sorted(g for g in set(grp) if grp.count(g) == 1)
     meta = [
         f"Run: {run_dir.resolve()}",
-        f"Generated: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"Scans: {len(scans)} in {n_groups} group(s) (group spec: {spec})"
         + (f"; one-scan group(s), no test: {', '.join(one)}" if one else ""),
-        "Ratings: ASTM E45 / ISO 4967 Method A worst fields (0.50 mm² fields); stereology: ASTM E1245 "
-        "(mean over fields); tests: one-way ANOVA, Tukey HSD (scipy.stats).",
+        ("Ratings: ASTM E45 / ISO 4967 Method A worst fields (0.50 mm² fields); stereology: ASTM E1245 "
+         "(mean over fields); tests: one-way ANOVA, Tukey HSD (scipy.stats)."),
     ]
     if cfg.pdf:
         p = out / "compare.pdf"

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from data.standards import UNGROUPED, GroupSpecError, anova_table, assign_groups, group_summary, tukey_table
+from data.standards import (
+    UNGROUPED,
+    GroupSpecError,
+    anova_table,
+    assign_groups,
+    group_summary,
+    tukey_table,
+)
 
 
 def test_folder_groups():
