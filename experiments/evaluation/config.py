@@ -44,13 +44,29 @@ class EvalSegmentationConfig:
     grain_scans: tuple[str, ...] | None = None  # None = the validation scans of the grain model card
     match_iou: float = 0.0
     strict_match_iou: float = 0.5
-    match_tolerance_px: int = 2
+    # object F1 "with tolerance": predictions grown by this many px before matching (targets: 3 px)
+    match_tolerance_px: int = 3
     tolerance: float = 2.0
     line_spacing: int = 10
     methods: tuple[str, ...] = ("unet", "classical", "reference")
     classical: dict | None = None
     # Keyword options of segmentation.predict_impurity_mask (e.g. {extent_threshold: 0.5}).
     unet_options: dict = field(default_factory=dict)
+    # Keyword options of segmentation.predict_grain_boundaries (e.g. {spur_length_px: 10}).
+    grain_options: dict = field(default_factory=dict)
+    # Detection limit (the run's data.min_area_px): 8-connected objects under it are dropped from
+    # every method's mask (ours and the prior art's) and, with limit_labels, from the labels too.
+    min_area_px: int = 4
+    limit_labels: bool = True
+    # Faint labels: ring contrast (data.registration.ring_contrast) below faint_z x the scan noise.
+    faint_z: float = 5.0
+    # Bootstrap over grain regions (95% intervals of boundary F1 and Heyn error); 0 = off.
+    bootstrap: int = 2000
+    seed: int = 0
+    targets: dict = field(default_factory=lambda: {
+        "object_f1_tol": 0.82, "iou": 0.40, "area_fraction_abs_rel_error": 0.15,
+        "boundary_f1": 0.70, "heyn_abs_rel_error": 0.10,
+    })
     # Object recall per bin of labelled object area (px): where the misses are.
     size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
     # Write error_maps/<scan>.png: the U-Net's matched / missed / false objects on the scan.
@@ -69,6 +85,8 @@ class EvalSegmentationConfig:
         bad = set(self.methods) - {"unet", "classical", "reference"}
         if bad:
             raise ValueError(f"unknown methods {sorted(bad)}; expected unet, classical, reference")
+        if self.min_area_px < 1 or self.match_tolerance_px < 0 or self.bootstrap < 0:
+            raise ValueError("min_area_px must be >= 1, match_tolerance_px and bootstrap >= 0")
 
 
 @dataclass(frozen=True)

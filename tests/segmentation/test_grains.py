@@ -156,3 +156,171 @@ def test_clean_boundaries_drops_short_pieces_only():
     assert not out[44:55, 44:57].any()
     assert grain_measures(out)["grain_count"] == grain_measures(g)["grain_count"]
     assert clean_boundaries(g)[48:50, 48:53].any()
+
+
+# --------------------------------------------------------------------------- intervals over fields
+
+
+def _voronoi(shape=(512, 768), n=300, seed=0):
+    s = make_synthetic_scan(SyntheticConfig(shape=shape, n_grains=n, n_impurities=0), seed=seed)
+    return s.grain_boundary_mask
+
+
+def test_fields_partition_the_intercepts_and_the_test_lines():
+    from segmentation.grains import FIELD_COLUMNS
+
+    b = _voronoi()
+    m = grain_measures(b, field_px=256)
+    f = m["fields"]
+    assert tuple(f.columns) == FIELD_COLUMNS
+    assert m["grain_fields"] == len(f) == 2 * 3  # 512 / 256 rows x 768 / 256 columns of fields
+    ints, n_cross, length = line_intercepts(boundary_skeleton(b), spacing=10)
+    assert f["n_intercepts"].sum() == ints.size == m["n_intercepts"]
+    assert f["n_crossings"].sum() == n_cross
+    assert f["line_length_px"].sum() == pytest.approx(length)
+    assert f["intercept_sum_px"].sum() == pytest.approx(ints.sum())
+    assert m["heyn_mean_px"] == pytest.approx(ints.mean())  # the scan's mean of all intercepts
+    assert m["mean_intercept_px"] == pytest.approx(length / n_cross)
+
+
+def test_identical_fields_give_a_zero_width_interval():
+    m = grain_measures(_grid((512, 512), 16, offset=8), pixel_size_um=1.0, field_px=128)
+    assert m["grain_fields"] == 16
+    assert m["heyn_ci95_low_px"] == pytest.approx(16.0) and m["heyn_ci95_high_px"] == pytest.approx(16.0)
+    assert m["heyn_ra_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert m["grain_size_G_ci95_low"] == pytest.approx(m["grain_size_G"])
+    assert m["grain_note"] == ""
+
+
+def test_ratio_ci_is_e112_t_over_fields_for_equal_fields():
+    from scipy import stats
+
+    from segmentation.grains import ratio_ci
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(20, 2, 8)  # field means, every field with 50 intercepts
+    r, hw, t = ratio_ci(x * 50, np.full(8, 50))
+    assert r == pytest.approx(x.mean())
+    assert t == pytest.approx(stats.t.ppf(0.975, 7))
+    assert hw == pytest.approx(t * x.std(ddof=1) / math.sqrt(8))
+    assert all(math.isnan(v) for v in ratio_ci([1.0], [1.0])[1:])
+    assert math.isnan(ratio_ci([], [])[0])
+
+
+def test_interval_covers_the_true_mean_of_random_grains():
+    # scans of the same Voronoi structure: the 95% interval of one scan covers the mean of all
+    heyn = [grain_measures(_voronoi(seed=s), field_px=128) for s in range(8)]
+    pooled = np.mean([m["heyn_mean_px"] for m in heyn])
+    covered = [m["heyn_ci95_low_px"] <= pooled <= m["heyn_ci95_high_px"] for m in heyn]
+    assert sum(covered) >= 6
+    for m in heyn:
+        half = (m["heyn_ci95_high_px"] - m["heyn_ci95_low_px"]) / 2
+        assert m["heyn_ra_pct"] == pytest.approx(100 * half / m["heyn_mean_px"])
+        assert 0 < m["heyn_ra_pct"] < 30
+
+
+def test_g_interval_from_the_intercept_interval():
+    m = grain_measures(_voronoi(seed=1), pixel_size_um=0.5, field_px=128)
+    lo_um, hi_um = m["mean_intercept_ci95_low_um"], m["mean_intercept_ci95_high_um"]
+    assert lo_um < m["mean_intercept_um"] < hi_um
+    assert m["mean_intercept_um"] == pytest.approx(0.5 * m["mean_intercept_px"])
+    assert m["heyn_ci95_low_um"] == pytest.approx(0.5 * m["heyn_ci95_low_px"])
+    # G falls as l grows: the upper l bound gives the lower G bound
+    assert m["grain_size_G_ci95_low"] == pytest.approx(astm_g_intercept(hi_um * 1e-3))
+    assert m["grain_size_G_ci95_high"] == pytest.approx(astm_g_intercept(lo_um * 1e-3))
+    assert m["grain_size_G_ci95_low"] < m["grain_size_G"] < m["grain_size_G_ci95_high"]
+    assert m["grain_size_G"] == m["grain_size_G_intercept"]
+
+
+def test_nan_with_a_reason_never_a_made_up_number():
+    from segmentation.grains import SCAN_GRAIN_COLUMNS, scan_grain_values
+
+    empty = grain_measures(np.zeros((300, 300), bool), pixel_size_um=1.0)
+    assert math.isnan(empty["heyn_mean_px"]) and math.isnan(empty["grain_size_G"])
+    assert math.isnan(empty["grain_size_G_planimetric"])
+    assert "no grain boundaries" in empty["grain_note"]
+    one_field = grain_measures(_grid((128, 128), 16), pixel_size_um=1.0)  # one field only
+    assert one_field["grain_fields"] == 1 and one_field["heyn_mean_px"] == pytest.approx(16)
+    assert math.isnan(one_field["heyn_ci95_low_um"]) and math.isnan(one_field["grain_size_G_ci95_high"])
+    assert "no interval: 1 field" in one_field["grain_note"]
+    few = np.zeros((512, 512), bool)
+    few[:, [100, 130, 400]] = True  # crossings on every row line, few intercepts in all
+    few_m = grain_measures(few, field_px=128, min_intercepts=200)
+    assert "intercepts, needs >= 200" in few_m["grain_note"] and math.isnan(few_m["heyn_ci95_low_px"])
+    uncal = grain_measures(_voronoi(seed=2), field_px=128)
+    assert math.isnan(uncal["grain_size_G"]) and "pixel size" in uncal["grain_note"]
+    assert np.isfinite(uncal["heyn_ci95_low_px"]) and math.isnan(uncal["heyn_ci95_low_um"])
+    v = scan_grain_values(empty)
+    assert tuple(v) == SCAN_GRAIN_COLUMNS
+    assert v["grain_note"] and math.isnan(v["heyn_ci95_low_um"]) and isinstance(v["n_intercepts"], int)
+
+
+def test_pooled_grain_size_over_fields_and_over_scans():
+    import pandas as pd
+
+    from segmentation.grains import pooled_grain_size, scan_grain_values
+
+    ms = [grain_measures(_voronoi(seed=s), pixel_size_um=0.5, field_px=128) for s in range(4)]
+    per_scan = pd.DataFrame([scan_grain_values(m) for m in ms])
+    fields = pd.concat([m["fields"] for m in ms], ignore_index=True)
+    by_fields = pooled_grain_size(per_scan, fields=fields)
+    total = sum(m["heyn_mean_px"] * m["n_intercepts"] for m in ms) / sum(m["n_intercepts"] for m in ms)
+    assert by_fields["pooled_over"] == "fields" and by_fields["grain_fields"] == len(fields)
+    assert by_fields["heyn_mean_px"] == pytest.approx(total)
+    assert by_fields["heyn_ci95_low_um"] < by_fields["heyn_mean_um"] < by_fields["heyn_ci95_high_um"]
+    by_scans = pooled_grain_size(per_scan)
+    assert by_scans["pooled_over"] == "scans" and by_scans["grain_fields"] == 4
+    assert by_scans["heyn_mean_px"] == pytest.approx(total)  # the same pooled mean
+    assert by_scans["grain_size_G"] == pytest.approx(by_fields["grain_size_G"])
+    assert by_scans["grain_size_G_ci95_low"] < by_scans["grain_size_G"] < by_scans["grain_size_G_ci95_high"]
+    two = pooled_grain_size(per_scan.iloc[:2])
+    assert math.isnan(two["heyn_ci95_low_px"]) and "needs >= 3" in two["grain_note"]
+    with pytest.raises(ValueError, match="lacks columns"):
+        pooled_grain_size(per_scan.drop(columns=["n_crossings"]))
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def test_prune_removes_spurs_and_weak_segments_keeps_closed_boundaries():
+    from segmentation.grains import prune_boundaries
+
+    g = _grid((120, 120), 40, offset=20)
+    spur = g.copy()
+    spur[25:33, 50] = True  # an 8-px spur hanging into a grain
+    spur[70, 65:70] = True  # an isolated 5-px piece
+    out = prune_boundaries(spur, spur_length_px=12, min_length_px=8)
+    assert not out[25:33, 50].any() and not out[70, 65:70].any()
+    np.testing.assert_array_equal(out, boundary_skeleton(g))  # the closed grid is untouched
+    assert grain_measures(out)["grain_count"] == grain_measures(g)["grain_count"]
+    # a weak segment across a grain is removed (the two grains merge), strong ones stay
+    prob = np.where(g, 0.9, 0.0)
+    cut = g.copy()
+    cut[40, 21:60] = True  # splits the grain between the lines at rows 20 and 60
+    prob[40, 21:60] = 0.3
+    assert grain_measures(cut)["grain_count"] == grain_measures(g)["grain_count"] + 1
+    kept = prune_boundaries(cut, prob, min_mean_prob=0.5)
+    assert not kept[40, 25:55].any()
+    assert grain_measures(kept)["grain_count"] == grain_measures(g)["grain_count"]
+    assert prune_boundaries(cut, prob, min_mean_prob=0.2)[40, 25:55].all()
+    # pieces touching the image border stay (they may close a grain against the border)
+    edge = g.copy()
+    edge[0:5, 50] = True
+    assert prune_boundaries(edge, spur_length_px=12)[0:5, 50].all()
+    with pytest.raises(ValueError, match="needs the probabilities"):
+        prune_boundaries(g, min_mean_prob=0.5)
+
+
+def test_grain_postprocess_hysteresis_keeps_weak_pixels_connected_to_strong_ones():
+    from segmentation.grains import grain_postprocess
+
+    prob = np.zeros((60, 60))
+    prob[30, :] = 0.9
+    prob[10:30, 20] = 0.3  # weak, attached to the strong line
+    prob[5:15, 45] = 0.3  # weak, alone
+    out = grain_postprocess(prob, 0.2, high_threshold=0.5)
+    assert out[12:28, 20].all() and not out[5:15, 45].any()
+    assert grain_postprocess(prob, 0.2)[5:15, 45].any()
+    assert grain_postprocess(prob, 0.2, thin=False).sum() == (prob >= 0.2).sum()
+    with pytest.raises(ValueError, match="high_threshold"):
+        grain_postprocess(prob, 0.5, high_threshold=0.4)

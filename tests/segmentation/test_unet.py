@@ -108,6 +108,31 @@ def test_shift_tolerant_loss_forgives_small_offsets_only():
         get_loss("tolerant", radius=-1)
 
 
+def test_cldice_loss_penalises_a_gap_in_a_line_more_than_pixel_losses_do():
+    from segmentation.losses import CLDiceLoss, soft_skeleton
+
+    t = np.zeros((1, 48, 48, 1), np.float32)
+    t[0, 20:23, :] = 1  # a 3-px wide boundary across the patch
+    sk = np.asarray(soft_skeleton(t, 4))[0, ..., 0]
+    assert np.allclose(sk[21], 1.0) and sk[[20, 22]].max() < 0.5  # its centreline
+    good = np.clip(t, 0.02, 0.98)
+    gap = good.copy()
+    gap[0, :, 20:26] = 0.02  # a 6-px gap cuts the line
+    thick = good.copy()
+    thick[0, 17:26, :] = 0.98  # the same line, drawn 3x as wide
+    cl = CLDiceLoss(weight=1.0, bce=0.0, dice=0.0)
+    assert float(cl(t, good)) < 0.01
+    assert float(cl(t, gap)) > 0.05
+    assert float(cl(t, thick)) < float(cl(t, gap))  # a gap costs more than a wide line
+    combo = CLDiceLoss(weight=0.5)
+    assert float(combo(t, good)) < float(combo(t, gap))
+    assert get_loss("cldice", weight=0.3).get_config()["weight"] == 0.3
+    back = keras.losses.deserialize(keras.losses.serialize(combo))
+    assert back.get_config()["iterations"] == 5 and back.get_config()["bce"] == 1.0
+    with pytest.raises(ValueError):
+        CLDiceLoss(iterations=0)
+
+
 def test_compiled_model_round_trips_with_safe_mode(tmp_path):
     m = build_unet(UNetConfig(depth=1, base_width=2))
     m.compile(optimizer="adam", loss=ComboLoss(bce=1.0, dice=0.5, focal=0.25, gamma=1.5))

@@ -1,0 +1,120 @@
+"""eval_segmentation: one detection limit for every method, counts, targets, bootstrap intervals, faint labels."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+from conftest import fake_mlography_root
+from scipy import ndimage
+
+
+def test_drop_small_and_bootstrap_interval():
+    from experiments.evaluation.segmentation import bootstrap_interval, drop_small
+
+    m = np.zeros((20, 20), bool)
+    m[2:4, 2:4] = True  # 4 px
+    m[10, 10:13] = True  # 3 px
+    m[15, 15] = m[16, 16] = True  # 2 px, 8-connected
+    out = drop_small(m, 4)
+    assert out[2:4, 2:4].all() and out.sum() == 4
+    np.testing.assert_array_equal(drop_small(m, 1), m)
+    v = np.random.default_rng(0).normal(0.6, 0.05, 40)
+    lo, hi = bootstrap_interval(v, n_boot=2000, seed=1)
+    assert lo < v.mean() < hi and hi - lo < 0.05
+    assert bootstrap_interval([0.5, np.nan, 0.7])[0] >= 0.5
+    assert all(math.isnan(x) for x in bootstrap_interval([0.5]))
+
+
+def test_targets_table_says_met_and_not_worse_plainly():
+    import pandas as pd
+
+    from experiments.evaluation.segmentation import targets_table
+
+    summary = pd.DataFrame([
+        {"method": "U-Net (quantmet)", "object_f1_tol": 0.85, "iou": 0.35, "area_fraction_abs_rel_error": 0.2},
+        {"method": "MLography published", "object_f1_tol": 0.7, "iou": 0.38, "area_fraction_abs_rel_error": 0.3},
+    ])
+    t = targets_table(summary, {"object_f1_tol": 0.82, "iou": 0.40, "area_fraction_abs_rel_error": 0.15})
+    rows = {r["measure"]: r for r in t.to_dict(orient="records")}
+    assert rows["object_f1_tol"]["target met"] == "yes" and rows["object_f1_tol"]["not worse than prior art"] == "yes"
+    assert rows["iou"]["target met"] == "NO" and rows["iou"]["not worse than prior art"] == "NO"
+    assert rows["area_fraction_abs_rel_error"]["target met"] == "NO"
+    assert rows["area_fraction_abs_rel_error"]["not worse than prior art"] == "yes"
+
+
+def test_ring_contrast_tells_blank_labels_from_dark_spots_on_pale_and_dark_grains():
+    from data.registration import ring_contrast
+
+    rng = np.random.default_rng(3)
+    img = np.full((120, 240), 200.0)
+    img[:, 120:] = 110.0  # a dark grain beside a pale one
+    img += rng.normal(0, 3, img.shape)
+    labels = np.zeros(img.shape, bool)
+    spots = [(20, 20), (60, 60), (20, 150), (90, 200)]  # two on each grain
+    blanks = [(90, 40), (60, 170)]  # labels where the scan shows nothing
+    for r, c in spots:
+        img[r : r + 4, c : c + 4] -= 40
+    for r, c in spots + blanks:
+        labels[r : r + 4, c : c + 4] = True
+    contrast, z, noise = ring_contrast(img, labels)
+    lab, _ = ndimage.label(labels, np.ones((3, 3)))
+    order = [lab[r, c] - 1 for r, c in spots + blanks]
+    assert 2.0 < noise < 5.0
+    assert np.all(z[order[:4]] > 5) and np.all(np.abs(z[order[4:]]) < 5)
+    # a global comparison would call the spots on the dark grain darker than the blank on the pale one
+    assert np.all(np.abs(contrast[order[:4]] - 40) < 8)
+    with pytest.raises(ValueError, match="one shape"):
+        ring_contrast(img, labels[:-1])
+    c0, z0, _ = ring_contrast(img, np.zeros(img.shape, bool))
+    assert c0.size == z0.size == 0
+
+
+def _with_prior_art(root, names=("12", "13")):
+    """Add the prior art's impurity masks (a copy of the labels plus specks) and boundaries."""
+    for name in names:
+        lab = cv2.imread(str(root / "scans/impurity_masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        ref = lab.copy()
+        ref[100, 100:102] = 255  # a 2-px speck: under the detection limit
+        ref[120, 150:153] = 255  # 3 px
+        (root / "reference_outputs/impurity_masks").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "reference_outputs/impurity_masks" / f"{name}.png"), ref)
+        inp = cv2.imread(str(root / "reference_outputs/inpainted" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        edges = cv2.Canny(inp, 10, 30)
+        (root / "reference_outputs/grain_boundaries").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "reference_outputs/grain_boundaries" / f"{name}.png"), edges)
+
+
+def test_eval_applies_one_detection_limit_to_every_method_and_reports_counts(compose, tmp_path):
+    from experiments.evaluation.segmentation import run
+
+    root = fake_mlography_root(tmp_path)
+    _with_prior_art(root)
+    base = ["+exp=eval_segmentation", f"eval.data_root={root}", "eval.scans=[12,13]",
+            "eval.grain_scans=[12,13]", "eval.methods=[classical,reference]", "eval.bootstrap=200"]
+    assert run(compose(base), tmp_path / "out") == 0
+    out = json.loads((tmp_path / "out" / "segmentation_eval.json").read_text())
+    ref = out["impurities"]["reference"]
+    # the prior art's mask is the labels plus two specks under 4 px: with the limit it is perfect
+    for r in ref:
+        assert r["n_pred"] == r["n_true"] and r["f1"] == 1.0 and r["count_rel_error"] == 0.0
+        assert r["n_regions_pipeline"] == r["n_pred"]
+    summary = {r["method"]: r for r in out["summary"]}
+    assert summary["MLography published"]["count_abs_rel_error"] == 0.0
+    assert summary["MLography published"]["labelled_objects"] == sum(r["n_true"] for r in ref)
+    g = summary["MLography published"]
+    assert g["boundary_f1_ci95_low"] <= g["boundary_f1"] <= g["boundary_f1_ci95_high"]
+    assert g["heyn_abs_rel_error_ci95_low"] <= g["heyn_abs_rel_error"] <= g["heyn_abs_rel_error_ci95_high"]
+    assert {t["measure"] for t in out["targets"]} == set()  # no U-Net in this run: no target rows
+    per_scan = out["per_scan"]
+    assert len(per_scan) == 4 and {"labelled objects", "objects", "count error"} <= set(per_scan[0])
+    md = (tmp_path / "out" / "segmentation_eval.md").read_text()
+    assert "Detection limit: objects under 4 px" in md and "Per scan" in md
+    # without the limit the specks are objects of their own (false positives of the prior art)
+    assert run(compose([*base, "eval.min_area_px=1", "eval.limit_labels=false"]), tmp_path / "o2") == 0
+    out2 = json.loads((tmp_path / "o2" / "segmentation_eval.json").read_text())
+    for r in out2["impurities"]["reference"]:
+        assert r["n_pred"] == r["n_true"] + 2
