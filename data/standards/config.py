@@ -120,6 +120,9 @@ class RatingConfig:
         Whether the pipeline rates scans (the functions ignore it).
     field_side_um : float
         Side of the square fields, µm (710 µm = 0.50 mm², the standards' field at 100x).
+    field_origin : {"centre", "corner"}
+        Where the grid of whole fields starts: centred on the scan (equal unrated margins, the
+        same fields for a scan rotated by 90 degrees) or at its top-left corner.
     rolling_direction : "auto" or float
         Deformation direction in degrees from the col axis, counter-clockwise as displayed
         (module docstring).  ``"auto"``: the length-weighted axial mean orientation of the
@@ -172,6 +175,7 @@ class RatingConfig:
 
     enabled: bool = True
     field_side_um: float = 710.0
+    field_origin: str = "centre"
     rolling_direction: Any = "auto"
     auto_min_elongated: int = 5
     auto_min_coherence: float = 0.5
@@ -212,6 +216,8 @@ class RatingConfig:
             raise ValueError(f"auto_min_coherence must be in [0, 1], got {self.auto_min_coherence}")
         if int(self.min_stringer_particles) < 2:
             raise ValueError(f"min_stringer_particles must be >= 2, got {self.min_stringer_particles}")
+        if self.field_origin not in ("centre", "corner"):
+            raise ValueError(f"field_origin must be 'centre' or 'corner', got {self.field_origin!r}")
         if self.stringer_length not in ("span", "sum"):
             raise ValueError(f"stringer_length must be 'span' or 'sum', got {self.stringer_length!r}")
         if self.ac_split not in ("auto", "none"):

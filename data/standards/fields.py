@@ -13,7 +13,7 @@ __all__ = ["FieldGrid", "field_grid"]
 
 @dataclass(frozen=True)
 class FieldGrid:
-    """Square fields of ``side_px`` pixels from the scan's top-left corner.
+    """Square fields of ``side_px`` pixels (see :func:`field_grid` for where the grid starts).
 
     Coordinates are continuous pixel coordinates in which pixel ``(r, c)`` covers
     ``[r, r + 1) x [c, c + 1)`` (a RegionTable centroid ``x`` is at ``x + 0.5``).  Field ``(i, j)``
@@ -46,18 +46,31 @@ class FieldGrid:
         inside = (fr >= 0) & (fr < self.n_rows) & (fc >= 0) & (fc < self.n_cols)
         return fr, fc, inside
 
+    def crop(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The part of a (M, N) array the fields cover, with the field edges relative to it."""
+        re, ce = self.row_edges, self.col_edges
+        return a[re[0]:re[-1], ce[0]:ce[-1]], re - re[0], ce - ce[0]
+
     def field_areas_px(self) -> np.ndarray:
         """Pixel count of each field, shape (n_rows, n_cols)."""
         return np.outer(np.diff(self.row_edges), np.diff(self.col_edges)).astype(np.float64)
 
 
-def field_grid(shape: tuple[int, int], *, side_px: float) -> FieldGrid:
+def field_grid(shape: tuple[int, int], *, side_px: float, origin: str = "centre") -> FieldGrid:
     """The whole fields of side ``side_px`` that fit in a scan of ``shape`` (may be zero of them).
 
-    >>> g = field_grid((1500, 800), side_px=710.0)
+    ``origin="centre"``: the grid is centred on the scan (equal unrated margins on opposite sides,
+    so a scan rotated by 90 degrees gets the rotated grid); ``"corner"``: it starts at the top-left
+    corner (the unrated margin is at the bottom and right).
+
+    >>> g = field_grid((1500, 800), side_px=710.0, origin="corner")
     >>> g.n_rows, g.n_cols, g.row_edges.tolist()
     (2, 1, [0, 710, 1420])
+    >>> field_grid((1500, 800), side_px=710.0).row_edges.tolist()
+    [40, 750, 1460]
     """
+    if origin not in ("centre", "corner"):
+        raise RatingError(f"field origin must be 'centre' or 'corner', got {origin!r}")
     if len(tuple(shape)) != 2 or any(int(x) != x or int(x) < 1 for x in shape):
         raise RatingError(f"shape must be two positive integers (rows, cols), got {shape}")
     if not float(side_px) > 0:
@@ -65,6 +78,8 @@ def field_grid(shape: tuple[int, int], *, side_px: float) -> FieldGrid:
     h, w = int(shape[0]), int(shape[1])
     nr = int(np.floor(h / side_px + 1e-9))
     nc = int(np.floor(w / side_px + 1e-9))
-    re = np.minimum(np.round(np.arange(nr + 1) * side_px).astype(np.int64), h)
-    ce = np.minimum(np.round(np.arange(nc + 1) * side_px).astype(np.int64), w)
+    r0 = (h - nr * side_px) / 2.0 if origin == "centre" else 0.0
+    c0 = (w - nc * side_px) / 2.0 if origin == "centre" else 0.0
+    re = np.clip(np.floor(r0 + np.arange(nr + 1) * side_px + 0.5).astype(np.int64), 0, h)
+    ce = np.clip(np.floor(c0 + np.arange(nc + 1) * side_px + 0.5).astype(np.int64), 0, w)
     return FieldGrid(float(side_px), re, ce)

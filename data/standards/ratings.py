@@ -5,8 +5,8 @@ Procedure (per calibrated scan):
 1. The regions are typed and grouped into rated features (:func:`classify_inclusions`): single
    inclusions and stringers of types A, C (or A/C), B, D, DS, each in the thin or heavy series by its
    width (DS: one series).
-2. Square fields of ``field_side_um`` (0.50 mm² at the default 710 µm) tile the scan from its
-   top-left corner; a partial field at the right or bottom border is not rated.
+2. Square fields of ``field_side_um`` (0.50 mm² at the default 710 µm) tile the scan, centred on
+   it (``field_origin``); the partial fields at the borders are not rated.
 3. Per field, type and series: A, B, C: the total length of the features inside the field (a
    feature crossing a field edge is cut there: its segment, centred on the feature along its axis,
    is clipped to the field); D: the number of particles whose centroid is in the field; DS: the
@@ -316,7 +316,7 @@ def rate_scan(
         values[f"rating_n_{t.replace('/', '')}"] = int(np.sum(ftypes == t))
     side_px = cfg.field_side_um / s
     values["rating_field_side_px"] = side_px
-    grid = field_grid(shape, side_px=side_px)
+    grid = field_grid(shape, side_px=side_px, origin=cfg.field_origin)
     region_types = typing.region_types.astype("<U3")
     if grid.n_fields == 0:
         h_um, w_um = shape[0] * s, shape[1] * s

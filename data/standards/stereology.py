@@ -56,11 +56,10 @@ def _run_starts(mask: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
     return start
 
 
-def _block_sums(a: np.ndarray, grid: FieldGrid) -> np.ndarray:
-    """Number of True pixels of a (M, N) bool array in each field, shape (n_rows, n_cols)."""
-    re, ce = grid.row_edges, grid.col_edges
+def _block_sums(sub: np.ndarray, re: np.ndarray, ce: np.ndarray) -> np.ndarray:
+    """Number of True pixels of a cropped bool array in each field (edges relative to the crop)."""
     # one pass per band of field rows (count_nonzero is fast on bool views), then the columns of the small result
-    bands = np.stack([np.count_nonzero(a[re[i]:re[i + 1], : ce[-1]], axis=0) for i in range(grid.n_rows)])
+    bands = np.stack([np.count_nonzero(sub[re[i]:re[i + 1]], axis=0) for i in range(re.size - 1)])
     return np.add.reduceat(bands.astype(np.int64), ce[:-1], axis=1)
 
 
@@ -98,11 +97,10 @@ def field_measures(
     flat = fr[inside] * nc + fc[inside]
     count = np.bincount(flat, minlength=nr * nc).reshape(nr, nc).astype(np.float64)
     if labels is not None:
-        mask = np.asarray(labels) != 0
-        inc_px = _block_sums(mask, grid).astype(np.float64)
-        cut = mask[: grid.row_edges[-1], : grid.col_edges[-1]]
-        ic_rows = _block_sums(_run_starts(cut, grid.col_edges, axis=1), grid).astype(np.float64)
-        ic_cols = _block_sums(_run_starts(cut, grid.row_edges, axis=0), grid).astype(np.float64)
+        cut, re, ce = grid.crop(np.asarray(labels) != 0)
+        inc_px = _block_sums(cut, re, ce).astype(np.float64)
+        ic_rows = _block_sums(_run_starts(cut, ce, axis=1), re, ce).astype(np.float64)
+        ic_cols = _block_sums(_run_starts(cut, re, axis=0), re, ce).astype(np.float64)
     else:
         a = regions["area_px"].to_numpy(np.float64)[inside]
         inc_px = np.bincount(flat, weights=a, minlength=nr * nc).reshape(nr, nc)

@@ -57,12 +57,27 @@ def test_scan_summary_t_interval():
     assert list(out.field_stats.columns)[:3] == ["scan_id", "field_row", "field_col"]
 
 
+def test_centred_grid_crop():
+    # 800 x 1500 px: one field row centred at rows 45..755, two field cols at 40..750..1460
+    m = np.zeros((800, 1500), np.uint8)
+    m[10:20, 100:120] = 1  # in the top margin: not counted
+    m[100:110, 100:120] = 1  # 200 px in field (0, 0)
+    labels, _ = label_mask(m)
+    regions = regions_from_labels(labels, pixel_size_um=1.0)
+    grid = field_grid(m.shape, side_px=710)
+    assert grid.row_edges.tolist() == [45, 755] and grid.col_edges.tolist() == [40, 750, 1460]
+    for lab in (labels, None):
+        f = field_measures(regions, grid, pixel_size_um=1.0, labels=lab)
+        assert f.area_fraction.tolist() == pytest.approx([200 / 504100, 0.0])
+        assert f.n_inclusions.tolist() == [1, 0]
+
+
 def test_cut_inclusion_counts_its_pixels_in_each_field():
     m = np.zeros((710, 1420), np.uint8)
     m[100:110, 700:720] = 1  # 10 x 20 px across the edge at col 710: 100 px on each side
     labels, _ = label_mask(m)
     regions = regions_from_labels(labels, pixel_size_um=1.0)
-    f = field_measures(regions, field_grid(m.shape, side_px=710), pixel_size_um=1.0, labels=labels)
+    f = field_measures(regions, field_grid(m.shape, side_px=710, origin="corner"), pixel_size_um=1.0, labels=labels)
     assert f.area_fraction.tolist() == pytest.approx([100 / 504100, 100 / 504100])
     # row lines: 10 rows cross it in each field (the run restarts at the edge); column lines: 10 per field
     line_mm = 2 * 710 * 710 / 1000
