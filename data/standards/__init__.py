@@ -28,6 +28,7 @@ from .ratings import (
     ScanRating,
     rate_scan,
     severity,
+    unrated_scan_values,
     worst_column,
 )
 from .stereology import E1245_MEASURES, FIELD_STAT_COLUMNS, field_measures, summarize
@@ -61,5 +62,6 @@ __all__ = [
     "severity",
     "summarize",
     "tukey_table",
+    "unrated_scan_values",
     "worst_column",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "ScanRating",
     "rate_scan",
     "severity",
+    "unrated_scan_values",
     "worst_column",
 ]
 
@@ -133,6 +134,18 @@ class ScanRating:
     @property
     def rated(self) -> bool:
         return not self.scan_values.get("rating_note")
+
+
+def unrated_scan_values(note: str) -> dict:
+    """``scan_values`` of a scan that was not rated (ratings disabled, scan failed), with the reason.
+
+    >>> v = unrated_scan_values("ratings disabled")
+    >>> v["rating_note"], set(v) == set(RATING_SCAN_COLUMNS)
+    ('ratings disabled', True)
+    """
+    out = _empty_values()
+    out["rating_note"] = str(note)
+    return out
 
 
 def _empty_values() -> dict:
