@@ -18,12 +18,14 @@ TaskFn = Callable[[DictConfig, Path], int]
 
 TASKS: dict[str, str] = {
     "pipeline": "experiments.pipeline.job:run_task",
+    "report": "experiments.reporting.task:run",
     "bench_regions": "experiments.bench.regions:run",
     "bench_anomaly": "experiments.bench.anomaly:run",
     "bench_area": "experiments.bench.area:run",
     "bench_archive": "experiments.bench.archive:run",
     "eval_anomaly": "experiments.evaluation.anomaly:run",
     "eval_area": "experiments.evaluation.area:run",
+    "eval_review": "experiments.evaluation.review:run",
     "train_shape_ae": "experiments.training.shape_ae:run",
     "train_unet_impurities": "experiments.training.unet:run_impurities",
     "train_unet_grains": "experiments.training.unet:run_grains",

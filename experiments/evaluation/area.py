@@ -36,6 +36,7 @@ from anomaly.rank import rank_clusters
 from ._synthetic import EvalScans, scored_scans
 from .._markdown import markdown_table
 from ..config import dataclass_from
+from ..pipeline.options import resolve_physical
 from .config import EvalAreaConfig
 
 __all__ = ["EvalAreaConfig", "run"]
@@ -106,7 +107,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     combine = dict(anomaly_cfg.get("combine") or {})
     inputs = list(combine.get("inputs", ["spatial", "circle"]))
     method = combine.get("method", "product")
-    market = dataclass_from(MarketConfig, anomaly_cfg.get("area") or {}, where="anomaly.area")
+    # synthetic scans are uncalibrated: the pixel settings apply (µm twins dropped)
+    market = dataclass_from(MarketConfig, resolve_physical(anomaly_cfg.get("area") or {}, None), where="anomaly.area")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 

@@ -317,13 +317,14 @@ class _Run:
         return clusters
 
     def _report(self, clusters: pd.DataFrame) -> None:
-        from ..reporting import ReportConfig, write_report
+        from ..reporting import ReportConfig, ReportData, write_report
 
         rc = ReportConfig.from_mapping(self.pc.report)
         if not rc.html:
             return
+        data = ReportData(clusters=clusters, stats=self.stats, crops=self.crops)
         try:
-            write_report(self.layout.root, **rc.as_kwargs())
+            write_report(self.layout.root, data=data, **rc.as_kwargs())
         except Exception as exc:  # the tables are written: a report problem is reported, not fatal
             log.error("report failed: %s: %s (rebuild it with python -m experiments.report run_dir=%s)",
                       type(exc).__name__, exc, self.layout.root)

@@ -6,9 +6,7 @@ label, previews are block reductions, boxes are painted as one ragged index set.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +26,6 @@ __all__ = [
     "paint_boxes",
     "preview_factor",
     "region_boxes",
-    "safe_relpath",
     "score_codes",
     "score_limits",
     "score_settings",
@@ -40,7 +37,6 @@ UNSCORED = 1
 N_COLOURS = 256
 UNSCORED_RGB = (200, 200, 200)
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def display_gray(pixels: np.ndarray, *, lo: float = 70.0, hi: float = 235.0) -> np.ndarray:
@@ -221,33 +217,6 @@ def paint_boxes(
         keep = (rr == r0[owner]) | (rr == r1[owner]) | (cc == c0[owner]) | (cc == c1[owner])
         rr, cc, owner = rr[keep], cc[keep], owner[keep]
     np.maximum.at(out, (rr, cc), vals[owner])
-    return out
-
-
-def safe_relpath(scan_id: str) -> str:
-    """A file-system and URL safe relative path (no extension) for a scan id.
-
-    Path separators keep their meaning, other characters outside ``[A-Za-z0-9._-]``
-    become ``_``, ``.``/``..`` segments are neutralised; when anything changed a short
-    hash of the original id is appended so that distinct ids never collide.
-
-    >>> safe_relpath("lot1/scan-03")
-    'lot1/scan-03'
-    >>> safe_relpath("<img src=x>")[:9]
-    '_img_src_'
-    """
-    text = str(scan_id)
-    parts = [p for p in re.split(r"[\\/]+", text) if p]
-    clean = []
-    for p in parts:
-        q = _SAFE.sub("_", p)
-        if set(q) <= {"."}:
-            q = q.replace(".", "_")
-        clean.append(q[:120])
-    out = "/".join(clean)
-    if out != text or not out:
-        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        out = (out + "-" if out else "scan-") + digest
     return out
 
 

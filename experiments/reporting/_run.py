@@ -41,10 +41,12 @@ def _read_parquet(path: Path, notes: list[str]) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def load_run(run_dir: str | Path) -> RunData:
-    """Read ``scans.parquet``, ``regions.parquet``, ``clusters.parquet`` and ``.hydra/`` of a run.
+def load_run(run_dir: str | Path, *, clusters: pd.DataFrame | None = None, regions: bool = True) -> RunData:
+    """Read ``scans.parquet``, ``clusters.parquet``, ``.hydra/`` (and ``regions.parquet``) of a run.
 
-    Missing or unreadable region/cluster tables become empty tables with a note.
+    Missing or unreadable region/cluster tables become empty tables with a note.  ``clusters``
+    given: used instead of the file; ``regions=False``: the (possibly huge) regions table is not
+    read (the report streams it instead).
 
     Raises
     ------
@@ -60,8 +62,9 @@ def load_run(run_dir: str | Path) -> RunData:
     scans = pd.read_parquet(run_dir / "scans.parquet")
     if "scan_id" not in scans.columns:
         raise ValueError(f"scans.parquet in {run_dir} lacks the 'scan_id' column")
-    regions = _read_parquet(run_dir / "regions.parquet", notes)
-    clusters = _read_parquet(run_dir / "clusters.parquet", notes)
+    regions_df = _read_parquet(run_dir / "regions.parquet", notes) if regions else pd.DataFrame()
+    if clusters is None:
+        clusters = _read_parquet(run_dir / "clusters.parquet", notes)
     cfg_path = run_dir / ".hydra" / "config.yaml"
     config_text, config = "", {}
     if cfg_path.exists():
@@ -78,7 +81,7 @@ def load_run(run_dir: str | Path) -> RunData:
     ov = run_dir / ".hydra" / "overrides.yaml"
     overrides_text = ov.read_text(encoding="utf-8", errors="replace") if ov.exists() else ""
     return RunData(
-        run_dir, scans, regions, clusters, config_text, config, overrides_text, tuple(notes)
+        run_dir, scans, regions_df, clusters, config_text, config, overrides_text, tuple(notes)
     )
 
 

@@ -40,7 +40,10 @@ class ReportConfig:
     top_regions_per_scan : int
         Highest-scoring impurities listed on each scan page.
     max_table_rows : int
-        Cap of the ranked-cluster table on the index page (the best ranks are kept).
+        Cap of the ranked-cluster and scan tables of the report (the best ranks / first scans are
+        kept; the tables themselves hold every row).
+    page_rows : int
+        Rows per page of the ranked-cluster table (the first page is on the index).
     size_min_area_px : int
         Impurities smaller than this (pixel noise) are left out of the size
         distribution plot and its log-normal fit (the caption says how many).
@@ -57,13 +60,14 @@ class ReportConfig:
     heatmaps: str = "missing"
     top_regions_per_scan: int = 25
     max_table_rows: int = 5000
+    page_rows: int = 500
     size_min_area_px: int = 4
 
     def __post_init__(self) -> None:
         for name in ("top_n", "top_regions_per_scan", "size_min_area_px"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"report.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("max_side", "crop_side", "max_table_rows"):
+        for name in ("max_side", "crop_side", "max_table_rows", "page_rows"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"report.{name} must be >= 1, got {getattr(self, name)}")
         if not float(self.crop_margin) >= 0 or int(self.crop_min_margin_px) < 0:

@@ -29,7 +29,6 @@ from ._imaging import (
     paint_boxes,
     preview_factor,
     region_boxes,
-    safe_relpath,
     score_codes,
     score_limits,
 )
@@ -37,7 +36,6 @@ from ._imaging import (
 __all__ = [
     "CLUSTER_COLOUR",
     "heatmap_preview",
-    "heatmap_relpath",
     "render_heatmap",
     "save_heatmap",
     "write_png",
@@ -48,16 +46,6 @@ log = logging.getLogger(__name__)
 #: Outline colour of clusters (heatmaps) and cluster boxes (gallery).
 CLUSTER_COLOUR = "#ff2d55"
 _DPI = 100
-
-
-def heatmap_relpath(scan_id: str) -> str:
-    """Relative path of a scan's heatmap in a run dir: ``heatmaps/<safe scan id>.png``.
-
-    The scan id is made file-system and URL safe with
-    :func:`experiments.reporting._imaging.safe_relpath` (unchanged for plain ids
-    such as ``lot1/scan-03``).
-    """
-    return f"heatmaps/{safe_relpath(scan_id)}.png"
 
 
 def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.DataFrame:

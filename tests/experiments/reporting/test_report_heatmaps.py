@@ -12,11 +12,11 @@ from data.regions import label_mask, regions_from_mask
 from experiments.reporting import (
     CLUSTER_COLOUR,
     heatmap_preview,
-    heatmap_relpath,
     render_heatmap,
     save_heatmap,
 )
-from experiments.reporting._imaging import display_gray, paint_boxes, safe_relpath, score_settings
+from experiments.layout import RunLayout, scan_relpath
+from experiments.reporting._imaging import display_gray, paint_boxes, score_settings
 
 
 def _scene():
@@ -143,12 +143,12 @@ def test_uint16_and_empty_tables():
 
 
 def test_safe_names():
-    assert heatmap_relpath("lot1/scan-03") == "heatmaps/lot1/scan-03.png"
-    bad = safe_relpath("<img src=x onerror=alert(1)>")
-    assert set(bad) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/")
-    assert safe_relpath("../../etc/passwd") != "../../etc/passwd"
-    assert ".." not in safe_relpath("../../etc/passwd").split("/")
-    assert safe_relpath("a b") != safe_relpath("a_b")  # no collisions after cleaning
+    assert RunLayout.heatmap_rel("lot1/scan-03") == "heatmaps/lot1/scan-03.png"
+    bad = scan_relpath("<img src=x onerror=alert(1)>")
+    assert set(bad) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/%")
+    assert scan_relpath("../../etc/passwd") != "../../etc/passwd"
+    assert ".." not in scan_relpath("../../etc/passwd").split("/")
+    assert scan_relpath("a b") != scan_relpath("a_b")  # no collisions after cleaning
 
 
 def test_score_settings_from_the_run_config():

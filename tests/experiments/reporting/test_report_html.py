@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import shutil
+from urllib.parse import quote, unquote
 import re
 from pathlib import Path
 
@@ -38,18 +40,17 @@ def test_report_structure(built_report):
     table = text.split('id="clusters-table"')[1].split("</table>")[0]
     ranks = [int(r) for r in re.findall(r'<tr><td class="num" data-v="(\d+)"', table)]
     assert ranks == sorted(clusters["rank"].tolist())
-    # crops for every top cluster whose source image is readable ("gone" has none)
+    # crops for every top cluster whose source image is readable ("gone" has none), inside the report
     readable = clusters[clusters["scan_id"] != "gone"]
-    crops = sorted(p.name for p in (report / "gallery").glob("*.png"))
-    assert crops == [f"rank-{r:05d}.png" for r in sorted(readable["rank"])]
+    crops = sorted(p.name for p in (report / "img" / "crops").glob("*.png"))
+    assert len(crops) == len(readable)
     for name in crops:
-        assert f'href="gallery/{name}"' in text
-    # one page per scan, linked from the index
-    scans = pd.read_parquet(report.parent / "scans.parquet")
+        assert f'href="img/crops/{quote(name)}"' in text
+    # one page per scan holding a top cluster (bounded), linked from the index
     pages = list((report / "scans").glob("*.html"))
-    assert len(pages) == len(scans)
+    assert len(pages) == clusters["scan_id"].nunique()
     for p in pages:
-        assert f'href="scans/{p.name}"' in text
+        assert f'href="scans/{quote(p.name)}"' in text
     # plots and heatmaps exist and are linked with local paths only
     assert (report / "plots" / "size_distribution.png").exists()
     assert "log-normal fit" in text.lower()
@@ -82,7 +83,7 @@ def test_missing_source_image_leaves_a_note(built_report):
     assert "gone: source image not readable" in index
     page = next(p for p in (report / "scans").glob("gone*.html"))
     assert "source image not readable" in page.read_text(encoding="utf-8")
-    assert not list((report / "heatmaps").glob("gone*"))
+    assert not list((report / "img" / "heatmaps").glob("gone*"))
 
 
 def test_failed_scan_is_listed_with_its_error(built_report):
@@ -110,15 +111,17 @@ def test_mask_labels_are_recovered_by_box(run_dir):
 def test_existing_heatmaps_and_labels_are_used(run_dir, tmp_path):
     import tifffile
 
-    from experiments.reporting import heatmap_relpath, write_png
+    from experiments.layout import RunLayout
+    from experiments.reporting import write_png
 
-    hm = run_dir / heatmap_relpath("maskA")
+    hm = run_dir / RunLayout.heatmap_rel("maskA")
     write_png(hm, np.full((10, 10, 3), 7, np.uint8))
+    index = write_report(run_dir, top_n=50)
+    page = (index.parent / "scans" / "maskA.html").read_text(encoding="utf-8")
+    assert 'src="../img/heatmaps/maskA.png"' in page  # the run's heatmap, copied into the report
+    assert (index.parent / "img" / "heatmaps" / "maskA.png").read_bytes() == hm.read_bytes()
     index = write_report(run_dir, top_n=0)
-    text = index.read_text(encoding="utf-8")
-    assert 'href="../heatmaps/maskA.png"' in text
-    assert not (index.parent / "heatmaps" / "maskA.png").exists()
-    assert not list((index.parent / "gallery").glob("*.png"))  # top_n=0: no crops
+    assert not (index.parent / "img").exists()  # top_n=0: no crops, no scan pages
     # a stored label image makes a raw scan's outlines exact instead of boxes
     scans = pd.read_parquet(run_dir / "scans.parquet").set_index("scan_id")
     px = read_scan(scans.loc["lot2/rawB", "path"]).pixels
@@ -156,16 +159,43 @@ def test_cli_rebuilds_the_report(run_dir, capsys):
     assert report_main([f"run_dir={run_dir}", "top_n=3", "report.cmap=magma"]) == 0
     index = Path(capsys.readouterr().out.strip())
     assert index == run_dir / "report" / "index.html" and index.exists()
-    assert sorted(p.name for p in (index.parent / "gallery").glob("*.png")) == [
-        "rank-00001.png",
-        "rank-00003.png",
-    ]  # rank 2 is in "gone"
+    assert len(list((index.parent / "img" / "crops").glob("*.png"))) == 2  # rank 2 is in "gone"
     _, _, cfg = parse_args([f"run_dir={run_dir}"])
     assert cfg.top_n == 50 and cfg.cmap == "viridis"  # from the run's report section
     assert report_main([f"run_dir={run_dir}", "no_such_option=1"]) == 2
     assert report_main(["top_n=3"]) == 2
     assert report_main([f"run_dir={run_dir / 'nope'}"]) == 1
     assert report_main(["--help"]) == 0
+
+
+def test_report_folder_works_when_moved(built_report, tmp_path):
+    """Every link of the report stays inside its folder: a moved (or zipped) copy keeps working."""
+    moved = tmp_path / "elsewhere" / "report"
+    shutil.copytree(built_report.parent, moved)
+    for page, body in _all_html(moved).items():
+        for s in re.findall(r'(?:src|href)="([^"#]+)', body):
+            target = (page.parent / unquote(html.unescape(s))).resolve()
+            assert target.is_relative_to(moved.resolve()) and target.exists(), (page.name, s)
+
+
+def test_huge_runs_give_a_bounded_report(run_dir):
+    """A clusters table that pages and stops at max_table_rows; scan pages only for the top clusters."""
+    clusters = pd.read_parquet(run_dir / "clusters.parquet")
+    many = pd.concat([clusters.assign(cluster_id=clusters["cluster_id"] + 100 * k) for k in range(40)],
+                     ignore_index=True)
+    many["rank"] = np.arange(1, len(many) + 1)
+    many.to_parquet(run_dir / "clusters.parquet", index=False)
+    index = write_report(run_dir, top_n=3, max_table_rows=50, page_rows=20)
+    report = index.parent
+    text = index.read_text(encoding="utf-8")
+    first = text.split('id="clusters-table"')[1].split("</table>")[0].split("<tbody>")[1]
+    assert len(re.findall("<tr>", first)) == 20
+    pages = sorted(p.name for p in (report / "clusters").glob("*.html"))
+    assert pages == ["page-0002.html", "page-0003.html"]  # 50 rows in pages of 20
+    last = (report / "clusters" / "page-0003.html").read_text(encoding="utf-8")
+    assert len(re.findall("<tr>", last.split("<tbody>")[1])) == 10
+    assert f"best 50 of {len(many):,} clusters" in text
+    assert len(list((report / "scans").glob("*.html"))) <= 3
 
 
 def test_report_config_matches_conf_file():
