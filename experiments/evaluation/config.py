@@ -67,6 +67,10 @@ class EvalSegmentationConfig:
         "object_f1_tol": 0.82, "iou": 0.40, "area_fraction_abs_rel_error": 0.15,
         "boundary_f1": 0.70, "heyn_abs_rel_error": 0.10,
     })
+    # Choose post-processing on tuning scans instead of evaluating: "impurities" or "grains"
+    # (experiments/evaluation/segmentation.py, tune_impurities / tune_grains: the grid and the rule).
+    tune: str | None = None
+    tune_grid: dict = field(default_factory=dict)  # overrides of the default grid's axes
     # Object recall per bin of labelled object area (px): where the misses are.
     size_bins: tuple[float, ...] = (1, 10, 30, 100, 300, float("inf"))
     # Write error_maps/<scan>.png: the U-Net's matched / missed / false objects on the scan.
@@ -85,6 +89,8 @@ class EvalSegmentationConfig:
         bad = set(self.methods) - {"unet", "classical", "reference"}
         if bad:
             raise ValueError(f"unknown methods {sorted(bad)}; expected unet, classical, reference")
+        if self.tune not in (None, "impurities", "grains"):
+            raise ValueError(f"tune must be null, 'impurities' or 'grains', got {self.tune!r}")
         if self.min_area_px < 1 or self.match_tolerance_px < 0 or self.bootstrap < 0:
             raise ValueError("min_area_px must be >= 1, match_tolerance_px and bootstrap >= 0")
 

@@ -24,7 +24,9 @@ against their own surrounding ring is below ``faint_z`` x the scan's pixel
 noise (:func:`data.registration.ring_contrast`).
 
 Outputs in ``output_dir``: ``segmentation_eval.json`` (per scan / region and
-summaries), ``segmentation_eval.md`` (the tables), ``error_maps/<scan>.png``.
+summaries), ``segmentation_eval.md`` (the tables), ``error_maps/<scan>.png`` and
+``faint_labels/<scan>.png`` (random labelled objects by ring contrast, to check
+the faint call by eye).
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ __all__ = [
     "error_map",
     "evaluate_grains",
     "evaluate_impurities",
+    "faint_label_sheet",
     "per_scan_table",
     "run",
     "targets_table",
+    "tune_grains",
+    "tune_impurities",
 ]
 
 log = logging.getLogger(__name__)
@@ -216,6 +221,63 @@ def error_map(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, *, zoom: i
     return out
 
 
+def faint_label_sheet(
+    image: np.ndarray,
+    labels: np.ndarray,
+    z: np.ndarray,
+    *,
+    faint_z: float = 5.0,
+    n: int = 24,
+    seed: int = 0,
+    half: int = 10,
+    zoom: int = 5,
+    per_row: int = 6,
+) -> np.ndarray:
+    """Crops of randomly chosen labelled objects, sorted by ring contrast, to check the faint call by eye.
+
+    Each crop (``2 half + 1`` px, ``zoom`` x) shows the scan, then the same with
+    the object outlined: red when faint (``z < faint_z``), green when visible (or without a ring);
+    its ``z`` is written under it.
+
+    Returns
+    -------
+    ndarray of uint8, BGR
+    """
+    from scipy import ndimage
+
+    lt, k = ndimage.label(np.asarray(labels, bool), np.ones((3, 3), bool))
+    if k == 0:
+        return np.zeros((8, 8, 3), np.uint8)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(k, size=min(n, k), replace=False)
+    pick = pick[np.argsort(np.nan_to_num(z[pick], nan=np.inf), kind="stable")]
+    centres = ndimage.center_of_mass(np.ones_like(lt), lt, pick + 1)
+    pad_img = np.pad(image, half, mode="edge")
+    pad_lab = np.pad(lt, half)
+    tiles = []
+    for obj, (r, c) in zip(pick, centres):
+        r, c = int(round(r)), int(round(c))
+        crop = pad_img[r : r + 2 * half + 1, c : c + 2 * half + 1]
+        m = (pad_lab[r : r + 2 * half + 1, c : c + 2 * half + 1] == obj + 1).astype(np.uint8)
+        big = cv2.cvtColor(cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST),
+                           cv2.COLOR_GRAY2BGR)
+        outlined = big.copy()
+        contours, _ = cv2.findContours(cv2.resize(m, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST),
+                                       cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        faint = bool(z[obj] < faint_z)  # NaN (no ring): visible, as in the eval
+        cv2.drawContours(outlined, contours, -1, (0, 0, 255) if faint else (0, 200, 0), 1)
+        gap = np.zeros((big.shape[0], 2, 3), np.uint8)
+        tile = np.concatenate([big, gap, outlined, np.zeros((big.shape[0], 6, 3), np.uint8)], axis=1)
+        tile = np.concatenate([tile, np.zeros((14, tile.shape[1], 3), np.uint8)], axis=0)
+        cv2.putText(tile, f"z {z[obj]:.1f}", (2, tile.shape[0] - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (255, 255, 255), 1)
+        tiles.append(tile)
+    while len(tiles) % per_row:
+        tiles.append(np.zeros_like(tiles[0]))
+    return np.concatenate([np.concatenate(tiles[i : i + per_row], axis=1)
+                           for i in range(0, len(tiles), per_row)], axis=0)
+
+
 def _pipeline_count(labels_or_mask: np.ndarray, method: str, min_area_px: int) -> int:
     """Impurities the pipeline would list: the U-Net's mask split by the watershed, the classical
     labels as they are, a mask's 8-connected components; then the detection limit."""
@@ -256,6 +318,11 @@ def evaluate_impurities(
             reg_mask = drop_small(registered.mask, limit) if cfg.limit_labels else registered.mask
             _, z, noise = ring_contrast(img, reg_mask)
             visible = ~(z < cfg.faint_z)  # per object; no ring (NaN) counts as visible
+            if cfg.error_maps and output_dir is not None:
+                folder = Path(output_dir) / "faint_labels"
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{s}.png"),
+                            faint_label_sheet(img, reg_mask, z, faint_z=cfg.faint_z, seed=cfg.seed))
             log.info("scan %s: labels registered, largest shift %.1f px; %.0f%% faint labels "
                      "(ring contrast < %g x noise %.1f)", s, registered.max_shift_px,
                      100 * float(np.mean(~visible)) if visible.size else float("nan"), cfg.faint_z, noise)
@@ -357,6 +424,219 @@ def _card_val_scans(kind: str) -> list[str]:
     return [str(s) for s in model_card(kind)["data"]["val_scans"]]
 
 
+# --------------------------------------------------------------------------- tuning (tuning scans only)
+
+#: Axes of the impurity post-processing grid (eval.tune=impurities; eval.tune_grid overrides an axis).
+IMPURITY_GRID = {
+    "threshold": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5],
+    "extent_threshold": [None, 0.3, 0.4, 0.5, 0.6],
+    "depth_fraction": [None, 0.4, 0.5, 0.55, 0.6],
+    "depth_smooth_sigma": [0.5, 1.0],
+}
+#: Axes of the grain post-processing grid (eval.tune=grains).
+GRAIN_GRID = {
+    "threshold": [0.15, 0.2, 0.25, 0.3],
+    "high_threshold": [None, 0.4, 0.5],
+    "spur_length_px": [0, 10, 20],
+    "min_mean_prob": [0.0, 0.3],
+}
+#: The impurity rule's F1 budget: object F1 (overlap and tolerant) within this of today's default.
+F1_BUDGET = 0.02
+
+
+def _check_tuning_scans(scans: list[str]) -> None:
+    from experiments.datasets.splits import VAL_SCANS
+
+    held = sorted(set(scans) & set(VAL_SCANS), key=int)
+    if held:
+        raise ValueError(f"tuning on validation scans {held} is not allowed: they are measured once, at the end")
+
+
+def _impurity_grid(axes: dict) -> list[dict]:
+    out = []
+    for t in axes["threshold"]:
+        for e in axes["extent_threshold"]:
+            if e is not None and e <= t:
+                continue
+            out.append({"threshold": t, "extent_threshold": e, "depth_fraction": None})
+        for d in axes["depth_fraction"]:
+            if d is None:
+                continue
+            for sg in axes["depth_smooth_sigma"]:
+                out.append({"threshold": t, "extent_threshold": None, "depth_fraction": d,
+                            "depth_smooth_sigma": sg})
+    return out
+
+
+def tune_impurities(cfg: EvalSegmentationConfig, scans: list[str]) -> dict:
+    """Choose the impurity post-processing on tuning scans, by a rule fixed in the code.
+
+    Every setting of the grid (:data:`IMPURITY_GRID`) is scored on the scans
+    against the labels as drawn, at the detection limit (``min_area_px``,
+    masks and labels).  Rule: among the settings whose object F1 (overlap) and
+    object F1 at ``match_tolerance_px`` are both within :data:`F1_BUDGET` of
+    today's default (the card's threshold, one level, no depth outlines),
+    take the one with the lowest mean absolute area-fraction error plus mean
+    absolute count error (objects / labelled objects - 1) over the scans.
+    """
+    from segmentation.models import model_card, predict_probabilities
+    from segmentation.refine import impurity_postprocess
+
+    _check_tuning_scans(scans)
+    root = dev_root(cfg.data_root)
+    limit = int(cfg.min_area_px)
+    axes = {**IMPURITY_GRID, **{k: list(v) for k, v in dict(cfg.tune_grid).items()}}
+    data = []
+    for s in scans:
+        img = read_gray(root / "scans" / "images" / f"{s}.jpg")
+        truth = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
+        prob, _ = predict_probabilities(img, "impurities", weights=dict(cfg.unet_options).get("weights"))
+        data.append((s, img, prob, drop_small(truth, limit) if cfg.limit_labels else truth))
+    card = model_card("impurities", dict(cfg.unet_options).get("weights"))
+    today = {"threshold": float(card["threshold"]), "extent_threshold": None, "depth_fraction": None}
+
+    def score(setting: dict) -> dict:
+        rows = []
+        for s, img, prob, truth in data:
+            pred = impurity_postprocess(prob, img, setting["threshold"], min_area_px=limit,
+                                        extent_threshold=setting.get("extent_threshold"),
+                                        depth_fraction=setting.get("depth_fraction"),
+                                        depth_smooth_sigma=setting.get("depth_smooth_sigma", 1.0))
+            r = impurity_metrics(pred, truth)
+            r["n_matched_tolerant"] = impurity_metrics(pred, truth, tolerance_px=cfg.match_tolerance_px)["n_matched"]
+            r["count_rel_error"] = r["n_pred"] / r["n_true"] - 1.0 if r["n_true"] else float("nan")
+            rows.append(r)
+        n_pt = sum(r["n_pred"] + r["n_true"] for r in rows)
+        area = float(np.mean([abs(r["area_fraction_rel_error"]) for r in rows]))
+        count = float(np.mean([abs(r["count_rel_error"]) for r in rows]))
+        return {**setting,
+                "object_f1": 2 * sum(r["n_matched"] for r in rows) / n_pt,
+                "object_f1_tol": 2 * sum(r["n_matched_tolerant"] for r in rows) / n_pt,
+                "iou": float(np.mean([r["iou"] for r in rows])),
+                "area_fraction_abs_rel_error": area, "count_abs_rel_error": count,
+                "objective": area + count,
+                "per_scan_area_error": [r["area_fraction_rel_error"] for r in rows],
+                "per_scan_count_error": [r["count_rel_error"] for r in rows]}
+
+    base = score(today)
+    grid = [score(g) for g in _impurity_grid(axes)]
+    ok = [g for g in grid if g["object_f1"] >= base["object_f1"] - F1_BUDGET
+          and g["object_f1_tol"] >= base["object_f1_tol"] - F1_BUDGET]
+    choice = min(ok or [base], key=lambda g: (round(g["objective"], 4), g["threshold"]))
+    log.info("impurity post-processing: today %s -> chosen %s",
+             {k: base[k] for k in ("object_f1", "object_f1_tol", "area_fraction_abs_rel_error")},
+             {k: choice[k] for k in ("threshold", "extent_threshold", "depth_fraction",
+                                      "object_f1", "object_f1_tol", "area_fraction_abs_rel_error")})
+    return {"kind": "impurities", "scans": scans, "min_area_px": limit,
+            "rule": (f"object F1 (overlap) and F1 ({cfg.match_tolerance_px} px tolerance) within "
+                     f"{F1_BUDGET} of today's default; then the lowest mean |area-fraction error| + "
+                     "mean |count error| over the tuning scans"),
+            "today": base, "choice": choice, "n_candidates": len(grid), "n_within_budget": len(ok),
+            "grid": grid}
+
+
+def _grain_grid(axes: dict) -> list[dict]:
+    out = []
+    for t in axes["threshold"]:
+        for h in axes["high_threshold"]:
+            if h is not None and h <= t:
+                continue
+            for sp in axes["spur_length_px"]:
+                for mp in axes["min_mean_prob"]:
+                    if mp and mp <= t:
+                        continue
+                    out.append({"threshold": t, "high_threshold": h, "spur_length_px": sp,
+                                "min_mean_prob": mp})
+    return out
+
+
+def tune_grains(cfg: EvalSegmentationConfig, scans: list[str]) -> dict:
+    """Choose the grain post-processing on tuning regions, by a rule fixed in the code.
+
+    Every setting of :data:`GRAIN_GRID` is scored on the labelled regions of the
+    scans (the U-Net on the prior art's inpainted scans, post-processed on the
+    whole scan, then cut to each region).  Merit per region: boundary F1 minus
+    the absolute Heyn-mean error.  Rule: the setting with the highest mean
+    merit replaces today's (the card's threshold, no hysteresis or pruning) only
+    if its paired bootstrap 95% interval of the merit gain over the regions
+    lies above 0; otherwise today's stays.
+    """
+    from segmentation.grains import grain_postprocess
+    from segmentation.models import model_card, predict_probabilities
+
+    _check_tuning_scans(scans)
+    root = dev_root(cfg.data_root)
+    axes = {**GRAIN_GRID, **{k: list(v) for k, v in dict(cfg.tune_grid).items()}}
+    regions = grain_regions(root, scans)
+    weights = dict(cfg.grain_options).get("weights")  # another model (with its card) to tune
+    probs = {}
+    for s in sorted({r.scan for r in regions}, key=int):
+        probs[s] = predict_probabilities(read_gray(root / "reference_outputs" / "inpainted" / f"{s}.png"),
+                                         "grains", weights=weights)[0]
+    card = model_card("grains", weights)
+    today = {"threshold": float(card["threshold"]), "high_threshold": None, "spur_length_px": 0,
+             "min_mean_prob": 0.0}
+
+    def score(setting: dict) -> dict:
+        rows = []
+        for s, prob in probs.items():
+            pred = grain_postprocess(prob, setting["threshold"], high_threshold=setting["high_threshold"],
+                                     min_length_px=int(card.get("postprocess", {}).get("min_length_px", 0)),
+                                     spur_length_px=setting["spur_length_px"],
+                                     min_mean_prob=setting["min_mean_prob"])
+            for r in regions:
+                if r.scan == s:
+                    rows.append(boundary_region_metrics(pred[r.slices], r.boundaries, tolerance=cfg.tolerance,
+                                                        line_spacing=cfg.line_spacing))
+        f1 = np.array([r["f1"] for r in rows], float)
+        heyn = np.abs(np.array([r["heyn_rel_error"] for r in rows], float))
+        merit = f1 - np.where(np.isfinite(heyn), heyn, 1.0)
+        return {**setting, "boundary_f1": float(np.nanmean(f1)),
+                "boundary_precision": float(np.nanmean([r["precision"] for r in rows])),
+                "boundary_recall": float(np.nanmean([r["recall"] for r in rows])),
+                "heyn_abs_rel_error": float(np.nanmean(heyn)), "merit": float(np.mean(merit)),
+                "merit_per_region": merit.tolist()}
+
+    base = score(today)
+    grid = [score(g) for g in _grain_grid(axes)]
+    best = max(grid, key=lambda g: (round(g["merit"], 4), -g["spur_length_px"], -g["min_mean_prob"]))
+    gain = np.array(best["merit_per_region"]) - np.array(base["merit_per_region"])
+    lo, hi = bootstrap_interval(gain, n_boot=max(cfg.bootstrap, 1000), seed=cfg.seed)
+    significant = bool(np.isfinite(lo) and lo > 0)
+    choice = best if significant else base
+    log.info("grain post-processing: today merit %.4f, best %.4f (gain [%.4f, %.4f]) -> %s",
+             base["merit"], best["merit"], lo, hi, "best" if significant else "today")
+    return {"kind": "grains", "scans": scans, "n_regions": len(regions),
+            "rule": "highest mean (boundary F1 - |Heyn error|) over the tuning regions; replaces today's "
+                    "only if the paired bootstrap 95% interval of the gain is above 0",
+            "today": base, "best": best, "gain_ci95": [lo, hi], "significant": significant,
+            "choice": choice, "grid": grid}
+
+
+def _run_tuning(ecfg: EvalSegmentationConfig, scans: list[str], gscans: list[str], output_dir: Path) -> int:
+    from experiments._markdown import markdown_table
+
+    res = tune_impurities(ecfg, scans) if ecfg.tune == "impurities" else tune_grains(ecfg, gscans)
+    (output_dir / "postprocess_tuning.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
+    keys = (["threshold", "extent_threshold", "depth_fraction", "depth_smooth_sigma", "object_f1",
+             "object_f1_tol", "iou", "area_fraction_abs_rel_error", "count_abs_rel_error", "objective"]
+            if res["kind"] == "impurities" else
+            ["threshold", "high_threshold", "spur_length_px", "min_mean_prob", "boundary_f1",
+             "boundary_precision", "boundary_recall", "heyn_abs_rel_error", "merit"])
+    rows = [{"setting": "today", **{k: res["today"].get(k) for k in keys}},
+            {"setting": "chosen", **{k: res["choice"].get(k) for k in keys}}]
+    if "best" in res:
+        rows.append({"setting": "best of grid", **{k: res["best"].get(k) for k in keys}})
+    md = [f"# Post-processing of the {res['kind']} U-Net, chosen on tuning scans {', '.join(res['scans'])}",
+          "", f"Rule: {res['rule']}.", "", markdown_table(pd.DataFrame(rows)), ""]
+    if "gain_ci95" in res:
+        md += [f"Merit gain of the best setting over today's, paired bootstrap 95% interval over "
+               f"{res['n_regions']} regions: [{res['gain_ci95'][0]:.4f}, {res['gain_ci95'][1]:.4f}].", ""]
+    (output_dir / "postprocess_tuning.md").write_text("\n".join(md))
+    log.info("\n%s", "\n".join(md))
+    return 0
+
+
 _NAMES = {"unet": "U-Net (quantmet)", "classical": "classical (quantmet)", "reference": "MLography published"}
 
 
@@ -416,6 +696,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     scans = list(ecfg.scans) if ecfg.scans is not None else _card_val_scans("impurities")
     gscans = list(ecfg.grain_scans) if ecfg.grain_scans is not None else _card_val_scans("grains")
     log.info("impurity scans %s; grain-boundary scans %s", scans, gscans)
+    if ecfg.tune is not None:
+        return _run_tuning(ecfg, scans, gscans, output_dir)
     imp = evaluate_impurities(ecfg, scans, output_dir)
     grains = evaluate_grains(ecfg, gscans)
     rows = []

@@ -118,3 +118,38 @@ def test_eval_applies_one_detection_limit_to_every_method_and_reports_counts(com
     out2 = json.loads((tmp_path / "o2" / "segmentation_eval.json").read_text())
     for r in out2["impurities"]["reference"]:
         assert r["n_pred"] == r["n_true"] + 2
+
+
+def _shipped() -> bool:
+    from segmentation.models import weights_path
+
+    return all(weights_path(k).is_file() for k in ("impurities", "grains"))
+
+
+@pytest.mark.skipif(not _shipped(), reason="shipped weights not installed")
+def test_tuning_follows_its_rule_and_refuses_validation_scans(compose, tmp_path):
+    pytest.importorskip("keras")
+    from experiments.evaluation.config import EvalSegmentationConfig
+    from experiments.evaluation.segmentation import F1_BUDGET, run, tune_grains, tune_impurities
+
+    root = fake_mlography_root(tmp_path)
+    cfg = EvalSegmentationConfig(data_root=str(root), tune="impurities", bootstrap=200, tune_grid={
+        "threshold": [0.1, 0.3, 0.5], "extent_threshold": [None, 0.5], "depth_fraction": [None, 0.5],
+        "depth_smooth_sigma": [1.0]})
+    res = tune_impurities(cfg, ["12", "13"])
+    ok = [g for g in res["grid"] if g["object_f1"] >= res["today"]["object_f1"] - F1_BUDGET
+          and g["object_f1_tol"] >= res["today"]["object_f1_tol"] - F1_BUDGET]
+    assert res["n_within_budget"] == len(ok) and len(res["grid"]) == 3 + 2 + 3  # (t, e > t) + depth
+    if ok:
+        assert res["choice"]["objective"] == pytest.approx(min(g["objective"] for g in ok), abs=1e-4)
+    g = tune_grains(EvalSegmentationConfig(data_root=str(root), bootstrap=200, tune_grid={
+        "threshold": [0.2, 0.3], "high_threshold": [None], "spur_length_px": [0, 10],
+        "min_mean_prob": [0.0]}), ["12", "13"])
+    assert len(g["grid"]) == 4 and g["n_regions"] == 2
+    assert g["choice"] == (g["best"] if g["significant"] else g["today"])
+    with pytest.raises(ValueError, match="validation scans"):
+        tune_impurities(cfg, ["15", "17"])
+    out = tmp_path / "tune"
+    assert run(compose(["+exp=eval_segmentation", f"eval.data_root={root}", "eval.tune=impurities",
+                        "eval.scans=[12]", "+eval.tune_grid.threshold=[0.3]"]), out) == 0
+    assert "Rule:" in (out / "postprocess_tuning.md").read_text()
