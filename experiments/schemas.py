@@ -31,6 +31,7 @@ def _schemas() -> dict[str, dict[str, type]]:
             "inpainting": evaluation.EvalInpaintingConfig,
             "anomaly": evaluation.EvalAnomalyConfig,
             "area": evaluation.EvalAreaConfig,
+            "calibration": evaluation.EvalCalibrationConfig,
         },
         "bench": {
             "anomaly": bench.AnomalyBenchConfig,

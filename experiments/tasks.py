@@ -33,6 +33,7 @@ TASKS: dict[str, str] = {
     "bench_segmentation": "experiments.bench.segmentation:run",
     "train_inpainting": "experiments.training.inpainting:run",
     "eval_inpainting": "experiments.evaluation.inpainting:run",
+    "eval_calibration": "experiments.evaluation.calibration:run",
     "compare": "experiments.reporting.compare:run",
 }
 

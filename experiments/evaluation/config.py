@@ -128,3 +128,36 @@ class EvalInpaintingConfig:
             raise ValueError("gap_px, tolerance_px and near_px must be >= 0")
         if "none" in self.methods:
             raise ValueError("'none' is always the raw-scan baseline downstream; do not list it")
+
+
+@dataclass(frozen=True)
+class EvalCalibrationConfig:
+    """Options of the ``eval:`` section of ``conf/exp/eval_calibration.yaml`` (task ``eval_calibration``)."""
+
+    data_root: str = ""  # set by conf/exp (paths.mlography): real dev scans as micrograph bases; "" = synthetic only
+    n_files: int = 120  # generated micrographs with burned-in bars
+    # Generator seed. The detector was tuned on seeds 1000-1079 and 2000-2079 (data.labfiles.make_lab_micrograph);
+    # the evaluation uses other seeds: seed + i, i < n_files.
+    seed: int = 7_000_000
+    shape: tuple[int, int] = (768, 1024)  # synthetic bases (real bases keep their size)
+    real_fraction: float = 0.5  # share of files on real dev scans (never the validation scans)
+    jpeg_fraction: float = 0.33  # share saved as JPEG (as many lab files are)
+    jpeg_quality: int = 85
+    tolerance: float = 0.03  # pixel-size error counted as right
+    target_fraction: float = 0.95
+    metadata_files: int = 20  # per format, random pixel sizes
+    segmenters: tuple[str, ...] = ("classical", "unet")
+    unet_max_files: int = 24  # the U-Net takes ~4 s per file on 2 CPU cores
+    real_scans_check: bool = True  # false annotations on the real dev scans (validation scans reported apart)
+    precision_margin_px: int = 8  # mask pixels within this distance of the true annotation boxes count as right
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
+        object.__setattr__(self, "segmenters", tuple(str(s) for s in self.segmenters))
+        bad = set(self.segmenters) - {"classical", "unet"}
+        if bad:
+            raise ValueError(f"unknown segmenters {sorted(bad)}; expected classical, unet")
+        if self.n_files < 1 or self.metadata_files < 1:
+            raise ValueError("n_files and metadata_files must be >= 1")
+        if not (0 <= self.real_fraction <= 1 and 0 <= self.jpeg_fraction <= 1 and 0 < self.tolerance < 1):
+            raise ValueError("real_fraction and jpeg_fraction must be in [0, 1], tolerance in (0, 1)")
