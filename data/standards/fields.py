@@ -78,8 +78,15 @@ def field_grid(shape: tuple[int, int], *, side_px: float, origin: str = "centre"
     h, w = int(shape[0]), int(shape[1])
     nr = int(np.floor(h / side_px + 1e-9))
     nc = int(np.floor(w / side_px + 1e-9))
-    r0 = (h - nr * side_px) / 2.0 if origin == "centre" else 0.0
-    c0 = (w - nc * side_px) / 2.0 if origin == "centre" else 0.0
-    re = np.clip(np.floor(r0 + np.arange(nr + 1) * side_px + 0.5).astype(np.int64), 0, h)
-    ce = np.clip(np.floor(c0 + np.arange(nc + 1) * side_px + 0.5).astype(np.int64), 0, w)
-    return FieldGrid(float(side_px), re, ce)
+    return FieldGrid(float(side_px), _edges(h, nr, side_px, origin), _edges(w, nc, side_px, origin))
+
+
+def _edges(length: int, n: int, side: float, origin: str) -> np.ndarray:
+    """Whole-pixel field edges along one axis; centred grids are mirror-symmetric (e_k + e_(n-k) = length)."""
+    off = (length - n * side) / 2.0 if origin == "centre" else 0.0
+    e = np.clip(np.floor(off + np.arange(n + 1) * side + 0.5).astype(np.int64), 0, length)
+    if origin == "centre":
+        k = np.arange(n + 1)
+        upper = k > n / 2
+        e[upper] = length - e[n - k[upper]]
+    return e

@@ -14,9 +14,9 @@ Morphology (ISO 4967 clause 3 / ASTM E45 Method A descriptions, applied to measu
   >= ``ds_min_diameter_um``).
 
 Geometry: centroids and Feret calipers of the region table, in µm (``pixel_size_um``).  Along the
-rolling direction (unit vector ``d``) a particle whose axis makes the angle ``t`` with ``d`` spans
-``L |cos t| + W |sin t|`` (L, W = Feret max, min: the particle as a rectangle), and gaps are
-measured between those spans.  Candidate pairs come from a KD-tree on (along, across / offset)
+rolling direction (unit vector ``d``) an elongated inclusion whose axis makes the angle ``t`` with
+``d`` spans ``L |cos t| + W |sin t|`` (L, W = Feret max, min: the inclusion as a rectangle), a
+globular particle its mean caliper ``(L + W) / 2``; gaps are measured between those spans.  Candidate pairs come from a KD-tree on (along, across / offset)
 coordinates, groups from the connected components of the accepted pairs (no loop over pairs).
 """
 
@@ -125,7 +125,7 @@ def estimate_rolling_direction(
     _check(regions)
     L = regions["feret_max_px"].to_numpy(np.float64)
     W = np.maximum(regions["feret_min_px"].to_numpy(np.float64), 1e-9)
-    elong = (L / W) >= cfg.elongated_aspect
+    elong = np.round(L / W, 9) >= cfg.elongated_aspect
     n = int(elong.sum())
     if n == 0:
         return None, 0.0, 0
@@ -298,9 +298,11 @@ def classify_inclusions(
 
     r = regions["centroid_row"].to_numpy(np.float64)
     c = regions["centroid_col"].to_numpy(np.float64)
-    L = regions["feret_max_px"].to_numpy(np.float64) * s
-    W = regions["feret_min_px"].to_numpy(np.float64) * s
-    aspect = L / np.maximum(W, 1e-9)
+    # calipers rounded to 1e-6 µm so that ties at the limits (widths of whole pixels, aspect ratios
+    # like 9 / 3) do not depend on floating-point noise (e.g. of the hull of a rotated image)
+    L = np.round(regions["feret_max_px"].to_numpy(np.float64) * s, 6)
+    W = np.round(regions["feret_min_px"].to_numpy(np.float64) * s, 6)
+    aspect = np.round(L / np.maximum(W, 1e-9), 9)
     axis = region_axis_deg(regions["orientation"].to_numpy())
     d = direction_vector(direction)
     nrm = np.array([d[1], -d[0]])  # perpendicular in (row, col)
@@ -308,6 +310,10 @@ def classify_inclusions(
     v = (r * nrm[0] + c * nrm[1]) * s  # across, µm
     t = np.radians(axis - direction)
     half_along = 0.5 * (L * np.abs(np.cos(t)) + W * np.abs(np.sin(t)))
+    # a globular particle's axis is ill-defined (isotropic moments give orientation 0 whatever the
+    # shape): its extent along any direction is taken as its mean caliper (L + W) / 2
+    glob_mask = aspect < cfg.elongated_aspect
+    half_along[glob_mask] = 0.25 * (L[glob_mask] + W[glob_mask])
     dev = np.abs((axis - direction + 90.0) % 180.0 - 90.0)  # axial angle to the direction, [0, 90]
 
     elong = aspect >= cfg.elongated_aspect
@@ -383,7 +389,7 @@ def classify_inclusions(
     # A / C stringers: aligned elongated inclusions in line; the rest are single inclusions
     # (inclusions narrower than the thin minimum are not rated and join no stringer)
     ac_min_w = min(cfg.widths_for("A")[0], cfg.widths_for("C")[0])
-    aligned = el_idx[(dev[el_idx] <= cfg.align_tolerance_deg) & (W[el_idx] >= ac_min_w)]
+    aligned = el_idx[(dev[el_idx] <= cfg.align_tolerance_deg + 1e-9) & (W[el_idx] >= ac_min_w)]
     comp = _link(u[aligned], v[aligned], half_along[aligned], cfg.ac_gap_um, cfg.ac_offset_um)
     sizes = np.bincount(comp, minlength=1)
     multi = sizes[comp] > 1 if comp.size else np.zeros(0, bool)

@@ -97,7 +97,8 @@ def severity(values: np.ndarray, limits: tuple[float, ...]) -> np.ndarray:
     >>> severity(np.array([0, 36.9, 37, 127, 260.9, 898, 5000]), (37, 127, 261, 436, 649, 898)).tolist()
     [0.0, 0.0, 0.5, 1.0, 1.0, 3.0, 3.0]
     """
-    idx = np.searchsorted(np.asarray(limits, dtype=np.float64), np.asarray(values, dtype=np.float64), side="right")
+    v = np.round(np.asarray(values, dtype=np.float64), 6)  # a sum of clipped lengths at a limit counts as reaching it
+    idx = np.searchsorted(np.asarray(limits, dtype=np.float64), v, side="right")
     return np.asarray(SEVERITY_LEVELS[0], dtype=np.float64) * idx
 
 
