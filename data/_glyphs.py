@@ -169,17 +169,20 @@ def line_metrics(glyphs: list[Glyph]) -> tuple[float, float]:
     return float(tops[tall].min()), float(np.median(bottoms))
 
 
+_FH, _FW = 16, 40  # glyph shape canvas: 16 rows, up to 40 columns (wide touching pairs keep their detail)
+
+
 def glyph_features(g: Glyph, top: float, base: float) -> np.ndarray:
-    """Shape (16 x 16 crop, max side fitted) + height, aspect and position relative to the line."""
+    """Shape (crop scaled to 16 rows, aspect kept, centred on a 16 x 40 canvas) + height, aspect, position."""
     H = max(base - top + 1, 1.0)
     crop = g.crop.astype(np.float32)
-    side = max(g.h, g.w)
-    sq = np.zeros((side, side), np.float32)
-    r = (side - g.h) // 2
-    c = (side - g.w) // 2
-    sq[r:r + g.h, c:c + g.w] = crop
-    small = cv2.resize(sq, (16, 16), interpolation=cv2.INTER_AREA).ravel()
-    small = small / (np.linalg.norm(small) + 1e-6)
+    w = int(min(_FW, max(1, round(_FH * g.w / g.h))))
+    small = cv2.resize(crop, (w, _FH), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((_FH, _FW), np.float32)
+    c = (_FW - w) // 2
+    canvas[:, c:c + w] = small
+    shape = canvas.ravel()
+    shape = shape / (np.linalg.norm(shape) + 1e-6)
     extra = np.array([
         g.h / H,
         np.log(g.w / g.h),
@@ -187,7 +190,7 @@ def glyph_features(g: Glyph, top: float, base: float) -> np.ndarray:
         (g.r1 - base) / H,
         crop.mean(),
     ], np.float32)
-    return np.concatenate([small, 2.0 * extra])
+    return np.concatenate([shape, 2.0 * extra])
 
 
 class GlyphReader:
@@ -210,12 +213,18 @@ class GlyphReader:
         return [(str(self.labels[i]) if d <= self.reject else None, float(d)) for i, d in zip(idx, dist)]
 
 
-    def read_line(self, ink: np.ndarray, *, penalty: float = 0.3) -> tuple[str, float] | None:
-        """Read one text line (bool ink image) into text, or None when a glyph is not recognised.
+    def read_line(self, ink: np.ndarray, *, penalty: float = 0.3, top_k: int = 4) -> tuple[str, float] | None:
+        """Read a scale-bar label line (bool ink image) as ``<number><unit>``, or None.
 
-        Each connected component is classified whole (touching pairs such as 'µm' or '00'
-        are classes of their own); a rejected component is cut at local minima of its
-        column ink count into the cheapest sequence of recognised glyphs (dynamic programming).
+        The line's connected components are read left to right by dynamic programming over
+        tokens - one component, two adjacent components merged (a glyph broken in two), or a
+        rejected component cut at local minima of its column ink count (touching glyphs; the
+        common touching pairs such as 'µm' or '00' are classes of their own) - and over the
+        states of the label grammar ``digits [. digits] (µ|u|n|m) m``.  Each token may take any
+        of its ``top_k`` nearest classes within the rejection distance; the cheapest reading
+        (distances plus ``penalty`` per token) that the grammar accepts wins.  Specks (under a
+        quarter of the line height both ways) are dropped, and so is one unread component at
+        either end of the line (a neighbouring blob).
         Returns the text (a space where the gap exceeds 0.35 line heights) and the mean distance.
         """
         comps = glyph_components(ink, min_area=1)
@@ -224,26 +233,92 @@ class GlyphReader:
         comps = _merge_stacked(comps, ink)
         top, base = line_metrics(comps)
         H = base - top + 1
-        text, dists = [], []
-        prev_end = None
-        for g in comps:
-            if prev_end is not None and g.c0 - prev_end > 0.35 * H:
+        n = len(comps)
+        speck = [g.h < 0.25 * H and g.w < 0.25 * H for g in comps]
+        cands = [self._topk(g, top, base, top_k) for g in comps]
+        INF = float("inf")
+        # best[(k, state)] = (cost, tokens): comps[:k] read, grammar in `state`
+        best: dict = {(0, 0): (0.0, [])}
+        for k in range(n):
+            for state in range(6):
+                if (k, state) not in best:
+                    continue
+                cost_k, toks = best[(k, state)]
+                g = comps[k]
+                options = []  # (step, [(label, d, glyph)], extra cost)
+                if speck[k]:
+                    options.append((1, [], 0.8))  # dropped, unless read as a '.' the grammar wants
+                elif state in (0, 5) and not any(d <= self.reject for _, d in cands[k]):
+                    options.append((1, [], 1.0))  # unread blob at an end of the line
+                for lab, d in cands[k]:
+                    options.append((1, [(lab, d, g)], d + penalty))
+                if not cands[k] and not speck[k]:
+                    seq = self._split(g, top, base, penalty)
+                    if seq is not None:
+                        options.append((1, [(lab, d, g) for lab, d in seq], sum(d for _, d in seq) + penalty * len(seq)))
+                if k + 1 < n and not speck[k + 1] and comps[k + 1].c0 - g.c1 <= 0.15 * H:
+                    m = _merge(g, comps[k + 1], ink)
+                    for lab, d in self._topk(m, top, base, top_k):
+                        if len(lab) == 1:
+                            options.append((2, [(lab, d, m)], d + penalty))
+                for step, new, extra in options:
+                    st = state
+                    for lab, _, _ in new:
+                        for ch in lab:
+                            st = _GRAMMAR.get((st, _CHAR_CLASS.get(ch, ch)), -1)
+                            if st < 0:
+                                break
+                        if st < 0:
+                            break
+                    if st < 0:
+                        continue
+                    key = (k + step, st)
+                    if cost_k + extra < best.get(key, (INF, None))[0]:
+                        best[key] = (cost_k + extra, toks + new)
+        final = best.get((n, 5))
+        if final is None or not final[1]:
+            return None
+        text, dists, prev = [], [], None
+        for lab, d, g in final[1]:
+            if prev is not None and g.c0 - prev > 0.35 * H:
                 text.append(" ")
-            prev_end = g.c1
-            (lab, d), = self._classify_with(g, top, base)
-            if lab is not None:
-                text.append(lab)
-                dists.append(d)
-                continue
-            if g.h < 0.3 * H and g.w < 0.3 * H:
-                continue  # a speck (noise, a dust particle of the micrograph) that is not a '.'
-            seq = self._split(g, top, base, penalty)
-            if seq is None:
-                return None
-            for lab, d in seq:
-                text.append(lab)
-                dists.append(d)
-        return "".join(text), float(np.mean(dists)) if dists else float("inf")
+            prev = g.c1
+            text.append(lab)
+            dists.append(d)
+        return "".join(text), float(np.mean(dists))
+
+    def looks_like_text(self, ink: np.ndarray) -> bool:
+        """Whether a line is plausibly text that could not be read: two or more glyph-sized
+        components of about the line height on one baseline, and at least two of them near a glyph."""
+        comps = _merge_stacked(glyph_components(ink, min_area=1), ink)
+        if len(comps) < 2:
+            return False
+        top, base = line_metrics(comps)
+        H = base - top + 1
+        tall = [g for g in comps if g.h >= 0.6 * H and abs(g.r1 - base) <= 0.25 * H + 1]
+        if len(tall) < 2:
+            return False
+        near = sum(bool(self._topk(g, top, base, 1)) for g in tall)
+        return near >= 2
+
+    def _topk(self, g: Glyph, top: float, base: float, k: int) -> list[tuple[str, float]]:
+        """Up to ``k`` distinct classes nearest to glyph ``g`` within the rejection distance."""
+        x = glyph_features(g, top, base)[None, :]
+        d2 = (x ** 2).sum(1)[:, None] + self._sq[None, :] - 2 * x @ self.feats.T
+        d = np.sqrt(np.maximum(d2[0], 0.0))
+        order = np.argsort(d)[: 50]
+        out: list[tuple[str, float]] = []
+        seen: set = set()
+        for i in order:
+            if d[i] > self.reject:
+                break
+            lab = str(self.labels[i])
+            if lab not in seen:
+                seen.add(lab)
+                out.append((lab, float(d[i])))
+                if len(out) == k:
+                    break
+        return out
 
     def _split(self, g: Glyph, top: float, base: float, penalty: float):
         p = g.crop.sum(axis=0).astype(float)
@@ -301,6 +376,11 @@ def _merge_stacked(comps: list[Glyph], ink: np.ndarray) -> list[Glyph]:
     return out
 
 
+def _merge(a: Glyph, b: Glyph, ink: np.ndarray) -> Glyph:
+    r0, c0, r1, c1 = min(a.r0, b.r0), min(a.c0, b.c0), max(a.r1, b.r1), max(a.c1, b.c1)
+    return Glyph(r0, c0, r1, c1, ink[r0:r1 + 1, c0:c1 + 1].copy())
+
+
 def _segment(ink: np.ndarray, a: int, b: int) -> Glyph | None:
     sub = ink[:, a:b]
     rows = np.flatnonzero(sub.any(axis=1))
@@ -312,7 +392,36 @@ def _segment(ink: np.ndarray, a: int, b: int) -> Glyph | None:
     return Glyph(r0, a + c0, r1, a + c1, sub[r0:r1 + 1, c0:c1 + 1])
 
 
+# label grammar: 0 start, 1 integer digits, 2 after '.', 3 fraction digits, 4 unit prefix, 5 done ('m')
+_CHAR_CLASS = {**{d: "d" for d in "0123456789"}, "µ": "p", "u": "p", "n": "p"}
+_GRAMMAR = {(0, "d"): 1, (1, "d"): 1, (1, "."): 2, (2, "d"): 3, (3, "d"): 3,
+            (1, "p"): 4, (3, "p"): 4, (1, "m"): 4, (3, "m"): 4, (4, "m"): 5}
+
 _TRAIN_STRINGS = ("0123456789", "0.5", "8µm", "8um", "8nm", "8mm", "1.25")  # a digit in each: line metrics
+
+
+_KERNEL = np.ones((2, 2), np.uint8)
+
+
+def _variants(cov: np.ndarray, rng) -> list[np.ndarray]:
+    """Ink images of one rendering as a file may show it: two thresholds, blurred, noisy, bolder, thinner."""
+    blur = cv2.GaussianBlur(cov, (0, 0), 0.7)
+    noisy = np.clip(cov + rng.normal(0, 0.08, cov.shape), 0, 1).astype(np.float32)
+    base = cov > 0.5
+    return [
+        base,
+        cov > 0.35,
+        blur > 0.4,
+        noisy > 0.5,
+        cv2.dilate(base.astype(np.uint8), _KERNEL) > 0,  # bold fonts the reader never saw
+        cv2.erode((cov > 0.3).astype(np.uint8), _KERNEL) > 0,  # thin fonts
+    ]
+
+
+#: Touching pairs learned as classes: scale-bar numbers are 1-2-2.5-5 series, so digit pairs of 0/1/2/5,
+#: and the units and a digit followed directly by a unit ('5µm').
+_PAIRS = tuple(a + b for a in "0125" for b in "0125") + ("µm", "um", "nm", "mm") + tuple(
+    a + b for a in "0125" for b in "µunm")
 
 
 def _training_glyphs(fonts, heights, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -322,37 +431,30 @@ def _training_glyphs(fonts, heights, rng) -> tuple[np.ndarray, np.ndarray]:
             for s in _TRAIN_STRINGS:
                 if "µ" in s and not has_micro(font):
                     continue
-                # render with separation so each char is one component; then degrade like a file would
+                # rendered with separation so each char is one component
                 cov = render_text(s, font, h, spacing=0.6)
-                for variant in range(3):
-                    img = cov
-                    if variant == 1:
-                        img = cv2.GaussianBlur(cov, (0, 0), 0.6)
-                    elif variant == 2:
-                        img = np.clip(cov + rng.normal(0, 0.08, cov.shape), 0, 1).astype(np.float32)
-                    ink = img > (0.5 if variant != 1 else 0.35)
+                for ink in _variants(cov, rng):
                     comps = _merge_stacked(glyph_components(ink, min_area=1), ink)
-                    chars = [c for c in s]
-                    if len(comps) != len(chars):
+                    if len(comps) != len(s):
                         continue
                     top, base = line_metrics(comps)
-                    for g, ch in zip(comps, chars):
+                    H = base - top + 1
+                    if any((g.h < 0.4 * H) != (ch == ".") for g, ch in zip(comps, s)):
+                        continue  # a stroke broke off: the components are not the characters
+                    for g, ch in zip(comps, s):
                         feats.append(glyph_features(g, top, base))
                         labels.append(ch)
-    # glyph pairs that touch when rendered tight (kerning, bold, small sizes) become classes of their own
-    pairs = [a + b for a in "0123456789" for b in "0123456789"] + ["µm", "um", "nm", "mm", "0µ", "0u", "0n", "0m",
-                                                                      "5µ", "5u", "5n", "5m", "1µ", "1u", "1n", "1m"]
-    for font in fonts:
-        for h in heights:
-            for pair in pairs:
+            for pair in _PAIRS:
                 if "µ" in pair and not has_micro(font):
                     continue
                 cov = render_text("8 " + pair, font, h)  # the '8' gives the line's digit height and baseline
-                for thr in (0.35, 0.5):
-                    comps = _merge_stacked(glyph_components(cov > thr, min_area=1), cov > thr)
+                for ink in _variants(cov, rng):
+                    comps = _merge_stacked(glyph_components(ink, min_area=1), ink)
                     if len(comps) != 2:
-                        continue
+                        continue  # the pair does not touch in this rendering
                     top, base = line_metrics(comps)
+                    if comps[1].h < 0.4 * (base - top + 1) or comps[0].h < 0.9 * (base - top + 1):
+                        continue
                     feats.append(glyph_features(comps[1], top, base))
                     labels.append(pair)
     return np.stack(feats), np.array(labels, dtype=object)
@@ -362,7 +464,7 @@ def _training_glyphs(fonts, heights, rng) -> tuple[np.ndarray, np.ndarray]:
 def glyph_reader(fonts: tuple[str, ...] = READER_FONTS) -> GlyphReader:
     """The label classifier, built from glyphs rendered in ``fonts`` (cached per process)."""
     rng = np.random.default_rng(12345)
-    heights = (9, 11, 13, 16, 20, 25, 32, 40)
+    heights = (9, 10, 11, 12, 13, 14, 16, 18, 20, 22, 25, 28, 32, 36, 40)
     feats, labels = _training_glyphs(fonts, heights, rng)
     # rejection: a little beyond the largest nearest-other-template distance within a class
     return GlyphReader(feats, labels, reject=0.9)

@@ -14,7 +14,7 @@ Data bar
 Scale bar
     A connected component, at one of six levels of dark or light (6/16/30 % and 70/84/94 % of the
     dtype range), whose "core" is a band of full rows (>= 97 % filled across the whole length; 2 px
-    or more), at least 20 px long and 4 times longer than thick, with pixels outside the core only
+    or more), at least 30 px long and 4 times longer than thick, with pixels outside the core only
     in its end columns (end ticks), uniform (std <= 6 % of the range) and contrasting with the ring
     around it (>= 25 %).  Horizontal and vertical bars are found.  A bar must also have either a
     text line beside it (its label), or lie in a data bar.  Real impurities (irregular blobs and
@@ -95,7 +95,7 @@ class AnnotationConfig:
     databar_min_px: int = 8
     databar_max_fraction: float = 0.3
     # scale bar
-    min_bar_length_px: int = 20
+    min_bar_length_px: int = 30
     min_bar_thickness_px: int = 2
     min_bar_aspect: float = 4.0
     max_bar_fraction: float = 0.9
@@ -235,9 +235,10 @@ def _bar_candidates(px: np.ndarray, full: float, cfg: AnnotationConfig) -> list[
             continue
         x, y, w, h, a = stats[1:].T
         long_side, short_side = np.maximum(w, h), np.minimum(w, h)
-        ok = ((long_side >= cfg.min_bar_length_px) & (long_side >= 2.5 * short_side)
-              & (a >= 0.5 * long_side * cfg.min_bar_thickness_px) & (long_side <= cfg.max_bar_fraction * np.where(w >= h, N, M))
-              & (a <= 0.9 * w * h + 4 * long_side))
+        # cheap prefilter on the component's box (end ticks may make it up to ~4x the bar's thickness)
+        ok = ((long_side >= cfg.min_bar_length_px) & (long_side >= 1.2 * short_side)
+              & (a >= 0.5 * long_side * cfg.min_bar_thickness_px)
+              & (long_side <= cfg.max_bar_fraction * np.where(w >= h, N, M)))
         for i in np.flatnonzero(ok) + 1:
             xx, yy, ww, hh = (int(v) for v in stats[i, :4])
             comp = lab[yy:yy + hh, xx:xx + ww] == i
@@ -388,7 +389,7 @@ def _read_label(px: np.ndarray, c: _Candidate, cfg: AnnotationConfig, taken: np.
         ink &= ~taken[wr0:wr1 + 1, wc0:wc1 + 1]
         for sub, (br0, bc0, br1, bc1) in _text_lines(ink, near, max_h=S):
             box = (wr0 + br0, wc0 + bc0, wr0 + br1, wc0 + bc1)
-            if found_box is None:
+            if found_box is None and (reader is None or reader.looks_like_text(sub)):
                 found_box = box
             if reader is None:
                 break
@@ -402,8 +403,9 @@ def _read_label(px: np.ndarray, c: _Candidate, cfg: AnnotationConfig, taken: np.
 
 
 def _clean(text: str) -> str:
-    """Drop dots that are not decimal points (specks read as '.') and outer spaces."""
-    return re.sub(r"(?<!\d)\.|\.(?!\d)", "", text).strip()
+    """Spaces out (wide fonts space digits apart), dots that are not decimal points (specks) out."""
+    text = text.replace(" ", "")
+    return re.sub(r"(?<!\d)\.|\.(?!\d)", "", text)
 
 
 def _pretty(text: str) -> str:
@@ -447,6 +449,14 @@ def _backing_box(px: np.ndarray, box: Box, bg: float, full: float, limit: int) -
     return r0, c0, r1, c1
 
 
+def _area(b: Box) -> int:
+    return max(0, b[2] - b[0] + 1) * max(0, b[3] - b[1] + 1)
+
+
+def _clip(b: Box, outer: Box) -> Box:
+    return max(b[0], outer[0]), max(b[1], outer[1]), min(b[2], outer[2]), min(b[3], outer[3])
+
+
 def _inside(box: Box, outer: Box | None) -> bool:
     return outer is not None and box[0] >= outer[0] and box[1] >= outer[1] and box[2] <= outer[2] and box[3] <= outer[3]
 
@@ -481,13 +491,17 @@ def find_annotations(pixels: np.ndarray, *, cfg: AnnotationConfig = AnnotationCo
         mask[data_bar[0]:data_bar[2] + 1, data_bar[1]:data_bar[3] + 1] = True
     bars: list[ScaleBar] = []
     if cfg.scale_bars and min(M, N) >= cfg.min_bar_length_px:
-        taken = np.zeros((M, N), bool)
-        cands = _bar_candidates(px, full, cfg)
+        taken = np.zeros((M, N), bool)  # accepted bars' and labels' pixels: not label ink of another bar
+        cands = sorted(_bar_candidates(px, full, cfg), key=lambda c: -max(c.box[2] - c.box[0], c.box[3] - c.box[1]))
+        claimed: list[Box] = []
         for c in cands:
+            if any(_iou(c.box, b) > 0 and _inside(_clip(c.box, b), b) and _area(_clip(c.box, b)) >= 0.5 * _area(c.box)
+                   for b in claimed):
+                continue  # a stroke of an accepted bar's label (a '1'), not another bar
             r0, c0, r1, c1 = c.box
-            taken[r0:r1 + 1, c0:c1 + 1] = True
-        for c in cands:
-            label, lbox = _read_label(px, c, cfg, taken)
+            own = taken.copy()
+            own[r0:r1 + 1, c0:c1 + 1] = True
+            label, lbox = _read_label(px, c, cfg, own)
             in_bar = _inside(c.box, data_bar)
             if lbox is None and not in_bar:
                 continue  # no text beside it and not on a data bar: not taken as a scale bar
@@ -504,6 +518,8 @@ def find_annotations(pixels: np.ndarray, *, cfg: AnnotationConfig = AnnotationCo
                 grown = (max(union[0] - 2, 0), max(union[1] - 2, 0), min(union[2] + 2, M - 1), min(union[3] + 2, N - 1))
                 union = _backing_box(px, grown, c.bg, full, limit=max(8, 2 * text_h))
             _grow(mask, union, margin)
+            claimed.append(union)
+            taken[union[0]:union[2] + 1, union[1]:union[3] + 1] = True
             bars.append(ScaleBar(c.box, length, label, length_um, c.polarity, lbox, c.orientation))
     read = [b for b in bars if b.pixel_size_um is not None]
     size = None
