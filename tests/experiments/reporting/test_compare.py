@@ -51,7 +51,8 @@ def _run_dir(tmp_path, *, with_worst=True):
 
 def test_compare_tables_equal_scipy(tmp_path):
     run, scans = _run_dir(tmp_path)
-    res = compare_run(run, out_dir=tmp_path / "out")
+    metrics = ("area_fraction", "number_density_per_mm2", "e1245_number_per_mm2_mean", "e45_D_thin_worst")
+    res = compare_run(run, cfg=CompareConfig(metrics=metrics), out_dir=tmp_path / "out")
     ok = scans[scans.status == "ok"]
     lots = {g: ok[ok.scan_id.str.startswith(g + "/")] for g in ("lot1", "lot2", "lot3")}
     assert res.groups.group.tolist() == ["lot1"] * 3 + ["lot2"] * 3 + ["lot3"]
@@ -85,7 +86,8 @@ def test_worst_fields_from_ratings_parquet_and_csv_groups(tmp_path):
     spec = tmp_path / "groups.csv"
     ok = scans[scans.status == "ok"]
     spec.write_text("path,group\n" + "".join(f"{p},{'even' if i % 2 == 0 else 'odd'}\n" for i, p in enumerate(ok.path)))
-    res = compare_run(run, cfg=CompareConfig(groups=str(spec)), out_dir=tmp_path / "out")
+    res = compare_run(run, cfg=CompareConfig(groups=str(spec), metrics=("e45_D_thin_worst",), pdf=False),
+                      out_dir=tmp_path / "out")
     assert "worst-field severities taken from ratings.parquet" in res.notes
     assert "e45_D_thin_worst" in res.metrics
     assert res.groups.group.tolist() == ["even", "odd", "even", "odd", "even", "odd", "even"]
@@ -102,7 +104,8 @@ def test_compare_errors(tmp_path):
 @pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (poppler-utils) not installed")
 def test_pdf_renders(tmp_path):
     run, _ = _run_dir(tmp_path)
-    res = compare_run(run, out_dir=tmp_path / "out")
+    metrics = ("area_fraction", "number_density_per_mm2", "e1245_mean_free_path_um_mean", "e45_D_thin_worst")
+    res = compare_run(run, cfg=CompareConfig(metrics=metrics), out_dir=tmp_path / "out")
     prefix = tmp_path / "page"
     subprocess.run(["pdftoppm", "-png", "-r", "40", str(res.out_dir / "compare.pdf"), str(prefix)], check=True,
                    capture_output=True, timeout=60)
@@ -117,7 +120,7 @@ def test_compare_task_through_hydra(compose, tmp_path):
     from experiments.tasks import get_task
 
     run, _ = _run_dir(tmp_path)
-    cfg = compose(["+exp=compare", f"compare.run_dir={run}", "compare.pdf=false"])
+    cfg = compose(["+exp=compare", f"compare.run_dir={run}", "compare.pdf=false", "compare.metrics=[area_fraction]"])
     assert cfg.task == "compare"
     out = tmp_path / "hydra_out"
     out.mkdir()
