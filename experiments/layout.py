@@ -189,6 +189,11 @@ class RunLayout:
     def config_history(self) -> Path:
         return self.state_dir / "configs"
 
+    @property
+    def run_stats(self) -> Path:
+        """Timings and memory of the driver of the last run (benchmarks read it)."""
+        return self.state_dir / "run_stats.json"
+
 
 def is_run_dir(path: str | Path) -> bool:
     """Whether ``path`` holds a finished (or resumable) run: its ``scans.parquet`` exists."""

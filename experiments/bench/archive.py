@@ -1,106 +1,140 @@
-"""Benchmark ``bench_archive``: archive throughput with 1 and 2 Ray workers, masks and raw scans.
+"""Benchmark ``bench_archive``: whole archive runs on Ray, wall clock from start to exit.
 
-Builds a temporary archive by replicating the bundled real files (large impurity
-masks for the mask pipeline, raw micrographs for the scan pipeline), then times
-the per-scan stage phase (Ray start-up excluded and reported separately) with
-``runtime.num_workers`` = 1 and 2, and reads each worker's peak RSS from
-``scans.parquet``'s ``peak_rss_mb`` column.  ``wall_s`` includes the workers' start-up
-(``worker_startup_s``: process start, imports and model loading, once per worker);
-``scan_phase_s`` and ``scans_per_min`` are the steady state after it.
+1. **Scaling with workers**: ``n_real`` real impurity masks (the dev data's large-scan masks,
+   ``paths.mlography/impurity_scan_masks``; the bundled large masks replicated when that folder is
+   absent) run as a user runs them, ``python -m experiments.run +exp=archive data.kind=mask
+   runtime.num_workers=W`` in a fresh process, report included, for each ``W`` in ``workers``.
+   The speed-up is the ratio of those wall clocks (process start to exit).
+2. **Driver load**: ``small_counts`` archives of small masks (256 x 256 crops of the bundled real
+   masks, seeded) on ``small_workers`` workers: wall clock, the driver's own time per scan (writing
+   each scan's files, its checkpoint and its rows: ``.quantmet/run_stats.json``) and the driver's
+   peak RSS, fitted linearly in the number of scans and projected to ``project_scans``.
+
+Writes ``bench_archive.json`` and ``bench_archive.md`` into the task's output folder.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from data import discover_inputs
-
 from .._markdown import markdown_table
-from ..config import SAMPLES_DIR, dataclass_from, pipeline_config
-from ..pipeline.runners import StageFactory, run_stage
+from ..config import REPO_ROOT, SAMPLES_DIR, dataclass_from
+from ..layout import RunLayout
 from .config import ArchiveBenchConfig
 
 log = logging.getLogger(__name__)
 
 
-
-
-def _replicate(src: list[Path], copies: int, dest: Path) -> Path:
+def _real_masks(root: str, n: int, dest: Path) -> tuple[Path, str]:
+    """``n`` real masks in ``dest`` (links to the dev data, else copies of the bundled ones)."""
+    src = sorted(Path(root).glob("*.png")) if root and Path(root).is_dir() else []
+    origin = str(root)
+    if not src:
+        src = sorted((SAMPLES_DIR / "large_masks").glob("*.png"))
+        origin = "data/samples/large_masks (replicated)"
     dest.mkdir(parents=True, exist_ok=True)
-    for i in range(copies):
-        for f in src:
-            shutil.copy(f, dest / f"{f.stem}-copy{i}{f.suffix}")
+    for i in range(n):
+        f = src[i % len(src)]
+        target = dest / (f.name if len(src) >= n else f"{f.stem}-{i:03d}{f.suffix}")
+        if not target.exists():
+            os.symlink(f.resolve(), target)
+    return dest, origin
+
+
+def _small_masks(n: int, dest: Path, *, side: int = 256, seed: int = 0) -> Path:
+    """``n`` crops of the bundled real masks (``side`` x ``side``, seeded positions)."""
+    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((SAMPLES_DIR / "large_masks").glob("*.png"))]
+    rng = np.random.default_rng(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        m = masks[i % len(masks)]
+        r, c = rng.integers(0, m.shape[0] - side), rng.integers(0, m.shape[1] - side)
+        cv2.imwrite(str(dest / f"crop-{i:05d}.png"), m[r : r + side, c : c + side])
     return dest
 
 
-def _measure(pc, items, workers: int, out: Path) -> dict:
-    import ray
-
-    runtime = replace(pc.runtime, mode="ray", num_workers=workers)
+def _run(input_dir: Path, workers: int, out: Path, extra: list[str]) -> dict:
+    """One archive run in a fresh process; wall clock from start to exit, and its run_stats."""
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={input_dir}", "data.kind=mask",
+           f"runtime.num_workers={workers}", f"hydra.run.dir={out}", *extra]
+    env = {**os.environ, "QUANTMET_NO_PROGRESS": "1"}
     t0 = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    t_init = time.perf_counter() - t0
-    rows = []
-    try:
-        t1 = time.perf_counter()
-        stats = run_stage(items, StageFactory(replace(pc, runtime=runtime), out), runtime,
-                          lambda r: rows.append(r.row))
-        wall = time.perf_counter() - t1
-    finally:
-        ray.shutdown()
-    scans = pd.DataFrame(rows)
-    per_worker = scans.groupby("worker_pid")["peak_rss_mb"].max()
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"archive run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    stats = json.loads(RunLayout(out).run_stats.read_text())
+    scans = pd.read_parquet(RunLayout(out).scans, columns=["status", "worker_pid", "peak_rss_mb"])
     return {
         "workers": workers,
-        "scans": len(items),
+        "scans": len(scans),
         "failed": int((scans["status"] != "ok").sum()),
-        "ray_init_s": round(t_init, 2),
-        "worker_startup_s": round(stats["startup_s"], 2),
         "wall_s": round(wall, 2),
-        "scan_phase_s": round(wall - stats["startup_s"], 2),
-        "scans_per_min": round(60 * len(items) / (wall - stats["startup_s"]), 1),
-        "peak_rss_mb_per_worker": round(float(per_worker.max()), 1),
+        "scans_per_min": round(60 * len(scans) / wall, 1),
+        "worker_startup_s": round(float(stats.get("workers_startup_s", float("nan"))), 2),
+        "driver_per_scan_ms": round(1000 * stats["driver_per_result_s"] / max(1, len(scans)), 2),
+        "rank_s": round(stats["rank_s"], 2),
+        "report_s": round(stats["report_s"], 2),
+        "driver_peak_rss_mb": round(stats["driver_peak_rss_mb"], 1),
+        "peak_rss_mb_per_worker": round(float(scans.groupby("worker_pid")["peak_rss_mb"].max().max()), 1),
     }
 
 
 def run(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``bench_archive``."""
-    bc = dataclass_from(ArchiveBenchConfig, OmegaConf.to_container(cfg.get("bench", {})), where="bench")
+    bc = dataclass_from(ArchiveBenchConfig, OmegaConf.to_container(cfg.get("bench", {}), resolve=True), where="bench")
     output_dir = Path(output_dir)
-    work = output_dir / "archive"
-    results = []
-    cases = {
-        "mask": (sorted((SAMPLES_DIR / "large_masks").glob("*.png")), bc.copies_masks),
-        "scan": (sorted((SAMPLES_DIR / "scans").glob("*.jpg")), bc.copies_scans),
-    }
-    base = pipeline_config(cfg)
-    for kind, (files, copies) in cases.items():
-        folder = _replicate(files, copies, work / kind)
-        pc = replace(base, data=replace(base.data, kind=kind, input=str(folder)))
-        items = discover_inputs(folder)
-        for w in bc.workers:
-            res = {"pipeline": kind, **_measure(pc, items, int(w), output_dir / f"run-{kind}-{w}")}
-            log.info("%s", res)
-            results.append(res)
+    work = output_dir / "work"
+    results: list[dict] = []
+    extra = list(bc.extra_overrides)
+
+    real, origin = _real_masks(bc.real_masks, bc.n_real, work / "real")
+    for w in bc.workers:
+        res = {"case": f"{bc.n_real} real masks", **_run(real, int(w), work / f"real-{w}", extra)}
+        log.info("%s", res)
+        results.append(res)
+    for n in bc.small_counts:
+        small = _small_masks(int(n), work / f"small-{n}")
+        res = {"case": f"{n} small masks", **_run(small, bc.small_workers, work / f"small-{n}-run", extra)}
+        log.info("%s", res)
+        results.append(res)
+        shutil.rmtree(small, ignore_errors=True)
     table = pd.DataFrame(results)
-    for kind in cases:
-        sub = table[table.pipeline == kind].set_index("workers")
-        if 1 in sub.index:
-            sel = table.pipeline == kind
-            table.loc[sel, "speedup_wall"] = (sub.loc[1, "wall_s"] / table.loc[sel, "wall_s"]).round(2).to_numpy()
-            table.loc[sel, "speedup_scan_phase"] = (
-                sub.loc[1, "scan_phase_s"] / table.loc[sel, "scan_phase_s"]).round(2).to_numpy()
-    (output_dir / "bench_archive.json").write_text(json.dumps(table.to_dict(orient="records"), indent=2))
-    md = markdown_table(table)
+    real_rows = table[table["case"] == f"{bc.n_real} real masks"].set_index("workers")
+    summary: dict = {"real_masks_from": origin}
+    if 1 in real_rows.index:
+        table["speedup_wall"] = np.nan
+        sel = table["case"] == f"{bc.n_real} real masks"
+        table.loc[sel, "speedup_wall"] = (real_rows.loc[1, "wall_s"] / table.loc[sel, "wall_s"]).round(2).to_numpy()
+    small = table[table["case"].str.endswith("small masks")].copy()
+    if len(small) >= 2:
+        n = small["scans"].to_numpy(dtype=float)
+        for col, unit in (("driver_peak_rss_mb", "MB"), ("wall_s", "s")):
+            slope, icpt = np.polyfit(n, small[col].to_numpy(dtype=float), 1)
+            summary[f"{col}_per_scan"] = slope
+            summary[f"{col}_at_{bc.project_scans}"] = icpt + slope * bc.project_scans
+        summary["driver_ms_per_scan_mean"] = float(small["driver_per_scan_ms"].mean())
+        summary[f"driver_s_at_{bc.project_scans}"] = summary["driver_ms_per_scan_mean"] * bc.project_scans / 1000
+    out = {"results": table.to_dict(orient="records"), "summary": summary, "load_avg": os.getloadavg()}
+    (output_dir / "bench_archive.json").write_text(json.dumps(out, indent=2, default=float))
+    md = markdown_table(table) + "\n\n" + "\n".join(f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}"
+                                                     for k, v in summary.items())
     (output_dir / "bench_archive.md").write_text(md + "\n")
     log.info("\n%s", md)
-    shutil.rmtree(work, ignore_errors=True)
+    if not bc.keep_runs:
+        shutil.rmtree(work, ignore_errors=True)
     return 0

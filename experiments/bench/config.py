@@ -36,9 +36,16 @@ class AnomalyBenchConfig:
 
 @dataclass(frozen=True)
 class ArchiveBenchConfig:
-    copies_masks: int = 8
-    copies_scans: int = 8
+    """Options of ``bench_archive`` (see experiments/bench/archive.py)."""
+
+    real_masks: str = ""  # folder of real masks; the preset sets ${paths.mlography}/impurity_scan_masks
+    n_real: int = 48
     workers: tuple = (1, 2)
+    small_counts: tuple = (500, 1000, 2000)
+    small_workers: int = 2
+    project_scans: int = 100_000
+    extra_overrides: tuple = ()  # more Hydra overrides for every run (e.g. report.html=false)
+    keep_runs: bool = False
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,16 @@ def label_tiff_bytes(labels: np.ndarray, *, pixel_size_um: float | None) -> byte
         if pixel_size_um:
             ppu = 1.0 / float(pixel_size_um)
             tifffile.imwrite(buf, data, imagej=True, resolution=(ppu, ppu),
-                             metadata={"unit": "micron"}, compression="zlib")
+                             metadata={"unit": "micron"}, compression="zlib", compressionargs={"level": 1})
         else:
-            tifffile.imwrite(buf, data, compression="zlib")
+            tifffile.imwrite(buf, data, compression="zlib", compressionargs={"level": 1})
     else:
         data = lab.astype(np.uint32)
         kwargs = {}
         if pixel_size_um:
             ppcm = 1e4 / float(pixel_size_um)
             kwargs = {"resolution": (ppcm, ppcm), "resolutionunit": "CENTIMETER"}
-        tifffile.imwrite(buf, data, compression="zlib", **kwargs)
+        tifffile.imwrite(buf, data, compression="zlib", compressionargs={"level": 1}, **kwargs)
     return buf.getvalue()
 
 

@@ -23,7 +23,7 @@ import pyarrow.feather as feather
 
 from .stage import ScanResult
 
-__all__ = ["PART_FORMAT", "PartStore", "OldRunDirError"]
+__all__ = ["PART_FORMAT", "PartStore", "OldRunDirError", "write_atomic", "commit_scan"]
 
 #: Version of the part layout; parts of another version are never reused.
 PART_FORMAT = 2
@@ -31,6 +31,36 @@ PART_FORMAT = 2
 
 class OldRunDirError(RuntimeError):
     """The run dir holds checkpoints of an older quantmet."""
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def commit_scan(root: Path, result: ScanResult, *, input_id: dict, config_hash: str) -> None:
+    """Write a scan's files into the run dir, then checkpoint it (the part vouches for the files).
+
+    Called where the result is (the worker, on the run dir that every node shares); the bytes are
+    dropped from the result afterwards.  A crash in between leaves no part: a resume redoes the scan.
+    """
+    root = Path(root)
+    written = []
+    for rel, content in result.files.items():
+        write_atomic(root / rel, content)
+        written.append(rel)
+    result.files = {}
+    PartStore(root / "parts").commit(result, input_id=input_id, config_hash=config_hash,
+                                     files=[f for f in written if not f.startswith("crops/")])
+    result.written = written
 
 
 def _write_frame(df: pd.DataFrame | None, path: Path) -> None:

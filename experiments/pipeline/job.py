@@ -21,7 +21,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from data import empty_regions
 from ..config import PipelineConfig, pipeline_config, resolve_input
 from ..layout import RunLayout
 from ..reporting.stats import RegionStats
-from .checkpoint import OldRunDirError, PartStore
+from .checkpoint import OldRunDirError, PartStore, commit_scan, write_atomic
 from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
 from .lock import RunDirWriteError, RunLock, write_error
 from .runners import StageFactory, local_cpus, run_stage
@@ -90,18 +89,6 @@ def _render_options(pc: PipelineConfig, run_config: dict) -> RenderOptions:
     )
 
 
-def _atomic_write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class _TopClusters:
     """The ``n`` best cluster keys seen so far (a min-heap): the crop threshold of the next scans."""
@@ -142,6 +129,8 @@ class _Run:
         self.n_ok = self.n_failed = self.n_regions = 0
         self.failed: list[tuple[str, str]] = []
         self.uncalibrated: list[str] = []
+        self.driver_s = 0.0  # time the driver spends per result (files, checkpoint, tables)
+        self.worker_stats: dict = {}
 
     # ------------------------------------------------------------------ bookkeeping
     def _manifest(self) -> dict | None:
@@ -159,7 +148,7 @@ class _Run:
             v = "unknown"
         m = {"format": MANIFEST_FORMAT, "quantmet_version": v, "config_hash": self.config_hash,
              "settings": self.settings, "updated": time.strftime("%Y-%m-%d %H:%M:%S")}
-        _atomic_write(self.layout.manifest, json.dumps(m, indent=1, default=str).encode())
+        write_atomic(self.layout.manifest, json.dumps(m, indent=1, default=str).encode())
 
     def _record_config(self) -> None:
         """Keep every configuration this run dir has seen (Hydra's .hydra/ holds only the last)."""
@@ -189,6 +178,23 @@ class _Run:
             log.warning("%s holds expert verdicts of an earlier run of this dir; they are kept "
                         "(they refer to that run's clusters)", L.review_dir)
 
+    def _drop_partial_files(self) -> None:
+        """Files a killed run left half-written (never under their final names) are removed."""
+        n = 0
+        for d in (*[self.layout.root / x for x in self.layout.PER_SCAN_DIRS], self.layout.parts_dir, self.layout.root):
+            if not d.is_dir():
+                continue
+            paths = d.glob(".tmp-*") if d == self.layout.root else d.rglob(".tmp-*")
+            for p in paths:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                n += 1
+            if d == self.layout.root:
+                for p in d.glob("*.parquet.partial"):
+                    p.unlink(missing_ok=True)
+                    n += 1
+        if n:
+            log.info("removed %d half-written file(s) of the interrupted run", n)
+
     # ------------------------------------------------------------------ per result
     def _accept(self, r: ScanResult, *, fresh: bool) -> None:
         """Account for one scan (fresh from a worker, or reused from its checkpoint)."""
@@ -210,16 +216,21 @@ class _Run:
                 self.failed.append((r.scan_id, str(r.row.get("error", ""))))
 
     def on_result(self, r: ScanResult) -> None:
-        rel_files = []
+        t0 = time.perf_counter()
         try:
-            for rel, content in r.files.items():
-                _atomic_write(self.layout.path(rel), content)
-                rel_files.append(rel)
-            checkpointed = [f for f in rel_files if not f.startswith("crops/")]
-            self.store.commit(r, input_id=self.inputs[r.scan_id], config_hash=self.config_hash, files=checkpointed)
-        except OSError as exc:
-            raise write_error(exc, self.layout.root) from None
-        r.files = {}  # written: drop the bytes
+            self._on_result(r)
+        finally:
+            self.driver_s += time.perf_counter() - t0
+
+    def _on_result(self, r: ScanResult) -> None:
+        if r.write_error:  # the worker could not write the run dir
+            errno_, _, msg = r.write_error.partition(":")
+            raise write_error(OSError(int(errno_) if errno_.isdigit() else 0, msg), self.layout.root)
+        if r.files:  # a stage that kept its files in memory (no run dir in its task): write them here
+            try:
+                commit_scan(self.layout.root, r, input_id=self.inputs[r.scan_id], config_hash=self.config_hash)
+            except OSError as exc:
+                raise write_error(exc, self.layout.root) from None
         self._accept(r, fresh=True)
         try:
             self.sink.add(r)
@@ -227,7 +238,8 @@ class _Run:
             raise write_error(exc, self.layout.root) from None
 
     def prepare(self, item) -> ScanTask:
-        return ScanTask(item, crop_min_score=self.top.threshold)
+        return ScanTask(item, crop_min_score=self.top.threshold, run_root=str(self.layout.root),
+                        input_id=self.inputs[item.scan_id], config_hash=self.config_hash)
 
     # ------------------------------------------------------------------ the run
     def execute(self) -> int:
@@ -252,6 +264,8 @@ class _Run:
             L.root.mkdir(parents=True, exist_ok=True)
             if not pc.runtime.resume:
                 self._clean()
+            else:
+                self._drop_partial_files()
             self._record_config()
             self._write_manifest()
         except OSError as exc:
@@ -282,18 +296,41 @@ class _Run:
                                 pc.runtime.num_workers, local_cpus(), local_cpus())
             from tqdm.contrib.logging import logging_redirect_tqdm
 
+            t_stage = time.perf_counter()
             with logging_redirect_tqdm():
-                run_stage(todo, StageFactory(pc, self.render), pc.runtime, self.on_result, self.prepare)
+                self.worker_stats = run_stage(todo, StageFactory(pc, self.render), pc.runtime, self.on_result,
+                                              self.prepare) or {}
+            self.worker_stats["stage_s"] = time.perf_counter() - t_stage
+            t_close = time.perf_counter()
             self.sink.close()
+            self.driver_s += time.perf_counter() - t_close
         except BaseException:
             self.sink.abort()
             raise
+        t_finish = time.perf_counter()
         try:
             clusters = self._finish_clusters()
         except OSError as exc:
             raise write_error(exc, L.root) from None
+        t_report = time.perf_counter()
         self._report(clusters)
+        t_end = time.perf_counter()
+        self._write_stats({"scans": len(items), "computed": len(todo), "reused": len(reuse),
+                           "clusters": len(clusters), "regions": self.n_regions, "wall_s": t_end - t0,
+                           "driver_per_result_s": self.driver_s, "rank_s": t_report - t_finish,
+                           "report_s": t_end - t_report, **{f"workers_{k}": v for k, v in self.worker_stats.items()}})
         return self._summary(t0, len(items), len(listing.skipped), len(clusters))
+
+    def _write_stats(self, stats: dict) -> None:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        stats["driver_peak_rss_mb"] = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+        try:
+            write_atomic(self.layout.run_stats, json.dumps(stats, indent=1, default=float).encode())
+        except OSError as exc:  # statistics only: never fatal
+            log.warning("cannot write %s: %s", self.layout.run_stats, exc)
 
     def _finish_clusters(self) -> pd.DataFrame:
         parts = [c for c in self.clusters if len(c)]

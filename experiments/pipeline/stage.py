@@ -113,6 +113,10 @@ class ScanTask:
 
     item: ScanInput
     crop_min_score: float = -math.inf
+    # where the stage writes the scan's files and checkpoint (the run dir; None = keep them in memory)
+    run_root: str | None = None
+    input_id: dict = field(default_factory=dict)
+    config_hash: str = ""
 
 
 @dataclass
@@ -127,6 +131,8 @@ class ScanResult:
     files: dict[str, bytes] = field(default_factory=dict)  # run-relative path -> content
     crops: dict[int, dict] = field(default_factory=dict)  # cluster_id -> {"file": rel, "facts": [...]}
     stats: dict = field(default_factory=dict)  # reporting.stats.RegionStats.to_dict()
+    written: list[str] = field(default_factory=list)  # files the stage wrote (run-relative)
+    write_error: str = ""  # the run dir could not be written (disk full, read-only): stop the run
 
     @property
     def ok(self) -> bool:
@@ -261,12 +267,21 @@ class ScanAnalyzer:
             task = ScanTask(task)
         item = task.item
         try:
-            return self._analyse(task)
+            result = self._analyse(task)
         except Exception as exc:  # one bad scan must not stop the archive
             log.warning("scan %s failed: %s: %s", item.scan_id, type(exc).__name__, exc)
             log.debug("%s", traceback.format_exc())
             row = scan_row(item, self.cfg.data.kind, status="failed", error=f"{type(exc).__name__}: {exc}")
-            return ScanResult(item.scan_id, row)
+            result = ScanResult(item.scan_id, row)
+        if task.run_root is not None:
+            from .checkpoint import commit_scan
+
+            try:
+                commit_scan(Path(task.run_root), result, input_id=task.input_id, config_hash=task.config_hash)
+            except OSError as exc:  # the run dir, not the scan: the driver stops the run
+                result.files = {}
+                result.write_error = f"{exc.errno}:{exc.strerror or exc}"
+        return result
 
     def _labels(self, pixels: np.ndarray) -> np.ndarray:
         d = self.cfg.data

@@ -1,40 +1,45 @@
 """Expert-facing outputs of a run: score heatmaps, ranked cluster gallery, static HTML report.
 
 Importing this package does not import TensorFlow or Keras; matplotlib is used
-only through its Agg canvas (no pyplot, nothing left open).
+only through its Agg canvas (no pyplot, nothing left open).  The names below are
+imported on first use, so ``import experiments.reporting.config`` (or any light
+submodule) does not pay for matplotlib and SciPy.
 """
 
-from ._imaging import score_settings
-from .config import ReportConfig
-from .gallery import cluster_facts, render_cluster_crop
-from .heatmaps import (
-    CLUSTER_COLOUR,
-    heatmap_preview,
-    render_heatmap,
-    save_heatmap,
-    write_png,
-)
-from .html import ReportData, write_report
-from .plots import fit_lognormal, plot_score_counts, plot_score_histograms, plot_size_counts, plot_size_distribution
-from .stats import RegionStats, region_stats
+from __future__ import annotations
 
-__all__ = [
-    "CLUSTER_COLOUR",
-    "RegionStats",
-    "ReportConfig",
-    "ReportData",
-    "cluster_facts",
-    "fit_lognormal",
-    "heatmap_preview",
-    "plot_score_counts",
-    "plot_score_histograms",
-    "plot_size_counts",
-    "plot_size_distribution",
-    "render_cluster_crop",
-    "region_stats",
-    "render_heatmap",
-    "save_heatmap",
-    "score_settings",
-    "write_png",
-    "write_report",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "score_settings": "_imaging",
+    "ReportConfig": "config",
+    "cluster_facts": "gallery",
+    "render_cluster_crop": "gallery",
+    "CLUSTER_COLOUR": "heatmaps",
+    "heatmap_preview": "heatmaps",
+    "render_heatmap": "heatmaps",
+    "save_heatmap": "heatmaps",
+    "write_png": "heatmaps",
+    "ReportData": "html",
+    "write_report": "html",
+    "fit_lognormal": "plots",
+    "plot_score_counts": "plots",
+    "plot_score_histograms": "plots",
+    "plot_size_counts": "plots",
+    "plot_size_distribution": "plots",
+    "RegionStats": "stats",
+    "region_stats": "stats",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -10,7 +10,6 @@ and key measurements (micrometres when the scan is calibrated).
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +30,6 @@ from .heatmaps import CLUSTER_COLOUR
 __all__ = ["cluster_facts", "crop_window", "fmt_num", "parse_ids", "render_cluster_crop"]
 
 _OTHER_RGB = np.array([120, 200, 255], dtype=np.uint8)
-_DPI = 100
 _BAR_H = 22  # px, scale-bar strip under the crop
 
 
@@ -344,65 +342,43 @@ def _figure(
     pixel_size_um: float | None,
     window: tuple[int, int, int, int],
 ) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+    """The crop with its title, dashed cluster box, core dots, a scale bar and the caption (Pillow)."""
+    from ._canvas import Canvas, wrap
 
     h, w = rgb.shape[:2]
-    fs = 10.0
-    pt = _DPI / 72.0
-    line_px = 1.4 * fs * pt
+    fs = 13  # px
+    title_fs = 15
     caption = [f"{k}: {v}" for k, v in facts if k != "rank"]
     caption.append(legend)
     caption.append(f"window rows {window[0]}–{window[2]}, cols {window[1]}–{window[3]}")
     fig_w = max(w, int(side)) + 16  # same width for every crop: captions scale alike in a grid
-    chars = int((fig_w - 16) / (0.55 * fs * pt))
-    caption = [
-        part for line in caption for part in textwrap.wrap(line, chars, subsequent_indent="  ")
-    ]
-    title_lines = textwrap.wrap(title, int((fig_w - 16) / (0.62 * (fs + 1.5) * pt))) or [""]
-    title_h = int(len(title_lines) * 1.4 * (fs + 1.5) * pt + 10)
-    cap_h = int(len(caption) * line_px + 12) + _BAR_H
-    fig_h = title_h + h + 8 + cap_h
-    fig = Figure(figsize=(fig_w / _DPI, fig_h / _DPI), dpi=_DPI, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
-    left = (fig_w - w) / 2
-    ax = fig.add_axes((left / fig_w, (cap_h + 4) / fig_h, w / fig_w, h / fig_h))
-    ax.imshow(rgb, extent=(0, w, h, 0), interpolation="none")
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_axis_off()
-    ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, ec=CLUSTER_COLOUR, lw=1.6, ls="--"))
-    if len(core_xy):
-        ax.scatter(
-            core_xy[:, 0],
-            core_xy[:, 1],
-            s=22,
-            c=CLUSTER_COLOUR,
-            edgecolors="white",
-            linewidths=0.8,
-            zorder=3,
-        )
+    caption = [part for line in caption for part in wrap(line, fig_w - 16, fs, indent="  ")]
+    title_lines = wrap(title, fig_w - 16, title_fs, bold=True) or [""]
+    title_h = int(len(title_lines) * 1.35 * title_fs + 10)
+    cap_h = int(len(caption) * 1.4 * fs + 12)
+    fig_h = title_h + h + 4 + _BAR_H + cap_h
+    canvas = Canvas(fig_w, fig_h)
+    left = (fig_w - w) // 2
+    canvas.paste(rgb, left, title_h)
+    red = tuple(int(CLUSTER_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+    x0, y0 = left + box[0], title_h + box[1]
+    canvas.rect((x0, y0, x0 + box[2] - 1, y0 + box[3] - 1), outline=red, width=2, dash=6)
+    for cx, cy in core_xy:
+        canvas.dot(left + cx, title_h + cy, 3.5, fill=red)
     # scale bar in a strip under the image, so it never hides an impurity
     unit_px = scale / pixel_size_um if pixel_size_um else scale  # display px per unit
     unit = "µm" if pixel_size_um else "px"
     length = _nice_length(0.25 * w / unit_px)
     bar = length * unit_px
-    sax = fig.add_axes((left / fig_w, (cap_h + 4 - _BAR_H) / fig_h, w / fig_w, _BAR_H / fig_h))
-    sax.set_xlim(0, w)
-    sax.set_ylim(0, _BAR_H)
-    sax.set_axis_off()
-    sax.plot([0, bar], [_BAR_H - 6, _BAR_H - 6], color="black", lw=3, solid_capstyle="butt")
-    sax.text(bar + 6, _BAR_H - 6, f"{fmt_num(length)} {unit}", fontsize=9, va="center", ha="left")
-    y = 1.0 - 6 / fig_h
+    by = title_h + h + 4 + _BAR_H // 2
+    canvas.line((left, by, left + bar, by), fill=(0, 0, 0), width=3)
+    canvas.text(left + bar + 6, by, f"{fmt_num(length)} {unit}", size=12, anchor="lm")
+    y = 6.0
     for line in title_lines:
-        fig.text(8 / fig_w, y, line, fontsize=fs + 1.5, fontweight="bold", va="top", ha="left")
-        y -= 1.4 * (fs + 1.5) * pt / fig_h
-    y = (cap_h - 2 - _BAR_H) / fig_h
+        canvas.text(8, y, line, size=title_fs, bold=True)
+        y += 1.35 * title_fs
+    y = title_h + h + 4 + _BAR_H + 4
     for line in caption:
-        fig.text(8 / fig_w, y, line, fontsize=fs, va="top", ha="left", color="#222222")
-        y -= line_px / fig_h
-    canvas.draw()
-    out = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    fig.clear()
-    return out
+        canvas.text(8, y, line, size=fs, fill=(34, 34, 34))
+        y += 1.4 * fs
+    return canvas.array()

@@ -11,7 +11,6 @@ global figure registry), so nothing is left open.
 from __future__ import annotations
 
 import logging
-import textwrap
 from pathlib import Path
 
 import cv2
@@ -45,7 +44,6 @@ log = logging.getLogger(__name__)
 
 #: Outline colour of clusters (heatmaps) and cluster boxes (gallery).
 CLUSTER_COLOUR = "#ff2d55"
-_DPI = 100
 
 
 def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.DataFrame:
@@ -232,6 +230,10 @@ def render_heatmap(
     )
 
 
+def _hex(c: str) -> tuple[int, int, int]:
+    return tuple(int(c[i : i + 2], 16) for i in (1, 3, 5))
+
+
 def _figure(
     rgb: np.ndarray,
     *,
@@ -244,75 +246,43 @@ def _figure(
     hi: float,
     cbar_label: str,
 ) -> np.ndarray:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
+    """The preview with a title, the settings line, cluster boxes and a colour bar (Pillow)."""
+    from ._canvas import Canvas, text_width, wrap
+    from ._imaging import code_lut_rgb
 
     h, w = rgb.shape[:2]
-    fs = float(np.clip(w / 85.0, 10.0, 20.0))  # font size in points, readable when scaled to a page
-    pt = _DPI / 72.0  # pixels per point
-    chars = max(20, int(w / (0.55 * 0.8 * fs * pt)))
-    title_lines = textwrap.wrap(title, max(20, int(w / (0.6 * fs * pt)))) or [""]
-    set_lines = textwrap.wrap(settings, chars) if settings else []
-    top = int(8 + len(title_lines) * 1.45 * fs * pt + len(set_lines) * 1.45 * 0.8 * fs * pt + 6)
+    fs = int(np.clip(w / 85.0, 10.0, 20.0) * 100 / 72)  # px; readable when scaled to a page
+    small = int(0.8 * fs)
+    title_lines = wrap(title, w, fs, bold=True) or [""]
+    set_lines = wrap(settings, w, small) if settings else []
+    top = int(8 + len(title_lines) * 1.3 * fs + len(set_lines) * 1.3 * small + 6)
     cbar_w = int(np.clip(0.022 * w, 12, 30))
-    right = int(cbar_w + 14 + 5.5 * 0.8 * fs * pt + 1.8 * fs * pt)
+    right = int(cbar_w + 16 + text_width("0.000", small) + 1.6 * small + 8)
     left, bottom = 8, 8
-    fw, fh = left + w + right, top + h + bottom
-    fig = Figure(figsize=(fw / _DPI, fh / _DPI), dpi=_DPI, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((left / fw, bottom / fh, w / fw, h / fh))
-    ax.imshow(rgb, extent=(0, w, h, 0), interpolation="none")
-    ax.set_xlim(0, w)
-    ax.set_ylim(h, 0)
-    ax.set_axis_off()
-    lw = float(np.clip(w / 500.0, 1.5, 3.5))  # points
+    canvas = Canvas(left + w + right, top + h + bottom)
+    canvas.paste(rgb, left, top)
+    red = _hex(CLUSTER_COLOUR)
+    lw = int(np.clip(w / 400.0, 2, 5))
     for rmin, cmin, rmax, cmax, tag in boxes.itertuples(index=False):  # a few clusters only
-        x0, y0 = cmin * scale, rmin * scale
-        bw, bh = max((cmax + 1) * scale - x0, 2.0), max((rmax + 1) * scale - y0, 2.0)
-        ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, ec=CLUSTER_COLOUR, lw=lw))
+        x0, y0 = left + cmin * scale, top + rmin * scale
+        x1 = left + max((cmax + 1) * scale, cmin * scale + 2) - 1
+        y1 = top + max((rmax + 1) * scale, rmin * scale + 2) - 1
+        canvas.rect((x0, y0, x1, y1), outline=red, width=lw)
         if tag:
-            tag_h = 1.5 * 0.8 * fs * pt
-            if y0 > tag_h + lw:  # above the box
-                ty, va = y0 - lw, "bottom"
-            elif y0 + bh + tag_h + lw < h:  # below it
-                ty, va = y0 + bh + lw, "top"
-            else:  # the box spans the image: inside its top-left corner
-                ty, va = y0 + lw, "top"
-            tag_w = (len(tag) * 0.7 + 0.4) * 0.8 * fs * pt
-            tx = x0 + (lw if va == "top" and ty < y0 + bh else 0)
-            ha = "left"
-            if tx + tag_w > w:  # would be cut at the right edge: align to the box's right side
-                tx, ha = min(x0 + bw, w), "right"
-            ax.text(
-                tx,
-                ty,
-                tag,
-                color="white",
-                fontsize=0.8 * fs,
-                fontweight="bold",
-                va=va,
-                ha=ha,
-                clip_on=True,
-                bbox={"boxstyle": "square,pad=0.15", "fc": CLUSTER_COLOUR, "ec": "none"},
-            )
-    y = 1.0 - 8 / fh
+            if y0 - top > 1.4 * small + lw:  # above the box
+                canvas.tag(x0, y0 - lw, str(tag), size=small, bg=red, anchor="lb", clip=(left + w, top + h))
+            else:  # inside its top-left corner
+                canvas.tag(x0 + lw, y0 + lw, str(tag), size=small, bg=red, anchor="lt", clip=(left + w, top + h))
+    y = 8.0
     for line in title_lines:
-        fig.text(left / fw, y, line, fontsize=fs, fontweight="bold", va="top", ha="left")
-        y -= 1.45 * fs * pt / fh
+        canvas.text(left, y, line, size=fs, bold=True)
+        y += 1.3 * fs
     for line in set_lines:
-        fig.text(left / fw, y, line, fontsize=0.8 * fs, va="top", ha="left", color="#333333")
-        y -= 1.45 * 0.8 * fs * pt / fh
-    cax = fig.add_axes(((left + w + 10) / fw, bottom / fh, cbar_w / fw, h / fh))
-    cb = fig.colorbar(ScalarMappable(norm=Normalize(lo, hi), cmap=cmap), cax=cax)
-    cb.ax.tick_params(labelsize=0.8 * fs)
-    cb.set_label(cbar_label, fontsize=0.8 * fs)
-    canvas.draw()
-    out = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    fig.clear()
-    return out
+        canvas.text(left, y, line, size=small, fill=(51, 51, 51))
+        y += 1.3 * small
+    lut = code_lut_rgb(cmap)[2:]
+    canvas.colorbar(left + w + 10, top, cbar_w, h, lut, lo, hi, label=cbar_label, size=small)
+    return canvas.array()
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
