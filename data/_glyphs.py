@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -247,7 +248,7 @@ class GlyphReader:
                 g = comps[k]
                 options = []  # (step, [(label, d, glyph)], extra cost)
                 if speck[k]:
-                    options.append((1, [], 0.8))  # dropped, unless read as a '.' the grammar wants
+                    options.append((1, [], 1.5))  # dropped, unless read as a '.' the grammar wants
                 elif state in (0, 5) and not any(d <= self.reject for _, d in cands[k]):
                     options.append((1, [], 1.0))  # unread blob at an end of the line
                 for lab, d in cands[k]:
@@ -289,7 +290,7 @@ class GlyphReader:
 
     def looks_like_text(self, ink: np.ndarray) -> bool:
         """Whether a line is plausibly text that could not be read: two or more glyph-sized
-        components of about the line height on one baseline, and at least two of them near a glyph."""
+        components of about the line height on one baseline, one of them near a known glyph."""
         comps = _merge_stacked(glyph_components(ink, min_area=1), ink)
         if len(comps) < 2:
             return False
@@ -298,8 +299,7 @@ class GlyphReader:
         tall = [g for g in comps if g.h >= 0.6 * H and abs(g.r1 - base) <= 0.25 * H + 1]
         if len(tall) < 2:
             return False
-        near = sum(bool(self._topk(g, top, base, 1)) for g in tall)
-        return near >= 2
+        return any(self._topk(g, top, base, 1) for g in tall)
 
     def _topk(self, g: Glyph, top: float, base: float, k: int) -> list[tuple[str, float]]:
         """Up to ``k`` distinct classes nearest to glyph ``g`` within the rejection distance."""
@@ -460,11 +460,51 @@ def _training_glyphs(fonts, heights, rng) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(feats), np.array(labels, dtype=object)
 
 
+_HEIGHTS = (9, 10, 11, 12, 13, 14, 16, 18, 20, 22, 25, 28, 32, 36, 40)
+_REJECT = 0.9  # nearest-template distance beyond which a glyph is not recognised
+
+
+def _cache_path(fonts: tuple[str, ...]) -> Path | None:
+    """Where the rendered glyph bank is cached: ``$QUANTMET_CACHE_DIR`` or ``~/.cache/quantmet``.
+
+    The file name hashes this module's source, the fonts and the library versions, so a change
+    of any of them renders the bank anew.  ``QUANTMET_CACHE_DIR=""`` disables the cache.
+    """
+    import hashlib
+    from importlib.metadata import version
+
+    root = os.environ.get("QUANTMET_CACHE_DIR")
+    if root == "":
+        return None
+    base = Path(root) if root else Path.home() / ".cache" / "quantmet"
+    key = hashlib.sha256()
+    key.update(Path(__file__).read_bytes())
+    versions = tuple(version(p) for p in ("opencv-python-headless", "pillow", "matplotlib")) + (np.__version__,)
+    key.update(repr((fonts, _HEIGHTS, cv2.__version__, versions)).encode())
+    return base / f"glyphs-{key.hexdigest()[:16]}.npz"
+
+
 @functools.lru_cache(maxsize=2)
 def glyph_reader(fonts: tuple[str, ...] = READER_FONTS) -> GlyphReader:
-    """The label classifier, built from glyphs rendered in ``fonts`` (cached per process)."""
-    rng = np.random.default_rng(12345)
-    heights = (9, 10, 11, 12, 13, 14, 16, 18, 20, 22, 25, 28, 32, 36, 40)
-    feats, labels = _training_glyphs(fonts, heights, rng)
-    # rejection: a little beyond the largest nearest-other-template distance within a class
-    return GlyphReader(feats, labels, reject=0.9)
+    """The label classifier, built from glyphs rendered in ``fonts``.
+
+    Rendering the bank takes ~10 s; it is kept per process and in a small cache file
+    (:func:`_cache_path`; written atomically, so parallel workers may race safely).
+    """
+    path = _cache_path(tuple(fonts))
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return GlyphReader(z["feats"].astype(np.float32), z["labels"].astype(object), reject=_REJECT)
+        except Exception:  # noqa: BLE001 - a broken cache file is rebuilt
+            pass
+    feats, labels = _training_glyphs(fonts, _HEIGHTS, np.random.default_rng(12345))
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez_compressed(tmp, feats=feats.astype(np.float16), labels=labels.astype(str))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # read-only home: rendered again next time
+    return GlyphReader(feats.astype(np.float16).astype(np.float32), labels, reject=_REJECT)

@@ -297,7 +297,7 @@ def _length_px(px: np.ndarray, c: _Candidate) -> float:
 # ---------------------------------------------------------------- labels
 
 
-def _text_lines(ink: np.ndarray, near: str, max_h: int, tries: int = 4):
+def _text_lines(ink: np.ndarray, near: str, max_h: int, tries: int = 6):
     """Text lines of ``ink`` (glyph-sized components not touching the window's border), nearest first.
 
     ``near`` names the window side next to the bar.  Yields ``(line ink crop, box in the window)``.
@@ -344,7 +344,7 @@ def _text_lines(ink: np.ndarray, near: str, max_h: int, tries: int = 4):
                 break
             chain.insert(0, c)
             left_edge = min(left_edge, c[1])
-        used.update(c[5] for c in chain)
+        used.add(seed[5])
         if len(chain) < 2:
             continue
         box = (min(c[0] for c in chain), min(c[1] for c in chain), max(c[2] for c in chain), max(c[3] for c in chain))
