@@ -3,6 +3,7 @@
 Importing this package does not import TensorFlow or Keras.
 """
 
+from .annotations import AnnotationConfig, Annotations, ScaleBar, find_annotations, load_exclusion, parse_length, roi_mask
 from .calibration import Calibration, calibration_key, load_calibration_csv, resolve_pixel_size, validate_pixel_size
 from .errors import (
     CalibrationError,
@@ -29,6 +30,13 @@ from .regions import REGION_COLUMNS, empty_regions, label_mask, regions_from_lab
 from .scan import PIXEL_SIZE_SOURCES, Scan
 
 __all__ = [
+    "AnnotationConfig",
+    "Annotations",
+    "ScaleBar",
+    "find_annotations",
+    "load_exclusion",
+    "parse_length",
+    "roi_mask",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "PIXEL_SIZE_SOURCES",
