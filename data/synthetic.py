@@ -9,6 +9,15 @@ kinds of planted anomalies:
 - ``stringer``: a line of elongated impurities with one common orientation;
 - ``giant``: one isolated giant irregular impurity.
 
+:func:`make_review_scan` also plants *false alarms* (:data:`FALSE_ALARM_KINDS`):
+dark objects that the unsupervised scores flag as strongly as true anomalies
+but that a metallographer dismisses as preparation artefacts, not material:
+
+- ``scratch``: a polishing scratch, a long thin slightly curved dark line that
+  the segmentation sees broken into a dashed row of very elongated pieces;
+- ``edge_chip``: a large ragged dark chip (pull-out) cut by the scan border;
+- ``pore``: a few large round gas pores, some of them coalesced in pairs.
+
 Every impurity is drawn into a label image with a gap of at least
 ``min_gap_px`` to every other impurity, so labelling the impurity mask with
 8-connectivity gives back exactly one component per drawn impurity and the
@@ -21,6 +30,7 @@ truth per impurity is exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,6 +41,8 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "ANOMALY_KINDS",
+    "FALSE_ALARM_KINDS",
+    "make_review_scan",
     "SyntheticConfig",
     "SyntheticScan",
     "make_synthetic_scan",
@@ -39,6 +51,8 @@ __all__ = [
 ]
 
 ANOMALY_KINDS = ("cluster", "stringer", "giant")
+#: Planted false alarms of :func:`make_review_scan` (module docstring).
+FALSE_ALARM_KINDS = ("scratch", "edge_chip", "pore")
 
 
 @dataclass(frozen=True)
@@ -106,6 +120,10 @@ class SyntheticScan:
         ``region_index`` (row of ``regions``, -1 for normal).
     regions : DataFrame
         One row per planted anomaly: ``kind, bbox_rmin, bbox_cmin, bbox_rmax, bbox_cmax`` (inclusive).
+    false_alarms : DataFrame
+        One row per planted false alarm (same columns as ``regions``); empty unless made by
+        :func:`make_review_scan`, whose ``anomaly_truth`` also has ``false_alarm_kind``
+        ('' = none) and ``false_alarm_index`` (row of ``false_alarms``, -1 = none).
     """
 
     pixels: np.ndarray = field(repr=False)
@@ -114,6 +132,12 @@ class SyntheticScan:
     impurity_labels: np.ndarray = field(repr=False)
     anomaly_truth: pd.DataFrame = field(repr=False)
     regions: pd.DataFrame = field(repr=False)
+    false_alarms: pd.DataFrame = field(
+        repr=False,
+        default_factory=lambda: pd.DataFrame(
+            {c: pd.Series(dtype=t) for c, t in (("kind", str), ("bbox_rmin", np.int64), ("bbox_cmin", np.int64),
+                                                ("bbox_rmax", np.int64), ("bbox_cmax", np.int64))}),
+    )
 
 
 # --------------------------------------------------------------------------- grains
@@ -178,13 +202,28 @@ class _Canvas:
         self.n = 0
         self._grow = ndimage.generate_binary_structure(2, 2)
 
-    def place(self, footprint: np.ndarray, center: tuple[float, float]) -> int:
-        """Draw footprint centred at ``center`` if it fits with the gap; return its label or 0."""
+    def place(self, footprint: np.ndarray, center: tuple[float, float], *, clip: bool = False) -> int:
+        """Draw footprint centred at ``center`` if it fits with the gap; return its label or 0.
+
+        With ``clip`` the footprint is cut at the image border (it may touch it) instead of
+        being refused; the part left must stay one 8-connected piece.
+        """
         fh, fw = footprint.shape
         r0 = int(round(center[0])) - fh // 2
         c0 = int(round(center[1])) - fw // 2
         h, w = self.labels.shape
-        if r0 < 1 or c0 < 1 or r0 + fh >= h - 1 or c0 + fw >= w - 1:
+        if clip:
+            rs, cs = max(r0, 0), max(c0, 0)
+            re, ce = min(r0 + fh, h), min(c0 + fw, w)
+            if re <= rs or ce <= cs:
+                return 0
+            footprint = footprint[rs - r0 : re - r0, cs - c0 : ce - c0]
+            lab, n_lab = ndimage.label(footprint, structure=np.ones((3, 3)))
+            if n_lab != 1:
+                return 0
+            fh, fw = footprint.shape
+            r0, c0 = rs, cs
+        elif r0 < 1 or c0 < 1 or r0 + fh >= h - 1 or c0 + fw >= w - 1:
             return 0
         win = (slice(r0, r0 + fh), slice(c0, c0 + fw))
         if (self.taken[win] & footprint).any():
@@ -263,8 +302,142 @@ def _plant(kind: str, canvas: _Canvas, cfg: SyntheticConfig, rng) -> list[int]:
     return placed
 
 
+def _far_from(canvas: _Canvas, margin: float) -> np.ndarray:
+    """Where a new planted object may go: at least ``margin`` px from everything planted so far."""
+    planted = canvas.labels > 0
+    if not planted.any():
+        return np.ones(planted.shape, bool)
+    return ndimage.distance_transform_edt(~planted) >= margin
+
+
+def _plant_false_alarm(kind: str, canvas: _Canvas, cfg: SyntheticConfig, rng, margin: float) -> list[int]:
+    h, w = cfg.shape
+    free = _far_from(canvas, margin)
+    for _attempt in range(60):
+        if kind == "scratch":
+            # a long thin gently curved line, drawn as a dashed row of thin pieces
+            length = rng.uniform(0.22, 0.32) * min(h, w)
+            angle = rng.uniform(0, np.pi)
+            d = np.array([np.sin(angle), np.cos(angle)])
+            nrm = np.array([-d[1], d[0]])
+            m = length / 2 + 20
+            c0 = rng.uniform((m, m), (h - m, w - m))
+            if not free[int(c0[0]), int(c0[1])]:
+                continue
+            bend = rng.uniform(-0.08, 0.08) * length
+            width = rng.uniform(2.0, 3.0)
+            placed = []
+            t = -length / 2
+            while t < length / 2:
+                piece = rng.uniform(28, 55)
+                t1 = min(t + piece, length / 2)
+                u = np.linspace(t, t1, 12)
+                pts = c0 + u[:, None] * d + (bend * (1 - (2 * u / length) ** 2))[:, None] * nrm
+                lo = np.floor(pts.min(0)).astype(int) - 4
+                img = np.zeros((int(np.ceil(pts.max(0)[0])) - lo[0] + 5, int(np.ceil(pts.max(0)[1])) - lo[1] + 5),
+                               np.uint8)
+                q = np.round((pts - lo)[:, ::-1]).astype(np.int32)  # (x, y) for OpenCV
+                cv2.polylines(img, [q], False, 1, thickness=max(1, int(round(width))))
+                fp = img.astype(bool)
+                ctr = lo + (np.array(fp.shape) // 2)
+                lab = canvas.place(fp, ctr)
+                if lab:
+                    placed.append(lab)
+                t = t1 + rng.uniform(5, 14)
+            if len(placed) >= 4:
+                return placed
+        elif kind == "edge_chip":
+            radius = rng.uniform(16, 26)
+            side = int(rng.integers(4))
+            along = rng.uniform(radius + 40, (w if side in (0, 1) else h) - radius - 40)
+            depth = rng.uniform(0.2, 0.5) * radius  # the centre lies this far inside the scan
+            c = {0: (depth, along), 1: (h - 1 - depth, along), 2: (along, depth), 3: (along, w - 1 - depth)}[side]
+            ok = free[int(np.clip(c[0], 0, h - 1)), int(np.clip(c[1], 0, w - 1))]
+            if ok:
+                lab = canvas.place(_irregular(radius, rng, spikes=10, roughness=0.5), c, clip=True)
+                if lab:
+                    return [lab]
+        elif kind == "pore":
+            m = 90
+            c0 = rng.uniform((m, m), (h - m, w - m))
+            if not free[int(c0[0]), int(c0[1])]:
+                continue
+            placed = []
+            for _ in range(12):
+                if len(placed) >= 3:
+                    break
+                r = rng.uniform(9, 14)
+                if rng.uniform() < 0.6:  # two coalesced pores
+                    sep = rng.uniform(1.0, 1.5) * r
+                    a = rng.uniform(0, np.pi)
+                    half = int(np.ceil(r + sep)) + 2
+                    img = np.zeros((2 * half + 1, 2 * half + 1), np.uint8)
+                    dx, dy = 0.5 * sep * np.cos(a), 0.5 * sep * np.sin(a)
+                    for sg in (-1, 1):
+                        cv2.circle(img, (int(round(half + sg * dx)), int(round(half + sg * dy))), int(round(r)), 1, -1)
+                    fp = img.astype(bool)
+                else:
+                    fp = _ellipse(r, r * rng.uniform(0.9, 1.0), rng.uniform(0, 180))
+                lab = canvas.place(fp, c0 + rng.normal(0, 35, 2))
+                if lab:
+                    placed.append(lab)
+            if len(placed) >= 2:
+                return placed
+        else:  # pragma: no cover - validated by the caller
+            raise ValueError(f"unknown false alarm kind {kind!r}")
+    return []
+
+
 def make_synthetic_scan(cfg: SyntheticConfig | None = None, *, seed: int | None = None) -> SyntheticScan:
     """Generate one synthetic scan with planted anomalies (deterministic for a given seed)."""
+    return _make_scan(cfg, seed, None)
+
+
+def make_review_scan(
+    cfg: SyntheticConfig | None = None,
+    *,
+    false_alarms: tuple[str, ...] = FALSE_ALARM_KINDS,
+    false_alarm_margin_px: float = 150.0,
+    seed: int | None = None,
+) -> SyntheticScan:
+    """A synthetic scan with planted anomalies *and* planted false alarms (module docstring).
+
+    Parameters
+    ----------
+    cfg : SyntheticConfig, optional
+        The scan and its true anomalies (``cfg.anomalies``), as for :func:`make_synthetic_scan`.
+    false_alarms : tuple of str
+        Kinds from :data:`FALSE_ALARM_KINDS`, one planted object (group) each; ``()`` = none.
+        A kind that finds no room (small scans, large margins) is left out: ``false_alarms``
+        of the result lists what was planted.
+    false_alarm_margin_px : float
+        Each false alarm is placed at least this far from every object planted before it, so
+        a market cluster does not mix a true anomaly with a false alarm.
+    seed : int, optional
+
+    Returns
+    -------
+    SyntheticScan
+        ``false_alarms`` lists the planted false alarms; ``anomaly_truth`` has
+        ``false_alarm_kind`` and ``false_alarm_index`` (false alarms have ``is_anomaly`` False).
+
+    Examples
+    --------
+    >>> s = make_review_scan(SyntheticConfig(shape=(768, 768), n_impurities=250, n_grains=60), seed=1)
+    >>> sorted(s.false_alarms["kind"])
+    ['edge_chip', 'pore', 'scratch']
+    >>> bool(s.anomaly_truth.loc[s.anomaly_truth.false_alarm_kind != "", "is_anomaly"].any())
+    False
+    """
+    unknown = set(false_alarms) - set(FALSE_ALARM_KINDS)
+    if unknown:
+        raise ValueError(f"unknown false alarm kinds {sorted(unknown)}; known: {FALSE_ALARM_KINDS}")
+    if not (math.isfinite(false_alarm_margin_px) and false_alarm_margin_px >= 0):
+        raise ValueError(f"false_alarm_margin_px must be >= 0, got {false_alarm_margin_px!r}")
+    return _make_scan(cfg, seed, (tuple(false_alarms), float(false_alarm_margin_px)))
+
+
+def _make_scan(cfg: SyntheticConfig | None, seed: int | None, false_alarms) -> SyntheticScan:
     cfg = cfg or SyntheticConfig()
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in cfg.shape)
@@ -280,6 +453,16 @@ def make_synthetic_scan(cfg: SyntheticConfig | None = None, *, seed: int | None 
         region_rows.append(kind)
         for lab in labs:
             kinds[lab] = (kind, len(region_rows) - 1)
+    fa_kinds: dict[int, tuple[str, int]] = {}
+    fa_rows: list[str] = []
+    if false_alarms is not None:
+        for kind in false_alarms[0]:
+            labs = _plant_false_alarm(kind, canvas, cfg, rng, false_alarms[1])
+            if not labs:
+                continue
+            fa_rows.append(kind)
+            for lab in labs:
+                fa_kinds[lab] = (kind, len(fa_rows) - 1)
 
     # keep background impurities well away from the planted ones
     planted = canvas.labels > 0
@@ -317,6 +500,21 @@ def make_synthetic_scan(cfg: SyntheticConfig | None = None, *, seed: int | None 
         rows, cols = np.nonzero(np.isin(labels, members))
         regs.append((kind, rows.min(), cols.min(), rows.max(), cols.max()))
     regions = pd.DataFrame(regs, columns=["kind", "bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax"])
+    extra = {}
+    if false_alarms is not None:
+        truth["false_alarm_kind"] = ""
+        truth["false_alarm_index"] = -1
+        for old, (kind, reg) in fa_kinds.items():
+            truth.loc[lut[old] - 1, ["false_alarm_kind", "false_alarm_index"]] = [kind, reg]
+        truth["false_alarm_index"] = truth["false_alarm_index"].astype(np.int64)
+        fregs = []
+        for reg, kind in enumerate(fa_rows):
+            members = truth.loc[truth.false_alarm_index == reg, "label"].to_numpy()
+            rows, cols = np.nonzero(np.isin(labels, members))
+            fregs.append((kind, rows.min(), cols.min(), rows.max(), cols.max()))
+        extra["false_alarms"] = pd.DataFrame(
+            fregs, columns=["kind", "bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax"]).astype(
+            {c: np.int64 for c in ("bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax")})
 
     mask = labels > 0
     img = texture.copy()
@@ -325,7 +523,7 @@ def make_synthetic_scan(cfg: SyntheticConfig | None = None, *, seed: int | None 
     img = ndimage.gaussian_filter(img, cfg.blur_sigma) if cfg.blur_sigma > 0 else img
     img = img + rng.normal(0, cfg.noise_sigma, shape)
     pixels = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return SyntheticScan(pixels, mask, boundary & ~mask, labels, truth, regions)
+    return SyntheticScan(pixels, mask, boundary & ~mask, labels, truth, regions, **extra)
 
 
 def make_synthetic_mask(
@@ -394,4 +592,10 @@ def truth_for_labels(pred_labels: np.ndarray, synth: SyntheticScan) -> pd.DataFr
     out.loc[hit, "anomaly_kind"] = truth.loc[out.loc[hit, "true_label"], "anomaly_kind"].to_numpy()
     out.loc[hit, "region_index"] = truth.loc[out.loc[hit, "true_label"], "region_index"].to_numpy()
     out["is_anomaly"] = out["is_anomaly"].astype(bool)
+    if "false_alarm_kind" in truth.columns:  # made by make_review_scan
+        out["false_alarm_kind"] = ""
+        out["false_alarm_index"] = -1
+        out.loc[hit, "false_alarm_kind"] = truth.loc[out.loc[hit, "true_label"], "false_alarm_kind"].to_numpy()
+        out.loc[hit, "false_alarm_index"] = truth.loc[out.loc[hit, "true_label"], "false_alarm_index"].to_numpy()
+        out["false_alarm_index"] = out["false_alarm_index"].astype(np.int64)
     return out
