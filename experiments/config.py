@@ -59,6 +59,9 @@ class DataConfig:
     min_area_px: int = 4
     min_area_um2: float | None = None
     connectivity: int = 2
+    # sample groups (scans.parquet `group`, +exp=compare): "folder" = first folder level of the
+    # scan id, or a CSV file with columns path,group; null = no groups
+    groups: str | None = "folder"
 
     def __post_init__(self) -> None:
         if self.kind not in ("scan", "mask"):
@@ -112,6 +115,7 @@ class PipelineConfig:
     runtime: RuntimeConfig
     inpainting: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    ratings: dict = field(default_factory=dict)
 
 
 def pipeline_config(cfg: DictConfig) -> PipelineConfig:
@@ -127,6 +131,7 @@ def pipeline_config(cfg: DictConfig) -> PipelineConfig:
         runtime=dataclass_from(RuntimeConfig, c.get("runtime"), where="runtime"),
         inpainting=dict(c.get("inpainting") or {}),
         report=dict(c.get("report") or {}),
+        ratings=dict(c.get("ratings") or {}),
     )
 
 

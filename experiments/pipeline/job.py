@@ -130,6 +130,7 @@ class _Run:
         self.failed: list[tuple[str, str]] = []
         self.uncalibrated: list[str] = []
         self.driver_s = 0.0  # time the driver spends per result (files, checkpoint, tables)
+        self.groups: dict[str, str] = {}
         self.worker_stats: dict = {}
 
     # ------------------------------------------------------------------ bookkeeping
@@ -238,7 +239,8 @@ class _Run:
             raise write_error(exc, self.layout.root) from None
 
     def prepare(self, item) -> ScanTask:
-        return ScanTask(item, crop_min_score=self.top.threshold, run_root=str(self.layout.root),
+        return ScanTask(item, crop_min_score=self.top.threshold, group=self.groups.get(item.scan_id, ""),
+                        run_root=str(self.layout.root),
                         input_id=self.inputs[item.scan_id], config_hash=self.config_hash)
 
     # ------------------------------------------------------------------ the run
@@ -283,6 +285,13 @@ class _Run:
             log.info("resuming: %d of %d scans reused, %d to compute (failed, changed or new)",
                      len(reuse), len(items), len(todo))
         writers = {"scans": TableWriter(L.scans), "regions": TableWriter(L.regions)}
+        if (pc.ratings or {}).get("enabled", True):
+            writers["ratings"] = TableWriter(L.ratings)
+        from data.standards import assign_groups
+
+        groups = assign_groups([it.scan_id for it in items], [str(it.path) for it in items], pc.data.groups) \
+            if pc.data.groups else [""] * len(items)
+        self.groups = dict(zip((it.scan_id for it in items), groups))
         self.sink = OrderedSink([it.scan_id for it in items], writers, scan_rows_frame, self.store.load)
         try:
             for it in reuse:  # read back in order by the sink; only their small parts now
@@ -313,6 +322,7 @@ class _Run:
         except OSError as exc:
             raise write_error(exc, L.root) from None
         t_report = time.perf_counter()
+        self._exports()
         self._report(clusters)
         t_end = time.perf_counter()
         self._write_stats({"scans": len(items), "computed": len(todo), "reused": len(reuse),
@@ -352,6 +362,20 @@ class _Run:
         for rel in self.crop_files - keep:
             self.layout.path(rel).unlink(missing_ok=True)
         return clusters
+
+    def _exports(self) -> None:
+        from ..reporting import ReportConfig
+
+        formats = list(ReportConfig.from_mapping(self.pc.report).exports)
+        if not formats:
+            return
+        from ..reporting.exports import export_tables
+
+        try:
+            for p in export_tables(self.layout.root, formats):
+                log.info("export: %s", p)
+        except Exception as exc:  # the tables are written; an export problem is reported, not fatal
+            log.error("exports failed: %s: %s", type(exc).__name__, exc)
 
     def _report(self, clusters: pd.DataFrame) -> None:
         from ..reporting import ReportConfig, ReportData, write_report

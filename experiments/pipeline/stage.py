@@ -66,6 +66,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "heatmap_file",
     "exclusion_file",
     "settings_note",
+    "group",
     "file_size",
     "file_mtime_ns",
     "t_read_s",
@@ -74,6 +75,7 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "t_score_s",
     "t_cluster_s",
     "t_grains_s",
+    "t_ratings_s",
     "t_render_s",
     "t_total_s",
     "worker_pid",
@@ -81,10 +83,24 @@ SCAN_COLUMNS: tuple[str, ...] = (
 )
 _STRING_COLUMNS = frozenset(
     {"scan_id", "path", "kind", "status", "error", "pixel_size_source", "calibration_note",
-     "labels_file", "heatmap_file", "exclusion_file", "settings_note"}
+     "labels_file", "heatmap_file", "exclusion_file", "settings_note", "group"}
 )
 _INT_COLUMNS = frozenset({"n_regions", "height", "width", "n_clusters", "grain_count", "file_size",
                           "file_mtime_ns", "worker_pid"})
+
+
+def _rating_columns() -> tuple[tuple[str, ...], dict]:
+    from data.standards import RATING_SCAN_COLUMNS, unrated_scan_values
+
+    return RATING_SCAN_COLUMNS, unrated_scan_values("")
+
+
+RATING_COLUMNS, _UNRATED = _rating_columns()
+_T = SCAN_COLUMNS.index("t_read_s")
+SCAN_COLUMNS = SCAN_COLUMNS[:_T] + RATING_COLUMNS + SCAN_COLUMNS[_T:]  # timings and process info last
+_STRING_COLUMNS = _STRING_COLUMNS | {c for c, v in _UNRATED.items() if isinstance(v, str)}
+_BOOL_COLUMNS = frozenset(c for c, v in _UNRATED.items() if isinstance(v, bool))
+_INT_COLUMNS = _INT_COLUMNS | {c for c, v in _UNRATED.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,7 @@ class ScanTask:
 
     item: ScanInput
     crop_min_score: float = -math.inf
+    group: str = ""
     # where the stage writes the scan's files and checkpoint (the run dir; None = keep them in memory)
     run_root: str | None = None
     input_id: dict = field(default_factory=dict)
@@ -155,6 +172,7 @@ def _file_identity(path: Path) -> dict:
 def scan_row(item: ScanInput, kind: str, **values: Any) -> dict:
     """A scans.parquet row with every column present (NaN / '' where unknown)."""
     row: dict[str, Any] = {c: ("" if c in _STRING_COLUMNS else np.nan) for c in SCAN_COLUMNS}
+    row.update(_UNRATED)
     row.update(scan_id=item.scan_id, path=str(item.path), kind=kind, status="ok", error="")
     row.update(worker_pid=os.getpid(), peak_rss_mb=_peak_rss_mb())
     row.update(_file_identity(item.path))
@@ -168,6 +186,8 @@ def scan_rows_frame(rows: list[dict]) -> pd.DataFrame:
     for c in SCAN_COLUMNS:
         if c in _STRING_COLUMNS:
             df[c] = df[c].fillna("").astype(str)
+        elif c in _BOOL_COLUMNS:
+            df[c] = df[c].fillna(False).astype(bool)
         elif c in _INT_COLUMNS:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
         else:
@@ -207,6 +227,9 @@ class ScanAnalyzer:
         self._combine_inputs = tuple(combine.get("inputs", ("spatial", "circle")))
         self._combine_method = combine.get("method", "product")
         self._order_key = str(cfg.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
+        from data.standards import RatingConfig
+
+        self._ratings = dataclass_from(RatingConfig, cfg.ratings, where="ratings")
 
     # ------------------------------------------------------------------ models
     def warm_up(self) -> None:
@@ -271,7 +294,8 @@ class ScanAnalyzer:
         except Exception as exc:  # one bad scan must not stop the archive
             log.warning("scan %s failed: %s: %s", item.scan_id, type(exc).__name__, exc)
             log.debug("%s", traceback.format_exc())
-            row = scan_row(item, self.cfg.data.kind, status="failed", error=f"{type(exc).__name__}: {exc}")
+            row = scan_row(item, self.cfg.data.kind, status="failed", error=f"{type(exc).__name__}: {exc}",
+                           group=task.group, rating_note="not rated: the scan failed")
             result = ScanResult(item.scan_id, row)
         if task.run_root is not None:
             from .checkpoint import commit_scan
@@ -323,10 +347,12 @@ class ScanAnalyzer:
         if d.kind == "scan" and dict(self.cfg.segmentation.grains or {}).get("enabled", False):
             grains = self._grains(scan.pixels, labels > 0, ps)
         t6 = time.perf_counter()
+        ratings, rating_values = self._rate(table, scan, labels, item.scan_id)
+        t7 = time.perf_counter()
         table.insert(0, "scan_id", item.scan_id)
         clusters.insert(0, "scan_id", item.scan_id)
         files, crops = self._render(task, scan.pixels, labels, table, clusters, ps)
-        t7 = time.perf_counter()
+        t8 = time.perf_counter()
         h, w = scan.shape
         n = len(table)
         row = scan_row(
@@ -349,15 +375,31 @@ class ScanAnalyzer:
             t_score_s=t4 - t3,
             t_cluster_s=t5 - t4,
             t_grains_s=t6 - t5,
-            t_render_s=t7 - t6,
+            t_ratings_s=t7 - t6,
+            t_render_s=t8 - t7,
             t_total_s=time.perf_counter() - t0,
+            group=task.group,
             **grains,
+            **rating_values,
         )
         from ..reporting.stats import region_stats
 
         size_min = self.render.size_min_area_px if self.render else 4
         stats = region_stats(table, calibrated=ps is not None, size_min_area_px=size_min).to_dict()
-        return ScanResult(item.scan_id, row, table, clusters, None, files, crops, stats)
+        return ScanResult(item.scan_id, row, table, clusters, ratings, files, crops, stats)
+
+    def _rate(self, table: pd.DataFrame, scan, labels: np.ndarray, scan_id: str) -> tuple[pd.DataFrame | None, dict]:
+        """ASTM E45 / ISO 4967 worst fields and E1245 values (``ratings``); types in ``inclusion_type``."""
+        from data.standards import RATING_FIELD_COLUMNS, rate_scan, unrated_scan_values
+
+        if not self._ratings.enabled:
+            table["inclusion_type"] = ""
+            return None, unrated_scan_values("ratings disabled (ratings.enabled=false)")
+        r = rate_scan(table, shape=labels.shape, pixel_size_um=scan.pixel_size_um, cfg=self._ratings,
+                      pixels=scan.pixels if self.cfg.data.kind == "scan" else None, labels=labels, scan_id=scan_id)
+        table["inclusion_type"] = np.asarray(r.region_types, dtype=object).astype(str)
+        fields = r.fields if r.fields is not None else pd.DataFrame(columns=list(RATING_FIELD_COLUMNS))
+        return fields, dict(r.scan_values)
 
     # ------------------------------------------------------------------ pictures
     def _render(self, task, pixels, labels, table, clusters, ps) -> tuple[dict[str, bytes], dict[int, dict]]:

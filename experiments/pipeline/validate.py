@@ -137,9 +137,23 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
     from ..reporting import ReportConfig
 
     try:
-        ReportConfig.from_mapping(pc.report)
+        rc = ReportConfig.from_mapping(pc.report)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if "xlsx" in rc.exports:
+        import importlib.util
+
+        _check(importlib.util.find_spec("openpyxl") is not None,
+               'report.exports has xlsx but openpyxl is not installed: pip install "quantmet[excel]"')
+
+    from data.standards import RatingConfig
+
+    dataclass_from(RatingConfig, pc.ratings, where="ratings")
+    if d.groups not in (None, "", "folder"):
+        from pathlib import Path
+
+        _check(Path(str(d.groups)).expanduser().is_file(),
+               f"data.groups must be 'folder', null or a CSV file path,group; file not found: {d.groups}")
 
     rt = pc.runtime
     nw = rt.num_workers

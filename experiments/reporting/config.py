@@ -47,6 +47,9 @@ class ReportConfig:
     size_min_area_px : int
         Impurities smaller than this (pixel noise) are left out of the size
         distribution plot and its log-normal fit (the caption says how many).
+    exports : sequence of {"csv", "xlsx"}
+        Also write the scan, cluster and rating tables as CSV files / one Excel workbook into
+        ``exports/`` at the end of a run (units in the column names; xlsx needs ``quantmet[excel]``).
     """
 
     html: bool = True
@@ -62,6 +65,7 @@ class ReportConfig:
     max_table_rows: int = 5000
     page_rows: int = 500
     size_min_area_px: int = 4
+    exports: tuple = ()
 
     def __post_init__(self) -> None:
         for name in ("top_n", "top_regions_per_scan", "size_min_area_px"):
@@ -72,6 +76,11 @@ class ReportConfig:
                 raise ValueError(f"report.{name} must be >= 1, got {getattr(self, name)}")
         if not float(self.crop_margin) >= 0 or int(self.crop_min_margin_px) < 0:
             raise ValueError("report.crop_margin and report.crop_min_margin_px must be >= 0")
+        exports = tuple(str(x) for x in (self.exports or ()))
+        bad = sorted(set(exports) - {"csv", "xlsx"})
+        if bad:
+            raise ValueError(f"report.exports: unknown format(s) {bad}; allowed: csv, xlsx")
+        object.__setattr__(self, "exports", exports)
         if self.heatmaps not in HEATMAP_MODES:
             raise ValueError(
                 f"report.heatmaps must be one of {HEATMAP_MODES}, got {self.heatmaps!r}"
@@ -100,7 +109,10 @@ class ReportConfig:
         for k, v in data.items():
             t = types[k]
             try:
-                out[k] = v if isinstance(v, t) else (t(v) if t is not bool else _as_bool(v))
+                if t is tuple:
+                    out[k] = (v,) if isinstance(v, str) else tuple(v or ())
+                else:
+                    out[k] = v if isinstance(v, t) else (t(v) if t is not bool else _as_bool(v))
             except (TypeError, ValueError):
                 raise ValueError(f"report.{k}: expected {t.__name__}, got {v!r}") from None
         return cls(**out)
@@ -109,6 +121,7 @@ class ReportConfig:
         """Keyword arguments for :func:`write_report` (everything but ``html``)."""
         d = dataclasses.asdict(self)
         d.pop("html")
+        d.pop("exports")
         return d
 
 
