@@ -85,6 +85,8 @@ class AnomalyConfig:
     scorers: dict = field(default_factory=dict)
     combine: dict = field(default_factory=dict)
     area: dict = field(default_factory=dict)
+    # re-ranking from expert verdicts: {model: PATH} adds learned_score / learned_rank to clusters
+    rerank: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

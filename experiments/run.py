@@ -8,7 +8,12 @@ end with a one-line message and exit code 2, not a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+from experiments._quiet import quiet_tensorflow_import  # noqa: E402
+
+quiet_tensorflow_import()  # TensorFlow's C++ start-up lines say nothing to a user (TF_CPP_MIN_LOG_LEVEL=0 shows them)
 from pathlib import Path
 
 import hydra

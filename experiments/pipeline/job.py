@@ -347,12 +347,24 @@ class _Run:
         if parts:
             clusters = pd.concat(parts, ignore_index=True)
         else:  # no clusters at all: an empty table with the right columns and dtypes
+            from anomaly.reasons import cluster_features
+
             clusters = market_clustering(empty_regions(), np.zeros(0))[1]
+            feats = cluster_features(empty_regions(), clusters, pixel_size_um=None)
+            clusters = pd.concat([clusters, feats.drop(columns=["cluster_id"])], axis=1)
             clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
             clusters.insert(0, "scan_id", pd.Series(dtype=str))
         self.clusters = []
         clusters = rank_clusters(clusters, key=self.order_key)
         clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
+        from anomaly.reasons import cluster_reasons
+
+        clusters["reason"] = cluster_reasons(clusters).astype(str).to_numpy() if len(clusters) else pd.Series(dtype=str)
+        model = (self.pc.anomaly.rerank or {}).get("model")
+        if model:
+            from anomaly.rerank import apply_reranker
+
+            clusters = apply_reranker(clusters, model)
         tmp = self.layout.clusters.with_name(self.layout.clusters.name + ".partial")
         clusters.to_parquet(tmp, index=False)
         os.replace(tmp, self.layout.clusters)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def local_cpus() -> int:
 
 
 def _progress(total: int, desc: str):
-    return tqdm(total=total, desc=desc, unit="scan", disable=total <= 1 or os.environ.get("QUANTMET_NO_PROGRESS") == "1")
+    quiet = total <= 1 or os.environ.get("QUANTMET_NO_PROGRESS") == "1" or not sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="scan", disable=quiet)
 
 
 def _build(factory: Callable):
@@ -99,6 +101,9 @@ class _StageActor:
     """Holds one stage (and its models, loaded at start) per Ray worker process."""
 
     def __init__(self, factory: Callable, threads: int | None = None):
+        from .._quiet import quiet_tensorflow_import
+
+        quiet_tensorflow_import()
         if threads is not None:  # before TensorFlow starts its thread pools (env, read at init)
             import cv2
 

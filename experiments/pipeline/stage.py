@@ -340,7 +340,11 @@ class ScanAnalyzer:
         market = dataclass_from(MarketConfig, resolve_physical(self.cfg.anomaly.area, ps), where="anomaly.area")
         cluster_ids, clusters = market_clustering(table, table["combined_score"].to_numpy(), market)
         table["cluster_id"] = np.asarray(cluster_ids, dtype=np.int64)
-        clusters = clusters.copy()
+        from anomaly.reasons import cluster_features
+
+        feats = cluster_features(table, clusters, pixel_size_um=ps, shape=scan.shape)
+        clusters = pd.concat([clusters.reset_index(drop=True),
+                              feats.drop(columns=["cluster_id"]).reset_index(drop=True)], axis=1)
         clusters.insert(1, "scan_rank", scan_ranks(clusters, self._order_key))
         t5 = time.perf_counter()
         grains: dict = {}

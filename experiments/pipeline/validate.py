@@ -133,6 +133,16 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
         if k.endswith("_um") and v is not None:
             _check(float(v) > 0, f"anomaly.area.{k} must be > 0 or null, got {v!r}")
     dataclass_from(MarketConfig, resolve_physical(area, None), where="anomaly.area")
+    rerank = dict(pc.anomaly.rerank or {})
+    unknown = sorted(set(rerank) - {"model"})
+    _check(not unknown, f"unknown key(s) {unknown} in anomaly.rerank; known: ['model']")
+    if rerank.get("model"):
+        from anomaly.rerank import load_reranker
+
+        try:
+            load_reranker(rerank["model"])
+        except Exception as exc:  # noqa: BLE001 - any unusable model file is a config error
+            raise ConfigError(f"anomaly.rerank.model: {exc}") from None
 
     from ..reporting import ReportConfig
 
