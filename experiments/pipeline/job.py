@@ -350,7 +350,8 @@ class _Run:
             from anomaly.reasons import cluster_features
 
             clusters = market_clustering(empty_regions(), np.zeros(0))[1]
-            feats = cluster_features(empty_regions(), clusters, pixel_size_um=None)
+            feats = cluster_features(empty_regions().assign(cluster_id=pd.Series(dtype=np.int64)), clusters,
+                                     pixel_size_um=None)
             clusters = pd.concat([clusters, feats.drop(columns=["cluster_id"])], axis=1)
             clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
             clusters.insert(0, "scan_id", pd.Series(dtype=str))
