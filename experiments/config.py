@@ -62,6 +62,9 @@ class DataConfig:
     # sample groups (scans.parquet `group`, +exp=compare): "folder" = first folder level of the
     # scan id, or a CSV file with columns path,group; null = no groups
     groups: str | None = "folder"
+    # limits checked from the file header before any pixel is decoded (a file over them fails alone)
+    max_pixels: int = 500_000_000
+    max_file_bytes: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("scan", "mask"):

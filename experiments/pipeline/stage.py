@@ -318,7 +318,8 @@ class ScanAnalyzer:
         item = task.item
         d = self.cfg.data
         t0 = time.perf_counter()
-        scan = read_scan(item.path, pixel_size_um=d.pixel_size_um, scan_id=item.scan_id)
+        scan = read_scan(item.path, pixel_size_um=d.pixel_size_um, scan_id=item.scan_id,
+                         max_pixels=d.max_pixels, max_file_bytes=d.max_file_bytes)
         ps = scan.pixel_size_um
         source = "none" if ps is None else ("config" if d.pixel_size_um is not None else "metadata")
         t1 = time.perf_counter()

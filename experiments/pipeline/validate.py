@@ -80,6 +80,13 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
     d = pc.data
     _check(d.input not in (None, ""), "data.input is required: a scan file, a folder or a glob")
     _pixel_size(d.pixel_size_um, "data.pixel_size_um")
+    def positive_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    _check(positive_int(d.max_pixels), f"data.max_pixels must be an integer >= 1, got {d.max_pixels!r}")
+    _check(d.max_file_bytes is None or positive_int(d.max_file_bytes),
+           f"data.max_file_bytes must be an integer >= 1 or null, got {d.max_file_bytes!r}")
+    _check(d.kind in ("scan", "mask"), f"data.kind must be 'scan' or 'mask', got {d.kind!r}")
     if d.min_area_um2 is not None:
         _check(float(d.min_area_um2) > 0, f"data.min_area_um2 must be > 0 or null, got {d.min_area_um2!r}")
 
