@@ -31,6 +31,7 @@ def _schemas() -> dict[str, dict[str, type]]:
             "inpainting": evaluation.EvalInpaintingConfig,
             "anomaly": evaluation.EvalAnomalyConfig,
             "area": evaluation.EvalAreaConfig,
+            "review": evaluation.EvalReviewConfig,
             "calibration": evaluation.EvalCalibrationConfig,
         },
         "bench": {
@@ -39,6 +40,7 @@ def _schemas() -> dict[str, dict[str, type]]:
             "area": bench.AreaBenchConfig,
             "regions": bench.RegionsBenchConfig,
             "segmentation": bench.SegmentationBenchConfig,
+            "review": bench.BenchReviewConfig,
         },
         "compare": {
             "default": CompareConfig,

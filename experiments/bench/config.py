@@ -105,3 +105,23 @@ class SegmentationBenchConfig:
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.sample_tiles < 1:
             raise ValueError("repeats and sample_tiles must be >= 1")
+
+
+@dataclass(frozen=True)
+class BenchReviewConfig:
+    """Options of ``bench_review`` (section ``bench:`` of ``conf/exp/bench_review.yaml``)."""
+
+    shape: tuple = (5000, 5000)
+    seed: int = 0
+    viewport: tuple = (640, 740)  # the viewer area of the page in a 1280 x 800 browser window
+    n_tiles: int = 300
+    zoom_levels: int = 3  # finest levels sampled for pan / zoom tiles
+    chromium: str = "/usr/bin/chromium"  # "" = over HTTP only
+    target_first_view_s: float = 2.0
+    target_tile_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "viewport", tuple(int(s) for s in self.viewport))
+        if len(self.shape) != 2 or min(self.shape) < 64 or self.n_tiles < 1 or self.zoom_levels < 1:
+            raise ValueError("bench.shape must be (rows, cols) >= 64; n_tiles and zoom_levels >= 1")

@@ -131,6 +131,38 @@ class EvalInpaintingConfig:
 
 
 @dataclass(frozen=True)
+class EvalReviewConfig:
+    """Options of ``eval_review`` (section ``eval:`` of ``conf/exp/eval_review.yaml``)."""
+
+    seeds: tuple[int, ...] = (21, 22, 23, 24, 25)  # archive seeds; scan i of seed s has seed 1000 s + i
+    n_scans: int = 24
+    shape: tuple[int, int] = (1024, 1024)
+    n_impurities: int = 600
+    # merged over the run's anomaly.scorers (a null entry switches a scorer off)
+    scorers: dict = field(default_factory=dict)
+    n_reviewed: int = 20
+    precision_at: int = 10
+    # {name, false_alarms: [kinds], market: {MarketConfig overrides}, n_scans (default above),
+    #  expect: gain | no_loss}
+    scenarios: list = field(default_factory=list)
+    rerank: dict = field(default_factory=dict)  # anomaly.rerank.RerankConfig options
+    target_gain: float = 0.3
+    max_loss: float = 0.05
+    fail_on_target: bool = False  # exit 1 when a target is missed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.seeds or self.n_scans < 1 or self.n_reviewed < 1 or self.precision_at < 1:
+            raise ValueError("seeds must be non-empty; n_scans, n_reviewed and precision_at must be >= 1")
+        names = [str(s.get("name", "")) for s in self.scenarios]
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"every scenario needs a unique name, got {names}")
+        for s in self.scenarios:
+            if s.get("expect", "gain") not in ("gain", "no_loss"):
+                raise ValueError(f"scenario {s['name']!r}: expect must be 'gain' or 'no_loss'")
+
+
+@dataclass(frozen=True)
 class EvalCalibrationConfig:
     """Options of the ``eval:`` section of ``conf/exp/eval_calibration.yaml`` (task ``eval_calibration``)."""
 
