@@ -28,7 +28,29 @@ log = logging.getLogger(__name__)
 _register_schemas()  # the train / eval / bench groups (typed defaults), before Hydra composes
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _quote_plain_paths(argv: list[str]) -> list[str]:
+    """Quote ``key=value`` overrides whose value has non-ASCII letters (``data.input=/Proben/µm``).
+
+    Hydra's override grammar rejects an unquoted ``µ`` or ``ä``; a path with them is quoted for it.
+    Values that look like sweeps, lists or function calls (``,[](``), or are already quoted, are
+    left alone (quote those yourself: ``'data.input="/Proben/µm,1"'``).
+    """
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if (eq and value and not key.startswith("-") and any(ord(ch) > 127 for ch in value)
+                and value[0] not in "'\"" and not any(ch in value for ch in ",[](){}")):
+            value = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            arg = f"{key}={value}"
+        out.append(arg)
+    return out
+
+
+# an absolute path: the same configs whether started as `python -m experiments.run` or as `quantmet`
+_CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=_CONF, config_name="config")
 def main(cfg: DictConfig) -> int:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     task = get_task(str(cfg.task))
@@ -42,5 +64,11 @@ def main(cfg: DictConfig) -> int:
     return code
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``quantmet`` console script: ``quantmet +exp=demo`` = ``python -m experiments.run +exp=demo``."""
+    sys.argv[1:] = _quote_plain_paths(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()
