@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .fields import FieldGrid
 
@@ -153,6 +152,8 @@ def summarize(values: np.ndarray, *, confidence: float = 0.95) -> dict[str, floa
     if n < 2:
         return {"n": n, "mean": mean, "sd": nan, "ci95": nan, "ra_pct": nan}
     sd = float(v.std(ddof=1))
+    from scipy import stats  # here: scipy.stats costs ~0.3-0.9 s to import
+
     ci = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1) * sd / np.sqrt(n))
     ra = 100.0 * ci / mean if mean != 0 else nan
     return {"n": n, "mean": mean, "sd": sd, "ci95": ci, "ra_pct": ra}
