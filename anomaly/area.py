@@ -86,10 +86,10 @@ Deviations from the reference code (MLography ``area_anomaly`` /
   paper's largest box gap between two members and the largest member's own
   size, the diagonal of its pixel box ``hypot(rmax - rmin + 1, cmax - cmin + 1)``
   (:func:`cluster_measures`).  The paper's diameter is 0 for a single impurity
-  and for touching members, which made every ``*_mult_diameter`` key 0 (9 of
-  the 16 demo clusters tied at score 0, a singleton with combined score 1.0
-  ranked 10th) and every ``*_div_diameter`` key undefined (the reference
-  writes ``-1``).  Clusters whose members lie farther apart than their largest
+  and for touching members, which made every ``*_mult_diameter`` key 0 (in
+  the demo run of issue 15, 9 of 16 clusters tied at score 0 and a singleton
+  with combined score 1.0 ranked 10th) and every ``*_div_diameter`` key
+  undefined (the reference writes ``-1``).  Clusters whose members lie farther apart than their largest
   member is wide keep the paper's value exactly.  This applies to every
   preset, ``mlography`` included.
 

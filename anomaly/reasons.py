@@ -180,7 +180,9 @@ def cluster_features(
     for name in SCORE_NAMES:
         col = f"{name}_score"
         for how in ("mean", "max", "min"):
-            cols[f"member_{name}_{how}"] = stat(mem[col].to_numpy(), how) if col in mem else nan.copy()
+            cols[f"member_{name}_{how}"] = (
+                stat(mem[col].to_numpy(), how) if col in mem else nan.copy()
+            )
     area = mem["area_px"].to_numpy(dtype=np.float64)
     cols["member_area_mean_px"] = stat(area, "mean")
     cols["member_area_max_px"] = stat(area, "max")
@@ -206,8 +208,14 @@ def cluster_features(
         edge = nan.copy()
     else:
         edge = np.maximum(
-            0.0, np.min(np.column_stack([b[:, 0], b[:, 1], shape[0] - 1 - b[:, 2], shape[1] - 1 - b[:, 3]]),
-                        axis=1) if n else np.zeros(0))
+            0.0,
+            np.min(
+                np.column_stack([b[:, 0], b[:, 1], shape[0] - 1 - b[:, 2], shape[1] - 1 - b[:, 3]]),
+                axis=1,
+            )
+            if n
+            else np.zeros(0),
+        )
     cols["edge_distance_px"] = edge
     cols["edge_distance_um"] = edge * (ps or np.nan)
     out = pd.DataFrame(cols, index=clusters.index)
@@ -244,7 +252,8 @@ def _shape_word(circle: float, elong: float, solidity: float) -> str:
     if math.isfinite(elong) and elong >= ELONGATED:
         return "elongated"
     if (math.isfinite(circle) and circle >= IRREGULAR_CIRCLE) or (
-            math.isfinite(solidity) and solidity < IRREGULAR_SOLIDITY):
+        math.isfinite(solidity) and solidity < IRREGULAR_SOLIDITY
+    ):
         return "irregular"
     if math.isfinite(circle) and circle < ROUND_CIRCLE:
         return "round"
@@ -288,7 +297,11 @@ def cluster_reasons(clusters: pd.DataFrame) -> pd.Series:
     calibrated = col("extent_um").notna() | col("member_feret_max_um").notna()
     extent = col("extent_um").where(calibrated, col("extent_px"))
     feret = col("member_feret_max_um").where(calibrated, col("member_feret_max_px"))
-    circle, elong, sol = col("member_circle_mean"), col("member_elongation_mean"), col("member_solidity_mean")
+    circle, elong, sol = (
+        col("member_circle_mean"),
+        col("member_elongation_mean"),
+        col("member_solidity_mean"),
+    )
     edge = col("edge_distance_px")
     places = {n: _top_percent(col(f"member_{n}_max")) for n in SCORE_NAMES[:3]}
     out = []
@@ -314,7 +327,9 @@ def cluster_reasons(clusters: pd.DataFrame) -> pd.Series:
             if math.isfinite(p) and (best is None or p < best[1]):
                 best = (name, p)
         if best is not None:
-            parts.append(f"{best[0]} score in the {percentile_label(best[1])} of this run's clusters")
+            parts.append(
+                f"{best[0]} score in the {percentile_label(best[1])} of this run's clusters"
+            )
         if math.isfinite(edge.iloc[i]) and edge.iloc[i] <= EDGE_PX:
             parts.append("touches the scan edge")
         out.append("; ".join(parts))

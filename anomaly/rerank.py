@@ -1,4 +1,4 @@
-"""Re-ranking clusters from expert verdicts (issue #15).
+r"""Re-ranking clusters from expert verdicts (issue #15).
 
 The unsupervised order (:mod:`anomaly.rank`) flags what is *unusual*; an expert
 confirms what is *relevant* and dismisses the rest (preparation artefacts, pores,
@@ -90,8 +90,11 @@ _TRANSFORMS = ("identity", "log", "log1p")
 def _transform_of(name: str) -> str:
     if name == "edge_distance_px":
         return "log1p"
-    if name in ("median", "mean") or name.startswith("member_") and name.split("_")[1] in (
-            "spatial", "circle", "shape", "combined", "solidity"):
+    if (
+        name in ("median", "mean")
+        or name.startswith("member_")
+        and name.split("_")[1] in ("spatial", "circle", "shape", "combined", "solidity")
+    ):
         return "identity"
     if name == "box_fill":
         return "identity"
@@ -162,7 +165,9 @@ class RerankModel:
         n = len(self.features)
         for name in ("transforms", "mean", "scale", "coef"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"model field {name!r} has {len(getattr(self, name))} values for {n} features")
+                raise ValueError(
+                    f"model field {name!r} has {len(getattr(self, name))} values for {n} features"
+                )
         bad = [t for t in self.transforms if t not in _TRANSFORMS]
         if bad:
             raise ValueError(f"unknown feature transforms {bad}; known: {_TRANSFORMS}")
@@ -173,7 +178,9 @@ class RerankModel:
             raise ValueError("model scales must be positive")
         for name in ("z_min", "z_max"):
             v = getattr(self, name)
-            if v is not None and (len(v) != n or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)):
+            if v is not None and (
+                len(v) != n or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+            ):
                 raise ValueError(f"model field {name!r} must hold {n} finite numbers")
         if (self.z_min is None) != (self.z_max is None):
             raise ValueError("z_min and z_max go together")
@@ -193,7 +200,9 @@ class RerankModel:
             if name not in clusters.columns:
                 filled.append(name)
                 continue
-            x = _apply_transform(pd.to_numeric(clusters[name], errors="coerce").to_numpy(np.float64), how)
+            x = _apply_transform(
+                pd.to_numeric(clusters[name], errors="coerce").to_numpy(np.float64), how
+            )
             col = (x - self.mean[j]) / self.scale[j]
             bad = ~np.isfinite(col)
             if bad.any():
@@ -201,15 +210,22 @@ class RerankModel:
                 col[bad] = 0.0
             z[:, j] = col
         if filled:
-            log.warning("re-ranker: feature(s) %s missing or not finite in some clusters; "
-                        "they take the training mean", sorted(set(filled)))
+            log.warning(
+                "re-ranker: feature(s) %s missing or not finite in some clusters; "
+                "they take the training mean",
+                sorted(set(filled)),
+            )
         return z
 
     def predict(self, clusters: pd.DataFrame) -> np.ndarray:
         """Probability that the expert confirms each cluster, shape ``(n,)``."""
         if self.fallback:
             if "norm_score" in clusters.columns:
-                return pd.to_numeric(clusters["norm_score"], errors="coerce").fillna(0.0).to_numpy(np.float64)
+                return (
+                    pd.to_numeric(clusters["norm_score"], errors="coerce")
+                    .fillna(0.0)
+                    .to_numpy(np.float64)
+                )
             return np.zeros(len(clusters))
         z = self.design(clusters)
         if self.z_min is None:
@@ -230,7 +246,9 @@ class RerankModel:
         if self.z_min is None:
             return np.zeros(len(clusters))
         z = self.design(clusters)
-        return np.linalg.norm(z - np.clip(z, np.asarray(self.z_min), np.asarray(self.z_max)), axis=1)
+        return np.linalg.norm(
+            z - np.clip(z, np.asarray(self.z_min), np.asarray(self.z_max)), axis=1
+        )
 
     # ------------------------------------------------------------------ files
     def to_json(self) -> dict:
@@ -279,9 +297,13 @@ def load_reranker(path: str | Path) -> RerankModel:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{p} is not a re-ranker model (not JSON: {exc})") from None
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT:
-        raise ValueError(f"{p} is not a quantmet re-ranker model (format {obj.get('format') if isinstance(obj, dict) else None!r})")
+        raise ValueError(
+            f"{p} is not a quantmet re-ranker model (format {obj.get('format') if isinstance(obj, dict) else None!r})"
+        )
     if obj.get("version") != _VERSION:
-        raise ValueError(f"{p}: unsupported re-ranker version {obj.get('version')!r} (expected {_VERSION})")
+        raise ValueError(
+            f"{p}: unsupported re-ranker version {obj.get('version')!r} (expected {_VERSION})"
+        )
     try:
         feats = tuple(str(f) for f in obj["features"])
         unknown = [f for f in feats if f not in CANDIDATE_FEATURES]
@@ -378,13 +400,17 @@ def train_reranker(
         if name not in clusters.columns:
             continue
         how = _transform_of(name)
-        x = _apply_transform(pd.to_numeric(clusters[name], errors="coerce").to_numpy(np.float64), how)
+        x = _apply_transform(
+            pd.to_numeric(clusters[name], errors="coerce").to_numpy(np.float64), how
+        )
         if np.all(np.isfinite(x)):
             feats.append(name)
             trans.append(how)
             cols.append(x)
     if not feats:
-        raise ValueError(f"clusters have none of the re-ranker features {CANDIDATE_FEATURES} (finite in every row)")
+        raise ValueError(
+            f"clusters have none of the re-ranker features {CANDIDATE_FEATURES} (finite in every row)"
+        )
     x = np.column_stack(cols)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -398,16 +424,30 @@ def train_reranker(
         "n_verdicts": int(len(y)),
         "n_confirmed": n_pos,
         "n_dismissed": n_neg,
-        "options": {"C": cfg.C, "class_weight": cfg.class_weight, "novelty_scale": cfg.novelty_scale},
+        "options": {
+            "C": cfg.C,
+            "class_weight": cfg.class_weight,
+            "novelty_scale": cfg.novelty_scale,
+        },
         "features": feats,
         "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "safe_format": "JSON numbers only; load with anomaly.rerank.load_reranker",
     }
     if n_pos == 0 or n_neg == 0:
-        card["fallback"] = ("verdicts of one class only: nothing to learn, the unsupervised order "
-                            "(norm_score) is kept")
-        return RerankModel(tuple(feats), tuple(trans), tuple(mean), tuple(scale), tuple(0.0 for _ in feats),
-                           0.0, fallback=True, card=card)
+        card["fallback"] = (
+            "verdicts of one class only: nothing to learn, the unsupervised order "
+            "(norm_score) is kept"
+        )
+        return RerankModel(
+            tuple(feats),
+            tuple(trans),
+            tuple(mean),
+            tuple(scale),
+            tuple(0.0 for _ in feats),
+            0.0,
+            fallback=True,
+            card=card,
+        )
 
     def fit(zz, yy):
         return LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=2000).fit(zz, yy)
@@ -420,17 +460,25 @@ def train_reranker(
             keep = np.arange(len(y)) != i
             if len(set(y[keep].tolist())) < 2:
                 continue
-            hits.append(int(fit(z[keep], y[keep]).predict(z[i:i + 1])[0] == y[i]))
+            hits.append(int(fit(z[keep], y[keep]).predict(z[i : i + 1])[0] == y[i]))
         card["leave_one_out_accuracy"] = float(np.mean(hits)) if hits else None
     weights = sorted(zip(feats, clf.coef_[0].tolist()), key=lambda t: -abs(t[1]))
     card["largest_weights"] = [{"feature": f, "weight": round(w, 4)} for f, w in weights[:8]]
     card["base_rate"] = n_pos / len(y)
     bounded = cfg.novelty_scale is not None
-    return RerankModel(tuple(feats), tuple(trans), tuple(float(v) for v in mean), tuple(float(v) for v in scale),
-                       tuple(float(v) for v in clf.coef_[0]), float(clf.intercept_[0]),
-                       z_min=tuple(float(v) for v in z.min(axis=0)) if bounded else None,
-                       z_max=tuple(float(v) for v in z.max(axis=0)) if bounded else None,
-                       novelty_scale=cfg.novelty_scale, base_rate=n_pos / len(y), card=card)
+    return RerankModel(
+        tuple(feats),
+        tuple(trans),
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in clf.coef_[0]),
+        float(clf.intercept_[0]),
+        z_min=tuple(float(v) for v in z.min(axis=0)) if bounded else None,
+        z_max=tuple(float(v) for v in z.max(axis=0)) if bounded else None,
+        novelty_scale=cfg.novelty_scale,
+        base_rate=n_pos / len(y),
+        card=card,
+    )
 
 
 def apply_reranker(clusters: pd.DataFrame, model_path: str | Path | RerankModel) -> pd.DataFrame:
@@ -460,7 +508,9 @@ def apply_reranker(clusters: pd.DataFrame, model_path: str | Path | RerankModel)
     for c in ("rank", "scan_id", "cluster_id"):
         if c in out.columns:
             v = out[c].to_numpy()
-            keys.append(np.unique(v.astype(str), return_inverse=True)[1] if v.dtype == object else v)
+            keys.append(
+                np.unique(v.astype(str), return_inverse=True)[1] if v.dtype == object else v
+            )
     order = np.lexsort(tuple(reversed(keys))) if len(out) else np.zeros(0, np.int64)
     lr = np.empty(len(out), np.int64)
     lr[order] = np.arange(1, len(out) + 1)

@@ -80,8 +80,13 @@ def build_archive(
         synth = make_review_scan(scfg, false_alarms=false_alarms, seed=scan_seed)
         labels = synth.impurity_labels
         table = regions_from_labels(labels)
-        table = score_regions(table, scorers=scorers, combine_inputs=combine_inputs,
-                              combine_method=combine_method, context=ScoreContext(labels=labels))
+        table = score_regions(
+            table,
+            scorers=scorers,
+            combine_inputs=combine_inputs,
+            combine_method=combine_method,
+            context=ScoreContext(labels=labels),
+        )
         truth = truth_for_labels(labels, synth)
         for name, mc in markets.items():
             lab, clusters = market_clustering(table, table["combined_score"].to_numpy(), mc)
@@ -91,23 +96,45 @@ def build_archive(
             t = truth.set_index("region_id")
             member = reg["cluster_id"].to_numpy()
             is_true = t.loc[reg["region_id"], "is_anomaly"].to_numpy()
-            fa = (t.loc[reg["region_id"], "false_alarm_kind"].to_numpy() != "") if "false_alarm_kind" in t else \
-                np.zeros(len(reg), bool)
+            fa = (
+                (t.loc[reg["region_id"], "false_alarm_kind"].to_numpy() != "")
+                if "false_alarm_kind" in t
+                else np.zeros(len(reg), bool)
+            )
             inside = member >= 0
-            true_c = np.bincount(member[inside], weights=is_true[inside].astype(float), minlength=len(clusters)) > 0
-            fa_c = np.bincount(member[inside], weights=fa[inside].astype(float), minlength=len(clusters)) > 0
+            true_c = (
+                np.bincount(
+                    member[inside], weights=is_true[inside].astype(float), minlength=len(clusters)
+                )
+                > 0
+            )
+            fa_c = (
+                np.bincount(
+                    member[inside], weights=fa[inside].astype(float), minlength=len(clusters)
+                )
+                > 0
+            )
             clusters["is_true"] = true_c[clusters["cluster_id"].to_numpy()]
-            clusters["is_false_alarm"] = fa_c[clusters["cluster_id"].to_numpy()] & ~clusters["is_true"]
+            clusters["is_false_alarm"] = (
+                fa_c[clusters["cluster_id"].to_numpy()] & ~clusters["is_true"]
+            )
             kind = t.loc[reg["region_id"], "anomaly_kind"].to_numpy().astype(object)
             if "false_alarm_kind" in t:
                 fk = t.loc[reg["region_id"], "false_alarm_kind"].to_numpy().astype(object)
                 kind = np.where(fk != "", "fa:" + fk.astype(str), kind)
-            kinds = pd.Series(kind[inside]).groupby(member[inside]).agg(
-                lambda k: "+".join(sorted(set(k) - {""})))
-            clusters["planted"] = kinds.reindex(clusters["cluster_id"].to_numpy()).fillna("").to_numpy()
+            kinds = (
+                pd.Series(kind[inside])
+                .groupby(member[inside])
+                .agg(lambda k: "+".join(sorted(set(k) - {""})))
+            )
+            clusters["planted"] = (
+                kinds.reindex(clusters["cluster_id"].to_numpy()).fillna("").to_numpy()
+            )
             parts[name].append(clusters.assign(scan_id=f"s{scan_seed}"))
-    return {name: rank_clusters(pd.concat(p, ignore_index=True), key=markets[name].order_key)
-            for name, p in parts.items()}
+    return {
+        name: rank_clusters(pd.concat(p, ignore_index=True), key=markets[name].order_key)
+        for name, p in parts.items()
+    }
 
 
 def simulate_review(ranked: pd.DataFrame, *, n_reviewed: int, k: int, rerank: RerankConfig) -> dict:
@@ -136,14 +163,22 @@ def simulate_review(ranked: pd.DataFrame, *, n_reviewed: int, k: int, rerank: Re
 
 def run(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``eval_review``."""
-    ec = dataclass_from(EvalReviewConfig, OmegaConf.to_container(cfg.get("eval", {}), resolve=True), where="eval")
+    ec = dataclass_from(
+        EvalReviewConfig, OmegaConf.to_container(cfg.get("eval", {}), resolve=True), where="eval"
+    )
     anomaly_cfg = OmegaConf.to_container(cfg.anomaly, resolve=True)
-    scorers = {name: _pixel_options(opts) for name, opts in configured_scorers(
-        {**dict(anomaly_cfg.get("scorers") or {}), **dict(ec.scorers or {})}).items()}
+    scorers = {
+        name: _pixel_options(opts)
+        for name, opts in configured_scorers(
+            {**dict(anomaly_cfg.get("scorers") or {}), **dict(ec.scorers or {})}
+        ).items()
+    }
     combine = dict(anomaly_cfg.get("combine") or {})
     inputs = tuple(combine.get("inputs", ["spatial", "circle"]))
     method = str(combine.get("method", "product"))
-    base_market = dataclass_from(MarketConfig, _pixel_options(anomaly_cfg.get("area")), where="anomaly.area")
+    base_market = dataclass_from(
+        MarketConfig, _pixel_options(anomaly_cfg.get("area")), where="anomaly.area"
+    )
     rerank = dataclass_from(RerankConfig, ec.rerank, where="eval.rerank")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -152,17 +187,32 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     groups: dict[tuple, dict[str, MarketConfig]] = {}
     for sc in ec.scenarios:
         key = (tuple(sc.get("false_alarms") or ()), int(sc.get("n_scans") or ec.n_scans))
-        groups.setdefault(key, {})[sc["name"]] = replace(base_market, **dict(sc.get("market") or {}))
+        groups.setdefault(key, {})[sc["name"]] = replace(
+            base_market, **dict(sc.get("market") or {})
+        )
     rows = []
     t0 = time.perf_counter()
     for seed in ec.seeds:
         for (fa, n_scans), markets in groups.items():
-            archives = build_archive(seed, n_scans=n_scans, shape=tuple(ec.shape), n_impurities=ec.n_impurities,
-                                     false_alarms=fa, scorers=scorers, combine_inputs=inputs,
-                                     combine_method=method, markets=markets)
+            archives = build_archive(
+                seed,
+                n_scans=n_scans,
+                shape=tuple(ec.shape),
+                n_impurities=ec.n_impurities,
+                false_alarms=fa,
+                scorers=scorers,
+                combine_inputs=inputs,
+                combine_method=method,
+                markets=markets,
+            )
             for name, ranked in archives.items():
-                r = {"scenario": name, "seed": seed,
-                     **simulate_review(ranked, n_reviewed=ec.n_reviewed, k=ec.precision_at, rerank=rerank)}
+                r = {
+                    "scenario": name,
+                    "seed": seed,
+                    **simulate_review(
+                        ranked, n_reviewed=ec.n_reviewed, k=ec.precision_at, rerank=rerank
+                    ),
+                }
                 log.info("%s", r)
                 rows.append(r)
     per_seed = pd.DataFrame(rows)
@@ -180,22 +230,26 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             target = f">= -{ec.max_loss:g} (every seed)"
             ok = bool((g["gain"] >= -ec.max_loss).all())
         ok_all &= ok
-        summary.append({
-            "scenario": name,
-            "false alarms": ", ".join(sc.get("false_alarms") or []) or "none",
-            "market": json.dumps(sc.get("market") or {}, sort_keys=True) if sc.get("market") else "run config",
-            "scans": int(sc.get("n_scans") or ec.n_scans),
-            "seeds": len(g),
-            "clusters (mean)": float(g["clusters"].mean()),
-            "true / false-alarm clusters (mean)": f"{g['true_clusters'].mean():.1f} / {g['false_alarm_clusters'].mean():.1f}",
-            "confirmed of the 20 reviewed (mean)": float(g["confirmed_of_reviewed"].mean()),
-            f"P@{ec.precision_at} unsupervised": float(g["p_unsupervised"].mean()),
-            f"P@{ec.precision_at} learned": float(g["p_learned"].mean()),
-            "gain (mean)": gain,
-            "gain (min)": float(g["gain"].min()),
-            "target": target,
-            "met": "yes" if ok else "NO",
-        })
+        summary.append(
+            {
+                "scenario": name,
+                "false alarms": ", ".join(sc.get("false_alarms") or []) or "none",
+                "market": json.dumps(sc.get("market") or {}, sort_keys=True)
+                if sc.get("market")
+                else "run config",
+                "scans": int(sc.get("n_scans") or ec.n_scans),
+                "seeds": len(g),
+                "clusters (mean)": float(g["clusters"].mean()),
+                "true / false-alarm clusters (mean)": f"{g['true_clusters'].mean():.1f} / {g['false_alarm_clusters'].mean():.1f}",
+                "confirmed of the 20 reviewed (mean)": float(g["confirmed_of_reviewed"].mean()),
+                f"P@{ec.precision_at} unsupervised": float(g["p_unsupervised"].mean()),
+                f"P@{ec.precision_at} learned": float(g["p_learned"].mean()),
+                "gain (mean)": gain,
+                "gain (min)": float(g["gain"].min()),
+                "target": target,
+                "met": "yes" if ok else "NO",
+            }
+        )
     elapsed = time.perf_counter() - t0
     header = (
         f"eval_review: {len(ec.seeds)} archive seeds x {ec.n_scans} synthetic scans {tuple(ec.shape)}, "
@@ -203,12 +257,25 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         f"{ec.n_reviewed} clusters, precision@{ec.precision_at} of the unreviewed ones; re-ranker "
         f"C={rerank.C}, class_weight={rerank.class_weight}; {elapsed:.0f} s"
     )
-    md = header + "\n\n" + markdown_table(pd.DataFrame(summary), floatfmt=".3f") + "\n\nPer seed:\n\n" + \
-        markdown_table(per_seed, floatfmt=".3f")
+    md = (
+        header
+        + "\n\n"
+        + markdown_table(pd.DataFrame(summary), floatfmt=".3f")
+        + "\n\nPer seed:\n\n"
+        + markdown_table(per_seed, floatfmt=".3f")
+    )
     (output_dir / "metrics.md").write_text(md + "\n")
-    (output_dir / "metrics.json").write_text(json.dumps(
-        {"summary": summary, "per_seed": rows, "config": OmegaConf.to_container(cfg.get("eval", {}), resolve=True)},
-        indent=2, default=str))
+    (output_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "per_seed": rows,
+                "config": OmegaConf.to_container(cfg.get("eval", {}), resolve=True),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     per_seed.to_csv(output_dir / "per_seed.csv", index=False)
     log.info("\n%s", md)
     return 0 if ok_all or not ec.fail_on_target else 1

@@ -28,8 +28,10 @@ from .rundata import ReviewError
 
 log = logging.getLogger("experiments.review")
 
-USAGE = ("usage: python -m experiments.review run_dir=DIR [port=8765] [host=127.0.0.1] [model=PATH]\n"
-         "       python -m experiments.review train run_dirs=[DIR,...] out=PATH [C=1.0]")
+USAGE = (
+    "usage: python -m experiments.review run_dir=DIR [port=8765] [host=127.0.0.1] [model=PATH]\n"
+    "       python -m experiments.review train run_dirs=[DIR,...] out=PATH [C=1.0]"
+)
 
 
 def _parse(argv: list[str], known: set[str]) -> dict:
@@ -73,8 +75,10 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ReviewError(f"port {port} on {host} is in use (another review app?): choose another with "
-                              "port=N, or port=0 for any free port") from None
+            raise ReviewError(
+                f"port {port} on {host} is in use (another review app?): choose another with "
+                "port=N, or port=0 for any free port"
+            ) from None
         raise ReviewError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(128)
     sock.set_inheritable(True)
@@ -117,12 +121,18 @@ def serve(argv: list[str]) -> int:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{actual}/" + (f"?token={token}" if token else "")
     n_rev = sum(1 for r in store.all().values() if r["verdict"] is not None)
-    print(f"quantmet review: {url}  ({len(run.clusters)} clusters, {n_rev} reviewed; Ctrl+C to stop)",
-          flush=True)
+    print(
+        f"quantmet review: {url}  ({len(run.clusters)} clusters, {n_rev} reviewed; Ctrl+C to stop)",
+        flush=True,
+    )
     if token:
         print(f"review token: {token} (needed on every request from another machine)", flush=True)
-    config = uvicorn.Config(app, log_level=str(cli.get("log_level", "warning")), access_log=False,
-                            timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app,
+        log_level=str(cli.get("log_level", "warning")),
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
@@ -141,13 +151,17 @@ def train(argv: list[str]) -> int:
         dirs = [dirs]
     if not dirs or not cli.get("out"):
         raise ReviewError(f"train needs run_dirs=[DIR,...] and out=PATH\n{USAGE}")
-    model, path = train_from_runs([Path(str(d)) for d in dirs], Path(str(cli["out"])),
-                                  C=float(cli.get("C", 1.0)))
+    model, path = train_from_runs(
+        [Path(str(d)) for d in dirs], Path(str(cli["out"])), C=float(cli.get("C", 1.0))
+    )
     card = model.card
-    print(f"re-ranker written to {path} (card {path.with_name(path.stem + '.card.json').name}): "
-          f"{card.get('n_verdicts')} verdicts ({card.get('n_confirmed')} confirmed, {card.get('n_dismissed')} "
-          f"dismissed), leave-one-out accuracy {card.get('leave_one_out_accuracy')}"
-          + ("; one class only: it keeps the rank order" if model.fallback else ""), flush=True)
+    print(
+        f"re-ranker written to {path} (card {path.with_name(path.stem + '.card.json').name}): "
+        f"{card.get('n_verdicts')} verdicts ({card.get('n_confirmed')} confirmed, {card.get('n_dismissed')} "
+        f"dismissed), leave-one-out accuracy {card.get('leave_one_out_accuracy')}"
+        + ("; one class only: it keeps the rank order" if model.fallback else ""),
+        flush=True,
+    )
     return 0
 
 

@@ -65,8 +65,10 @@ TOKEN_HEADER = "x-review-token"
 TOKEN_COOKIE = "quantmet_review_token"
 MAX_BODY = 64 * 1024
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
+_CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
 _LIST_FIELDS = ("scan_id", "cluster_id", "rank", "score", "reason", "verdict", "note")
 
 
@@ -96,12 +98,16 @@ class _Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])
+        }
         if self.loopback:
             host = headers.get("host", "")
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             if name not in _LOOPBACK_HOSTS:
-                return await _err(421, f"host {host!r} not served: open http://127.0.0.1 instead")(scope, receive, send)
+                return await _err(421, f"host {host!r} not served: open http://127.0.0.1 instead")(
+                    scope, receive, send
+                )
         set_cookie = False
         if self.token is not None:
             given = headers.get(TOKEN_HEADER)
@@ -118,19 +124,28 @@ class _Guard:
                     if k == TOKEN_COOKIE:
                         given = v
             if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
-                return await _err(401, "missing or wrong review token (open the URL printed by the server)")(
-                    scope, receive, send)
+                return await _err(
+                    401, "missing or wrong review token (open the URL printed by the server)"
+                )(scope, receive, send)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 h = list(message.get("headers", []))
-                h += [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
-                      (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
+                h += [
+                    (b"content-security-policy", _CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
                 if scope["path"].startswith("/api/"):
                     h.append((b"cache-control", b"no-store"))
                 if set_cookie:
-                    h.append((b"set-cookie", f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                              .encode()))
+                    h.append(
+                        (
+                            b"set-cookie",
+                            f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode(),
+                        )
+                    )
                 message = {**message, "headers": h}
             await send(message)
 
@@ -140,8 +155,14 @@ class _Guard:
 class ReviewApp:
     """State of one review session: the run, its verdict store, the tiles and the re-ranker."""
 
-    def __init__(self, run: RunData, store: VerdictStore, *, model: RerankModel | None = None,
-                 renderer: TileRenderer | None = None) -> None:
+    def __init__(
+        self,
+        run: RunData,
+        store: VerdictStore,
+        *,
+        model: RerankModel | None = None,
+        renderer: TileRenderer | None = None,
+    ) -> None:
         self.run = run
         self.store = store
         self.model = model
@@ -178,13 +199,21 @@ class ReviewApp:
                 if i is not None and r["verdict"] in VERDICTS:
                     keys.append(i)
                     verdicts.append(r["verdict"])
-            model, source = None, "rank order (the re-ranker needs a confirmed and a dismissed cluster)"
+            model, source = (
+                None,
+                "rank order (the re-ranker needs a confirmed and a dismissed cluster)",
+            )
             if len(set(verdicts)) == 2:
                 try:
-                    model = train_reranker(self.run.clusters.iloc[keys], pd.Series(verdicts),
-                                           sources=[str(self.run.layout.root)])
-                    source = (f"re-ranker trained on this run's {len(verdicts)} verdicts "
-                              f"({verdicts.count('confirmed')} confirmed, {verdicts.count('dismissed')} dismissed)")
+                    model = train_reranker(
+                        self.run.clusters.iloc[keys],
+                        pd.Series(verdicts),
+                        sources=[str(self.run.layout.root)],
+                    )
+                    source = (
+                        f"re-ranker trained on this run's {len(verdicts)} verdicts "
+                        f"({verdicts.count('confirmed')} confirmed, {verdicts.count('dismissed')} dismissed)"
+                    )
                 except ValueError as exc:
                     model, source = None, f"rank order (re-ranker not trained: {exc})"
             if model is None and self.model is not None:
@@ -194,8 +223,12 @@ class ReviewApp:
 
     def ordered(self, order: str) -> list[dict]:
         recs = self._records()
-        objs = [self._obj(i, recs.get((str(s), int(c)))) for i, (s, c) in
-                enumerate(zip(self.run.clusters["scan_id"], self.run.clusters["cluster_id"]))]
+        objs = [
+            self._obj(i, recs.get((str(s), int(c))))
+            for i, (s, c) in enumerate(
+                zip(self.run.clusters["scan_id"], self.run.clusters["cluster_id"])
+            )
+        ]
         if order != "learned":
             return objs
         model, _ = self.learned_model()
@@ -220,7 +253,11 @@ class ReviewApp:
         um = ps is not None
 
         def has(name):
-            return name in c.index and c[name] is not None and not (isinstance(c[name], float) and math.isnan(c[name]))
+            return (
+                name in c.index
+                and c[name] is not None
+                and not (isinstance(c[name], float) and math.isnan(c[name]))
+            )
 
         rows = [["rank", f"{int(c['rank'])} of {len(self.run.clusters)}"]]
         if has("percentile"):
@@ -243,13 +280,23 @@ class ReviewApp:
             rows.append(["elongation (max)", fmt_value(c["member_elongation_max"])])
         for name in ("spatial", "circle", "shape", "combined"):
             if has(f"member_{name}_max"):
-                rows.append([f"{name} score (mean / max)",
-                             f"{fmt_value(c[f'member_{name}_mean'])} / {fmt_value(c[f'member_{name}_max'])}"])
+                rows.append(
+                    [
+                        f"{name} score (mean / max)",
+                        f"{fmt_value(c[f'member_{name}_mean'])} / {fmt_value(c[f'member_{name}_max'])}",
+                    ]
+                )
         if has("edge_distance_px"):
             rows.append(["distance to the scan edge", f"{fmt_value(c['edge_distance_px'])} px"])
-        rows.append(["box (row, col)", f"{int(c['bbox_rmin'])}-{int(c['bbox_rmax'])}, "
-                                        f"{int(c['bbox_cmin'])}-{int(c['bbox_cmax'])}"
-                     if has("bbox_rmin") else "–"])
+        rows.append(
+            [
+                "box (row, col)",
+                f"{int(c['bbox_rmin'])}-{int(c['bbox_rmax'])}, "
+                f"{int(c['bbox_cmin'])}-{int(c['bbox_cmax'])}"
+                if has("bbox_rmin")
+                else "–",
+            ]
+        )
         if has("core_region_ids"):
             rows.append(["seed impurities", str(c["core_region_ids"])])
         rows.append(["pixel size", f"{fmt_value(ps)} µm" if um else "not calibrated"])
@@ -260,7 +307,11 @@ class ReviewApp:
         sid = str(c["scan_id"])
         si = self.run.scan_index(sid)
         obj = self._obj(i, self.store.get(sid, int(c["cluster_id"])))
-        box = {k: int(c[k]) for k in ("bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax") if k in c.index}
+        box = {
+            k: int(c[k])
+            for k in ("bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax")
+            if k in c.index
+        }
         if si is None:
             image = {"available": False, "message": f"scan {sid!r} is not in scans.parquet"}
         else:
@@ -274,16 +325,27 @@ class ReviewApp:
                 if sj is not None and sj != si:
                     self.tiles.warm(sj)
                     break
-        return {**obj, "position": i, "box": box, "measurements": self.measurements(i), "image": image}
+        return {
+            **obj,
+            "position": i,
+            "box": box,
+            "measurements": self.measurements(i),
+            "image": image,
+        }
 
     def summary(self) -> dict:
         recs = self._records()
         known = [r for k, r in recs.items() if self.run.cluster_index(*k) is not None]
         counts = {v: sum(1 for r in known if r["verdict"] == v) for v in VERDICTS}
         _, source = self.learned_model()
-        return {"run": self.run.layout.root.name, "run_dir": str(self.run.layout.root),
-                "clusters": len(self.run.clusters), "reviewed": sum(counts.values()), **counts,
-                "learned_order": source}
+        return {
+            "run": self.run.layout.root.name,
+            "run_dir": str(self.run.layout.root),
+            "clusters": len(self.run.clusters),
+            "reviewed": sum(counts.values()),
+            **counts,
+            "learned_order": source,
+        }
 
 
 def _int_param(request: Request, name: str, default: int | None) -> int | None:
@@ -316,7 +378,9 @@ def create_app(state: ReviewApp, *, token: str | None = None, loopback: bool = T
             return _err(400, f"order must be 'rank' or 'learned', got {order!r}")
         verdict = request.query_params.get("verdict", "all")
         if verdict not in ("all", "unreviewed", *VERDICTS):
-            return _err(400, f"verdict must be all, unreviewed, confirmed or dismissed, got {verdict!r}")
+            return _err(
+                400, f"verdict must be all, unreviewed, confirmed or dismissed, got {verdict!r}"
+            )
         objs = state.ordered(order)
         if verdict == "unreviewed":
             objs = [o for o in objs if o["verdict"] is None]
@@ -356,7 +420,10 @@ def create_app(state: ReviewApp, *, token: str | None = None, loopback: bool = T
     async def feedback(request: Request):
         ctype = request.headers.get("content-type", "")
         if ctype.split(";")[0].strip().lower() != "application/json":
-            return _err(415, f"send JSON (Content-Type: application/json), got {ctype or 'no content type'!r}")
+            return _err(
+                415,
+                f"send JSON (Content-Type: application/json), got {ctype or 'no content type'!r}",
+            )
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -370,17 +437,22 @@ def create_app(state: ReviewApp, *, token: str | None = None, loopback: bool = T
             return _err(400, "body must be a JSON object {scan_id, cluster_id, verdict, note?}")
         unknown = sorted(set(data) - {"scan_id", "cluster_id", "verdict", "note"})
         if unknown:
-            return _err(422, f"unknown field(s) {unknown}; expected scan_id, cluster_id, verdict, note")
+            return _err(
+                422, f"unknown field(s) {unknown}; expected scan_id, cluster_id, verdict, note"
+            )
         sid, cid = data.get("scan_id"), data.get("cluster_id")
         if not isinstance(sid, str):
             return _err(422, "scan_id must be a string")
         if isinstance(cid, bool) or not isinstance(cid, int):
             return _err(422, "cluster_id must be an integer")
         if "verdict" not in data:
-            return _err(422, "verdict is required: \"confirmed\", \"dismissed\" or null")
+            return _err(422, 'verdict is required: "confirmed", "dismissed" or null')
         verdict = data["verdict"]
         if verdict is not None and verdict not in VERDICTS:
-            return _err(422, f"verdict must be \"confirmed\", \"dismissed\" or null, got {json.dumps(verdict)[:80]}")
+            return _err(
+                422,
+                f'verdict must be "confirmed", "dismissed" or null, got {json.dumps(verdict)[:80]}',
+            )
         note = data.get("note")
         if "note" in data and note is not None and not isinstance(note, str):
             return _err(422, "note must be a string or null")
@@ -392,7 +464,10 @@ def create_app(state: ReviewApp, *, token: str | None = None, loopback: bool = T
         import anyio
 
         rec = await anyio.to_thread.run_sync(
-            lambda: state.store.set(sid, cid, verdict, note=note, keep_note="note" not in data, client=client))
+            lambda: state.store.set(
+                sid, cid, verdict, note=note, keep_note="note" not in data, client=client
+            )
+        )
         return JSONResponse(rec)
 
     def tile(request: Request):
@@ -402,7 +477,9 @@ def create_app(state: ReviewApp, *, token: str | None = None, loopback: bool = T
             data = state.tiles.tile(p["scan"], p["level"], p["col"], p["row"], overlay=overlay)
         except TileError as exc:
             return Response(str(exc), status_code=404, media_type="text/plain; charset=utf-8")
-        return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
+        return Response(
+            data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"}
+        )
 
     routes = [
         Route("/", page),

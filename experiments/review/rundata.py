@@ -18,8 +18,19 @@ __all__ = ["ReviewError", "RunData", "load_run", "ensure_features"]
 
 log = logging.getLogger(__name__)
 
-_REGION_COLUMNS = ["scan_id", "region_id", "area_px", "feret_max_px", "feret_min_px", "solidity", "cluster_id",
-                   "spatial_score", "circle_score", "shape_score", "combined_score"]
+_REGION_COLUMNS = [
+    "scan_id",
+    "region_id",
+    "area_px",
+    "feret_max_px",
+    "feret_min_px",
+    "solidity",
+    "cluster_id",
+    "spatial_score",
+    "circle_score",
+    "shape_score",
+    "combined_score",
+]
 
 
 class ReviewError(QuantmetError):
@@ -40,7 +51,9 @@ def _read(path: Path, what: str, columns: list[str] | None = None) -> pd.DataFra
         raise ReviewError(f"cannot read {what} {path}: {exc}") from None
 
 
-def ensure_features(clusters: pd.DataFrame, regions: pd.DataFrame | None, scans: pd.DataFrame) -> pd.DataFrame:
+def ensure_features(
+    clusters: pd.DataFrame, regions: pd.DataFrame | None, scans: pd.DataFrame
+) -> pd.DataFrame:
     """Add the :data:`anomaly.reasons.FEATURE_COLUMNS` a run's clusters table lacks (from regions)."""
     missing = [c for c in FEATURE_COLUMNS if c not in clusters.columns]
     if not missing or regions is None or "cluster_id" not in regions.columns:
@@ -87,10 +100,17 @@ class RunData:
 
     def __post_init__(self) -> None:
         self._scan_pos = {str(s): i for i, s in enumerate(self.scans["scan_id"].astype(str))}
-        self._cluster_pos = {(str(s), int(c)): i for i, (s, c) in
-                             enumerate(zip(self.clusters["scan_id"].astype(str), self.clusters["cluster_id"]))}
-        self._region_groups = (self.regions.groupby(self.regions["scan_id"].astype(str)).indices
-                               if self.regions is not None else {})
+        self._cluster_pos = {
+            (str(s), int(c)): i
+            for i, (s, c) in enumerate(
+                zip(self.clusters["scan_id"].astype(str), self.clusters["cluster_id"])
+            )
+        }
+        self._region_groups = (
+            self.regions.groupby(self.regions["scan_id"].astype(str)).indices
+            if self.regions is not None
+            else {}
+        )
 
     # ------------------------------------------------------------------ lookups
     def cluster_index(self, scan_id: str, cluster_id: int) -> int | None:
@@ -139,14 +159,18 @@ def load_run(run_dir: str | Path) -> RunData:
     if not root.is_dir():
         raise ReviewError(f"run dir {root} is not a folder")
     if not is_run_dir(root):
-        raise ReviewError(f"{root} is not a quantmet run dir (no {RunLayout(root).scans.name}); "
-                          "give the output folder of a finished run")
+        raise ReviewError(
+            f"{root} is not a quantmet run dir (no {RunLayout(root).scans.name}); "
+            "give the output folder of a finished run"
+        )
     layout = RunLayout(root)
     scans = _read(layout.scans, "scans table").reset_index(drop=True)
     clusters = _read(layout.clusters, "clusters table")
     need = [c for c in ("scan_id", "cluster_id", "rank", "score") if c not in clusters.columns]
     if need:
-        raise ReviewError(f"{layout.clusters} lacks column(s) {need}; is it a quantmet clusters table?")
+        raise ReviewError(
+            f"{layout.clusters} lacks column(s) {need}; is it a quantmet clusters table?"
+        )
     if "scan_id" not in scans.columns:
         raise ReviewError(f"{layout.scans} lacks column 'scan_id'")
     regions = None
@@ -154,7 +178,9 @@ def load_run(run_dir: str | Path) -> RunData:
         regions = _read(layout.regions, "regions table", _REGION_COLUMNS)
         if not {"scan_id", "region_id"} <= set(regions.columns):
             regions = None
-    clusters = clusters.sort_values(["rank", "scan_id", "cluster_id"], kind="stable").reset_index(drop=True)
+    clusters = clusters.sort_values(["rank", "scan_id", "cluster_id"], kind="stable").reset_index(
+        drop=True
+    )
     clusters["scan_id"] = clusters["scan_id"].astype(str)
     clusters["cluster_id"] = clusters["cluster_id"].astype(np.int64)
     if clusters.duplicated(["scan_id", "cluster_id"]).any():

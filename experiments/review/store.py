@@ -78,21 +78,31 @@ def _check(conn: sqlite3.Connection, path: Path) -> None:
     try:
         ok = conn.execute("PRAGMA quick_check").fetchone()
         if not ok or ok[0] != "ok":
-            raise StoreError(f"feedback database {path} is damaged (quick_check: {ok[0] if ok else '?'}); "
-                             "it was left untouched: move it away to start a new one, or restore a copy")
+            raise StoreError(
+                f"feedback database {path} is damaged (quick_check: {ok[0] if ok else '?'}); "
+                "it was left untouched: move it away to start a new one, or restore a copy"
+            )
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"meta", "verdicts", "history"} <= tables:
-            raise StoreError(f"{path} is not a quantmet feedback database (tables {sorted(tables)}); "
-                             "it was left untouched")
+            raise StoreError(
+                f"{path} is not a quantmet feedback database (tables {sorted(tables)}); "
+                "it was left untouched"
+            )
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"feedback database {path} cannot be read ({exc}); it was left untouched: "
-                         "move it away to start a new one, or restore a copy") from None
+        raise StoreError(
+            f"feedback database {path} cannot be read ({exc}); it was left untouched: "
+            "move it away to start a new one, or restore a copy"
+        ) from None
     if meta.get("app") != APP:
-        raise StoreError(f"{path} is not a quantmet feedback database (app {meta.get('app')!r}); left untouched")
+        raise StoreError(
+            f"{path} is not a quantmet feedback database (app {meta.get('app')!r}); left untouched"
+        )
     if meta.get("schema_version") != SCHEMA_VERSION:
-        raise StoreError(f"{path} has schema version {meta.get('schema_version')!r}, this quantmet reads "
-                         f"{SCHEMA_VERSION!r}; left untouched")
+        raise StoreError(
+            f"{path} has schema version {meta.get('schema_version')!r}, this quantmet reads "
+            f"{SCHEMA_VERSION!r}; left untouched"
+        )
 
 
 class VerdictStore:
@@ -110,8 +120,11 @@ class VerdictStore:
         self.path = Path(path)
         self.export_path = None if export_path is None else Path(export_path)
         self._lock = threading.Lock()
-        fresh = not self.path.exists() or (self.path.is_file() and self.path.stat().st_size == 0
-                                           and not Path(str(self.path) + "-wal").exists())
+        fresh = not self.path.exists() or (
+            self.path.is_file()
+            and self.path.stat().st_size == 0
+            and not Path(str(self.path) + "-wal").exists()
+        )
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"feedback database path {self.path} is not a file")
         try:
@@ -119,8 +132,12 @@ class VerdictStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             else:
-                conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, check_same_thread=False,
-                                       isolation_level=None)
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=rw",
+                    uri=True,
+                    check_same_thread=False,
+                    isolation_level=None,
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open feedback database {self.path}: {exc}") from None
         self._conn = conn
@@ -134,14 +151,18 @@ class VerdictStore:
                 with self._tx():
                     for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                         conn.execute(stmt)
-                    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                                     [("app", APP), ("schema_version", SCHEMA_VERSION), ("created", _now())])
+                    conn.executemany(
+                        "INSERT INTO meta (key, value) VALUES (?, ?)",
+                        [("app", APP), ("schema_version", SCHEMA_VERSION), ("created", _now())],
+                    )
         except StoreError:
             conn.close()
             raise
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"feedback database {self.path} cannot be used ({exc}); it was left untouched") from None
+            raise StoreError(
+                f"feedback database {self.path} cannot be used ({exc}); it was left untouched"
+            ) from None
 
     # ------------------------------------------------------------------ internals
     class _Tx:
@@ -172,8 +193,10 @@ class VerdictStore:
 
     def get(self, scan_id: str, cluster_id: int) -> dict | None:
         with self._lock:
-            r = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM verdicts WHERE scan_id = ? AND cluster_id = ?",
-                                   (scan_id, int(cluster_id))).fetchone()
+            r = self._conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM verdicts WHERE scan_id = ? AND cluster_id = ?",
+                (scan_id, int(cluster_id)),
+            ).fetchone()
         return None if r is None else dict(zip(_COLUMNS, r))
 
     def change_count(self) -> int:
@@ -194,8 +217,16 @@ class VerdictStore:
         cols = ("id", "scan_id", "cluster_id", "verdict", "note", "at", "client")
         return [dict(zip(cols, r)) for r in rows]
 
-    def set(self, scan_id: str, cluster_id: int, verdict: str | None, *, note: str | None = None,
-            keep_note: bool = False, client: str | None = None) -> dict:
+    def set(
+        self,
+        scan_id: str,
+        cluster_id: int,
+        verdict: str | None,
+        *,
+        note: str | None = None,
+        keep_note: bool = False,
+        client: str | None = None,
+    ) -> dict:
         """Store a verdict (and note); returns the stored record once committed.
 
         ``keep_note=True`` keeps the cluster's current note (a verdict button does not wipe it).
@@ -206,8 +237,10 @@ class VerdictStore:
             raise ValueError(f"note must be a string of at most {MAX_NOTE} characters")
         at = _now()
         with self._lock, self._tx() as conn:
-            old = conn.execute("SELECT note, revision FROM verdicts WHERE scan_id = ? AND cluster_id = ?",
-                               (scan_id, int(cluster_id))).fetchone()
+            old = conn.execute(
+                "SELECT note, revision FROM verdicts WHERE scan_id = ? AND cluster_id = ?",
+                (scan_id, int(cluster_id)),
+            ).fetchone()
             if keep_note:
                 note = old[0] if old else None
             rev = (old[1] + 1) if old else 1
@@ -216,11 +249,20 @@ class VerdictStore:
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scan_id, cluster_id) DO UPDATE SET "
                 "verdict = excluded.verdict, note = excluded.note, updated_at = excluded.updated_at, "
                 "revision = excluded.revision",
-                (scan_id, int(cluster_id), verdict, note, at, rev))
-            conn.execute("INSERT INTO history (scan_id, cluster_id, verdict, note, at, client) VALUES (?, ?, ?, ?, ?, ?)",
-                         (scan_id, int(cluster_id), verdict, note, at, client))
-        record = {"scan_id": scan_id, "cluster_id": int(cluster_id), "verdict": verdict, "note": note,
-                  "updated_at": at, "revision": rev}
+                (scan_id, int(cluster_id), verdict, note, at, rev),
+            )
+            conn.execute(
+                "INSERT INTO history (scan_id, cluster_id, verdict, note, at, client) VALUES (?, ?, ?, ?, ?, ?)",
+                (scan_id, int(cluster_id), verdict, note, at, client),
+            )
+        record = {
+            "scan_id": scan_id,
+            "cluster_id": int(cluster_id),
+            "verdict": verdict,
+            "note": note,
+            "updated_at": at,
+            "revision": rev,
+        }
         self.export()
         return record
 
@@ -228,8 +270,11 @@ class VerdictStore:
         """Current verdicts as a table (columns ``scan_id, cluster_id, verdict, note, updated_at, revision``)."""
         recs = list(self.all().values())
         df = pd.DataFrame(recs, columns=list(_COLUMNS))
-        return df.astype({"scan_id": str, "cluster_id": "int64", "revision": "int64"}).sort_values(
-            ["scan_id", "cluster_id"]).reset_index(drop=True)
+        return (
+            df.astype({"scan_id": str, "cluster_id": "int64", "revision": "int64"})
+            .sort_values(["scan_id", "cluster_id"])
+            .reset_index(drop=True)
+        )
 
     def export(self) -> Path | None:
         """Write the current verdicts to :attr:`export_path` (atomically); failures are logged."""
@@ -257,7 +302,9 @@ def read_verdicts(path: str | Path) -> pd.DataFrame:
     """
     p = Path(path)
     if not p.is_file():
-        raise StoreError(f"no feedback database at {p} (review the run first: python -m experiments.review)")
+        raise StoreError(
+            f"no feedback database at {p} (review the run first: python -m experiments.review)"
+        )
     try:
         conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
     except sqlite3.Error as exc:

@@ -57,8 +57,11 @@ def write_synthetic_run(
     ids = list(scan_ids) if scan_ids is not None else [f"scan-{i:02d}" for i in range(n_scans)]
     scans, regions, clusters = [], [], []
     for i, sid in enumerate(ids):
-        synth = make_review_scan(SyntheticConfig(shape=(h, w), n_impurities=n_imp, n_grains=max(20, h * w // 9000)),
-                                 false_alarms=false_alarms, seed=seed * 1000 + i)
+        synth = make_review_scan(
+            SyntheticConfig(shape=(h, w), n_impurities=n_imp, n_grains=max(20, h * w // 9000)),
+            false_alarms=false_alarms,
+            seed=seed * 1000 + i,
+        )
         labels = synth.impurity_labels
         table = regions_from_labels(labels, pixel_size_um=pixel_size_um)
         table = score_regions(table, scorers=SCORERS, combine_inputs=("spatial", "circle"))
@@ -74,11 +77,23 @@ def write_synthetic_run(
         path.write_bytes(buf.tobytes())
         lp = layout.labels(sid)
         lp.parent.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(lp, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), compression="zlib")
-        scans.append({"scan_id": sid, "path": str(path), "kind": "scan", "status": "ok", "error": None,
-                      "n_regions": len(table), "height": h, "width": w,
-                      "pixel_size_um": np.nan if pixel_size_um is None else float(pixel_size_um),
-                      "n_clusters": len(cl)})
+        tifffile.imwrite(
+            lp, labels.astype(np.uint16 if labels.max() < 2**16 else np.uint32), compression="zlib"
+        )
+        scans.append(
+            {
+                "scan_id": sid,
+                "path": str(path),
+                "kind": "scan",
+                "status": "ok",
+                "error": None,
+                "n_regions": len(table),
+                "height": h,
+                "width": w,
+                "pixel_size_um": np.nan if pixel_size_um is None else float(pixel_size_um),
+                "n_clusters": len(cl),
+            }
+        )
         regions.append(table)
         clusters.append(cl)
     ranked = rank_clusters(pd.concat(clusters, ignore_index=True), key=market.order_key)

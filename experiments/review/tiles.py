@@ -21,10 +21,10 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 from data.io import read_image
 
@@ -42,7 +42,10 @@ class TileError(Exception):
 def deep_zoom_levels(width: int, height: int) -> list[tuple[int, int]]:
     """``(width, height)`` of every Deep Zoom level, level 0 (1 x 1) first."""
     top = max(0, math.ceil(math.log2(max(width, height, 1))))
-    return [(math.ceil(width / 2 ** (top - lv)), math.ceil(height / 2 ** (top - lv))) for lv in range(top + 1)]
+    return [
+        (math.ceil(width / 2 ** (top - lv)), math.ceil(height / 2 ** (top - lv)))
+        for lv in range(top + 1)
+    ]
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -93,8 +96,17 @@ class TileRenderer:
         Opacity of the score colour over an impurity.
     """
 
-    def __init__(self, run: RunData, *, tile_size: int = 256, overlap: int = 1, cache_scans: int = 3,
-                 quality: int = 90, alpha: float = 0.65, cache_tiles: int = 4096) -> None:
+    def __init__(
+        self,
+        run: RunData,
+        *,
+        tile_size: int = 256,
+        overlap: int = 1,
+        cache_scans: int = 3,
+        quality: int = 90,
+        alpha: float = 0.65,
+        cache_tiles: int = 4096,
+    ) -> None:
         self.run = run
         self.tile_size = int(tile_size)
         self.overlap = int(overlap)
@@ -174,21 +186,33 @@ class TileRenderer:
             s = self.scan(index)
         except TileError as exc:
             h, w = row.get("height"), row.get("width")
-            return {"available": False, "message": str(exc),
-                    "width": int(w) if w is not None and w == w else None,
-                    "height": int(h) if h is not None and h == h else None}
-        return {"available": True, "message": s.message, "width": s.width, "height": s.height,
-                "tile_size": self.tile_size, "overlap": self.overlap,
-                "max_level": len(deep_zoom_levels(s.width, s.height)) - 1,
-                "has_overlay": s.labels is not None, "format": "jpeg"}
+            return {
+                "available": False,
+                "message": str(exc),
+                "width": int(w) if w is not None and pd.notna(w) else None,
+                "height": int(h) if h is not None and pd.notna(h) else None,
+            }
+        return {
+            "available": True,
+            "message": s.message,
+            "width": s.width,
+            "height": s.height,
+            "tile_size": self.tile_size,
+            "overlap": self.overlap,
+            "max_level": len(deep_zoom_levels(s.width, s.height)) - 1,
+            "has_overlay": s.labels is not None,
+            "format": "jpeg",
+        }
 
     def warm(self, index: int) -> None:
         """Decode a scan and build its coloured pyramid in the background (errors are ignored)."""
+
         def job():
             try:
                 self._pyramid(self.scan(index), True)
             except Exception as exc:
                 log.debug("warming scan %d: %s", index, exc)
+
         self._pool.submit(job)
 
     # ------------------------------------------------------------------ pyramid

@@ -15,7 +15,9 @@ from data import binarize_mask, label_mask, read_image, regions_from_labels
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 # the two large real masks and the masks of the two demo scans
-MASKS = sorted((SAMPLES / "large_masks").glob("*.png")) + sorted((SAMPLES / "impurity_masks").glob("*.png"))
+MASKS = sorted((SAMPLES / "large_masks").glob("*.png")) + sorted(
+    (SAMPLES / "impurity_masks").glob("*.png")
+)
 SCORERS = {"spatial": {"k": 50, "min_area_px": 4}, "circle": {"min_area_px": 4}}
 PRESETS = {
     # conf/anomaly/default.yaml and conf/exp/mlography.yaml (the paper's market)
@@ -30,7 +32,9 @@ def scored_masks():
     for f in MASKS:
         pixels, _ = read_image(f)
         labels, _ = label_mask(binarize_mask(pixels, polarity="auto"))
-        t = score_regions(regions_from_labels(labels), scorers=SCORERS, combine_inputs=("spatial", "circle"))
+        t = score_regions(
+            regions_from_labels(labels), scorers=SCORERS, combine_inputs=("spatial", "circle")
+        )
         out.append((f.stem, t))
     return out
 
@@ -64,16 +68,28 @@ def test_singletons_get_their_own_diameter(scored_masks):
     assert len(single) > 0  # the real mask has isolated anomalous impurities
     for _, c in single.iterrows():
         member = t[labels == c["cluster_id"]].iloc[0]
-        diag = math.hypot(member.bbox_rmax - member.bbox_rmin + 1, member.bbox_cmax - member.bbox_cmin + 1)
+        diag = math.hypot(
+            member.bbox_rmax - member.bbox_rmin + 1, member.bbox_cmax - member.bbox_cmin + 1
+        )
         assert c["diameter"] == pytest.approx(diag, rel=1e-12)
         s, a = member.combined_score, member.area_px
-        assert c["weighted_area2_sum_mult_diameter_mult_amount"] == pytest.approx(s * a * a * diag, rel=1e-12)
+        assert c["weighted_area2_sum_mult_diameter_mult_amount"] == pytest.approx(
+            s * a * a * diag, rel=1e-12
+        )
 
 
 def test_touching_members_positive_and_spread_clusters_keep_the_paper_diameter():
-    boxes = np.array([[0, 0, 9, 9], [0, 10, 4, 14],  # touching: gap 1 < own size (10 x 10 px)
-                      [100, 100, 101, 101], [100, 200, 101, 201]])  # 2 x 2 px, box gap 99
-    m = cluster_measures(boxes, np.array([90.0, 20.0, 4.0, 4.0]), np.full(4, 0.5), np.array([0, 0, 1, 1]))
+    boxes = np.array(
+        [
+            [0, 0, 9, 9],
+            [0, 10, 4, 14],  # touching: gap 1 < own size (10 x 10 px)
+            [100, 100, 101, 101],
+            [100, 200, 101, 201],
+        ]
+    )  # 2 x 2 px, box gap 99
+    m = cluster_measures(
+        boxes, np.array([90.0, 20.0, 4.0, 4.0]), np.full(4, 0.5), np.array([0, 0, 1, 1])
+    )
     assert m.loc[0, "diameter"] == pytest.approx(math.hypot(10, 10))
     assert m.loc[1, "diameter"] == pytest.approx(99.0)  # the largest box gap, as in the paper
 

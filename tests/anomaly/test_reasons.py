@@ -19,7 +19,7 @@ from data import regions_from_mask
 def scan_table(pixel_size_um=None):
     m = np.zeros((200, 300), bool)
     for r, c in ((50, 50), (50, 70), (60, 60)):  # three 7 x 7 squares close together
-        m[r:r + 7, c:c + 7] = True
+        m[r : r + 7, c : c + 7] = True
     m[150:153, 200:260] = True  # a long thin bar
     m[0:10, 290:300] = True  # a square cut by the scan border
     m[100, 150] = True  # a single pixel, in no cluster
@@ -42,7 +42,10 @@ def test_features_by_hand():
     t, clusters = clustered(pixel_size_um=0.5)
     f = cluster_features(t, clusters, pixel_size_um=0.5, shape=(200, 300))
     assert list(f.columns) == ["cluster_id", *FEATURE_COLUMNS]
-    assert f.index.equals(clusters.index) and f["cluster_id"].tolist() == clusters["cluster_id"].tolist()
+    assert (
+        f.index.equals(clusters.index)
+        and f["cluster_id"].tolist() == clusters["cluster_id"].tolist()
+    )
     for _, c in clusters.iterrows():
         members = t[t["cluster_id"] == c["cluster_id"]]
         row = f[f["cluster_id"] == c["cluster_id"]].iloc[0]
@@ -81,7 +84,9 @@ def test_bad_input():
     with pytest.raises(ValueError, match="no member"):
         cluster_features(t.assign(cluster_id=-1), clusters, pixel_size_um=None)
     with pytest.raises(ValueError, match="not in clusters"):
-        cluster_features(t.assign(cluster_id=t["cluster_id"].replace(0, 77)), clusters, pixel_size_um=None)
+        cluster_features(
+            t.assign(cluster_id=t["cluster_id"].replace(0, 77)), clusters, pixel_size_um=None
+        )
     with pytest.raises(ValueError, match="pixel_size_um"):
         cluster_features(t, clusters, pixel_size_um=-1.0)
     with pytest.raises(ValueError, match="shape"):

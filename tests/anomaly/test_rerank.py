@@ -61,8 +61,12 @@ def test_learns_the_verdicts_and_ranks_the_rest():
 
 def test_save_load_roundtrip_json_only(tmp_path):
     df = clusters()
-    model = train_reranker(df.iloc[:20], np.where(df["truth"].iloc[:20], "confirmed", "dismissed"),
-                           sources=["/runs/a"], evaluate=True)
+    model = train_reranker(
+        df.iloc[:20],
+        np.where(df["truth"].iloc[:20], "confirmed", "dismissed"),
+        sources=["/runs/a"],
+        evaluate=True,
+    )
     path = model.save(tmp_path / "m" / "rerank.json")
     obj = json.loads(path.read_text())
     assert obj["format"] == "quantmet-rerank-logistic" and obj["version"] == 1
@@ -75,16 +79,25 @@ def test_save_load_roundtrip_json_only(tmp_path):
     pd.testing.assert_frame_equal(apply_reranker(df, path), apply_reranker(df, model))
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"\x80\x04\x95 pickle bytes", "not JSON"),
-    (b'{"format": "something else"}', "not a quantmet re-ranker"),
-    (b'{"format": "quantmet-rerank-logistic", "version": 9}', "version"),
-    (b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["os.system"], "transforms": ["log"],'
-     b' "mean": [0], "scale": [1], "coef": [1], "intercept": 0}', "unknown features"),
-    (b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["sum"], "transforms": ["log"],'
-     b' "mean": [0], "scale": [0], "coef": [1], "intercept": 0}', "scales"),
-    (b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["sum"]}', "malformed"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"\x80\x04\x95 pickle bytes", "not JSON"),
+        (b'{"format": "something else"}', "not a quantmet re-ranker"),
+        (b'{"format": "quantmet-rerank-logistic", "version": 9}', "version"),
+        (
+            b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["os.system"], "transforms": ["log"],'
+            b' "mean": [0], "scale": [1], "coef": [1], "intercept": 0}',
+            "unknown features",
+        ),
+        (
+            b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["sum"], "transforms": ["log"],'
+            b' "mean": [0], "scale": [0], "coef": [1], "intercept": 0}',
+            "scales",
+        ),
+        (b'{"format": "quantmet-rerank-logistic", "version": 1, "features": ["sum"]}', "malformed"),
+    ],
+)
 def test_load_rejects_anything_else(tmp_path, content, match):
     p = tmp_path / "model.json"
     p.write_bytes(content)

@@ -23,7 +23,9 @@ def make_run(root: Path) -> Path:
     """A run dir of 3 synthetic scans (one with an XSS scan id, one whose image file is gone)."""
     from experiments.review.synthetic_run import write_synthetic_run
 
-    run = write_synthetic_run(root / "run", shape=(640, 1024), seed=3, scan_ids=["lot1/scan-a", XSS_ID, GONE_ID])
+    run = write_synthetic_run(
+        root / "run", shape=(640, 1024), seed=3, scan_ids=["lot1/scan-a", XSS_ID, GONE_ID]
+    )
     scans = pd.read_parquet(run / "scans.parquet")
     Path(scans.loc[scans.scan_id == GONE_ID, "path"].iloc[0]).unlink()
     return run
@@ -48,7 +50,9 @@ class ThreadServer:
         self.port = sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
         self.thread.start()
         t0 = time.monotonic()
         while not self.server.started:
@@ -66,8 +70,14 @@ class ProcessServer:
 
     def __init__(self, run: Path, *extra: str, timeout: float = 30) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "experiments.review", f"run_dir={run}", "port=0", *extra],
-                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "experiments.review", f"run_dir={run}", "port=0", *extra],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         t0 = time.monotonic()
         line = ""
         while time.monotonic() - t0 < timeout:

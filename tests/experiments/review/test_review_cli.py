@@ -10,8 +10,8 @@ import sys
 import pandas as pd
 import pytest
 import requests
-
 from _review_helpers import REPO, ProcessServer
+
 from anomaly.rerank import apply_reranker, card_path, load_reranker
 from experiments.review.__main__ import is_loopback, main
 from experiments.review.store import VerdictStore
@@ -33,10 +33,14 @@ def test_bad_input_one_line_and_exit_code_2(tmp_path, review_run, capsys):
     assert "unknown option" in one_line_error(capsys, [f"run_dir={review_run}", "colour=red"])
     assert "key=value" in one_line_error(capsys, [str(review_run)])
     assert "port must be" in one_line_error(capsys, [f"run_dir={review_run}", "port=99999"])
-    assert "model" in one_line_error(capsys, [f"run_dir={review_run}", f"model={tmp_path / 'm.json'}"])
+    assert "model" in one_line_error(
+        capsys, [f"run_dir={review_run}", f"model={tmp_path / 'm.json'}"]
+    )
     bad_model = tmp_path / "evil.json"
     bad_model.write_text('{"format": "pickle"}')
-    assert "not a quantmet re-ranker" in one_line_error(capsys, [f"run_dir={review_run}", f"model={bad_model}"])
+    assert "not a quantmet re-ranker" in one_line_error(
+        capsys, [f"run_dir={review_run}", f"model={bad_model}"]
+    )
     with socket.socket() as s:  # a port in use
         s.bind(("127.0.0.1", 0))
         s.listen(1)
@@ -55,9 +59,18 @@ def test_corrupt_database_is_reported_and_kept(review_run, capsys):
 
 
 def test_exit_code_of_the_command(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "experiments.review", f"run_dir={tmp_path}"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.review", f"run_dir={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip().startswith("error:")
+        and "Traceback" not in proc.stderr
+    )
 
 
 @pytest.mark.slow
@@ -67,9 +80,16 @@ def test_sigkill_loses_no_acknowledged_verdict_and_other_hosts_need_a_token(revi
         objs = requests.get(srv.url + "/api/clusters", timeout=10).json()
         acked = []
         for o, v in zip(objs[:3], ["confirmed", "dismissed", "confirmed"]):
-            r = requests.post(srv.url + "/api/feedback", timeout=10,
-                              json={"scan_id": o["scan_id"], "cluster_id": o["cluster_id"], "verdict": v,
-                                    "note": f"note {o['rank']}"})
+            r = requests.post(
+                srv.url + "/api/feedback",
+                timeout=10,
+                json={
+                    "scan_id": o["scan_id"],
+                    "cluster_id": o["cluster_id"],
+                    "verdict": v,
+                    "note": f"note {o['rank']}",
+                },
+            )
             assert r.status_code == 200
             acked.append((o["scan_id"], o["cluster_id"], v))
     finally:
@@ -82,8 +102,12 @@ def test_sigkill_loses_no_acknowledged_verdict_and_other_hosts_need_a_token(revi
         base, token = again.url.split("/?token=")
         base = base.replace("0.0.0.0", "127.0.0.1")
         assert requests.get(base + "/api/clusters", timeout=10).status_code == 401
-        got = {(o["scan_id"], o["cluster_id"]): o for o in
-               requests.get(base + "/api/clusters", headers={"X-Review-Token": token}, timeout=10).json()}
+        got = {
+            (o["scan_id"], o["cluster_id"]): o
+            for o in requests.get(
+                base + "/api/clusters", headers={"X-Review-Token": token}, timeout=10
+            ).json()
+        }
         for sid, cid, v in acked:
             assert got[(sid, cid)]["verdict"] == v
         assert sum(o["verdict"] is not None for o in got.values()) == 3
@@ -103,18 +127,31 @@ def test_train_command_writes_a_safe_model(review_run, tmp_path, capsys):
     assert main(["train", f"run_dirs=[{review_run}]", f"out={out}"]) == 0
     assert "4 verdicts (2 confirmed, 2 dismissed)" in capsys.readouterr().out
     model = json.loads(out.read_text())
-    assert model["format"] == "quantmet-rerank-logistic" and len(model["coef"]) == len(model["features"])
+    assert model["format"] == "quantmet-rerank-logistic" and len(model["coef"]) == len(
+        model["features"]
+    )
     card = json.loads(card_path(out).read_text())
     assert card["n_verdicts"] == 4 and card["sources"] == [str(review_run.resolve())]
     ranked = apply_reranker(clusters, load_reranker(out))
     assert sorted(ranked["learned_rank"]) == list(range(1, len(clusters) + 1))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "not a quantmet run dir" in one_line_error(capsys, ["train", f"run_dirs=[{empty}]", f"out={out}"])
+    assert "not a quantmet run dir" in one_line_error(
+        capsys, ["train", f"run_dirs=[{empty}]", f"out={out}"]
+    )
     assert "run_dirs" in one_line_error(capsys, ["train", f"out={out}"])
 
 
-@pytest.mark.parametrize("host, loop", [("127.0.0.1", True), ("localhost", True), ("::1", True),
-                                        ("127.0.0.2", True), ("0.0.0.0", False), ("192.168.1.5", False)])
+@pytest.mark.parametrize(
+    "host, loop",
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("192.168.1.5", False),
+    ],
+)
 def test_is_loopback(host, loop):
     assert is_loopback(host) is loop

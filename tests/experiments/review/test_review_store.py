@@ -16,7 +16,9 @@ def test_set_get_history_and_last_write_wins(tmp_path):
     a = store.set("s/1", 3, "confirmed", note="look <b>here</b>", client="tab1")
     assert a["revision"] == 1 and a["verdict"] == "confirmed" and a["note"] == "look <b>here</b>"
     b = store.set("s/1", 3, "dismissed", keep_note=True, client="tab2")  # a second tab, later
-    assert b["revision"] == 2 and b["note"] == "look <b>here</b>"  # the verdict button keeps the note
+    assert (
+        b["revision"] == 2 and b["note"] == "look <b>here</b>"
+    )  # the verdict button keeps the note
     assert store.get("s/1", 3)["verdict"] == "dismissed"  # last write wins
     hist = store.history("s/1", 3)
     assert [h["verdict"] for h in hist] == ["confirmed", "dismissed"]
@@ -46,7 +48,9 @@ def test_bad_verdict_and_note_store_nothing(tmp_path):
     store.close()
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all" * 50, b"SQLite format 3\x00" + b"\xff" * 4000])
+@pytest.mark.parametrize(
+    "content", [b"this is not a database at all" * 50, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
 def test_damaged_database_is_an_error_and_left_untouched(tmp_path, content):
     db = tmp_path / "feedback.sqlite"
     db.write_bytes(content)
