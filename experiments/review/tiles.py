@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -60,6 +61,12 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     if hi <= lo:
         hi = lo + 1.0
     return np.clip((x - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    import tifffile
+
+    return tifffile.imread(path)
 
 
 def _colours(n: int) -> np.ndarray:
@@ -120,6 +127,7 @@ class TileRenderer:
         self._lock = threading.Lock()
         self._cmap = _colours(256)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-warm")
+        self._io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="review-io")
 
     # ------------------------------------------------------------------ scans
     def _load(self, index: int) -> _Scan:
@@ -130,19 +138,21 @@ class TileRenderer:
             raise TileError(f"scans.parquet has no path for scan {sid!r}")
         if not path.exists():
             raise TileError(f"the scan image is gone: {path}")
+        lp = run.labels_path(index)
+        # the label image is decoded in another thread while this one decodes the scan
+        pending = self._io.submit(_read_labels, lp) if lp.exists() else None
         try:
             pixels, _ = read_image(path)
         except Exception as exc:  # a broken file must not take the server down
+            if pending is not None:
+                pending.cancel()
             raise TileError(f"the scan image cannot be read: {path}: {exc}") from None
         gray = np.ascontiguousarray(_to_uint8(pixels))
         h, w = gray.shape
         labels, lut, message = None, None, ""
-        lp = run.labels_path(index)
-        if lp.exists():
+        if pending is not None:
             try:
-                import tifffile
-
-                lab = tifffile.imread(lp)
+                lab = pending.result()
                 if lab.shape != gray.shape:
                     message = f"label image {lp.name} is {lab.shape[1]} x {lab.shape[0]}, the scan {w} x {h}: not shown"
                 else:
@@ -217,24 +227,27 @@ class TileRenderer:
 
     # ------------------------------------------------------------------ pyramid
     def _composite(self, s: _Scan, overlay: bool) -> np.ndarray:
-        rgb = np.repeat(s.gray[:, :, None], 3, axis=2)
+        rgb = cv2.cvtColor(s.gray, cv2.COLOR_GRAY2RGB)
         if not overlay or s.labels is None:
             return rgb
-        lab = s.labels
-        m = lab > 0
-        if not m.any():
+        flat = s.labels.reshape(-1)
+        idx = np.flatnonzero(flat)  # impurity pixels (a few % of the scan)
+        if idx.size == 0:
             return rgb
-        ids = lab[m].astype(np.int64)
+        ids = flat[idx].astype(np.int64)
+        # one colour per region: score -> colormap; regions without a score: light blue
         lut = s.lut if s.lut is not None else np.zeros(1)
-        score = np.full(ids.shape, np.nan)
-        ok = ids < lut.size
-        score[ok] = lut[ids[ok]]
-        col = np.empty((ids.size, 3), np.float32)
+        n = max(int(ids.max()) + 1, lut.size)
+        score = np.full(n, np.nan)
+        score[: lut.size] = lut
+        colours = np.empty((n, 3), np.float32)
         known = np.isfinite(score)
-        col[known] = self._cmap[np.clip((score[known] * 255).round().astype(np.int64), 0, 255)]
-        col[~known] = (90.0, 160.0, 255.0)  # no score: light blue
+        colours[known] = self._cmap[np.clip(np.round(score[known] * 255).astype(np.int64), 0, 255)]
+        colours[~known] = (90.0, 160.0, 255.0)
         a = self.alpha
-        rgb[m] = (rgb[m].astype(np.float32) * (1 - a) + col * a).astype(np.uint8)
+        out = rgb.reshape(-1, 3)
+        g = s.gray.reshape(-1)[idx].astype(np.float32)[:, None]
+        out[idx] = (g * (1 - a) + colours[ids] * a).astype(np.uint8)
         return rgb
 
     def _pyramid(self, s: _Scan, overlay: bool) -> list[np.ndarray]:
@@ -287,3 +300,4 @@ class TileRenderer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
