@@ -76,7 +76,8 @@
       top.append(rank, scan, badge);
       const sub = document.createElement("div");
       sub.className = "sub";
-      sub.textContent = it.note ? "note: " + it.note : it.reason;
+      const learned = typeof it.learned_score === "number" ? "learned " + it.learned_score.toFixed(2) + " · " : "";
+      sub.textContent = learned + (it.note ? "note: " + it.note : it.reason);
       row.append(top, sub);
       row.addEventListener("click", () => select(i));
       rows.append(row);
