@@ -224,8 +224,8 @@ class GlyphReader:
         states of the label grammar ``digits [. digits] (µ|u|n|m) m``.  Each token may take any
         of its ``top_k`` nearest classes within the rejection distance; the cheapest reading
         (distances plus ``penalty`` per token) that the grammar accepts wins.  Specks (under a
-        quarter of the line height both ways) are dropped, and so is one unread component at
-        either end of the line (a neighbouring blob).
+        quarter of the line height both ways) may be dropped, and so may components before the
+        number or after the unit (neighbouring blobs), at a cost.
         Returns the text (a space where the gap exceeds 0.35 line heights) and the mean distance.
         """
         comps = glyph_components(ink, min_area=1)
@@ -249,15 +249,16 @@ class GlyphReader:
                 options = []  # (step, [(label, d, glyph)], extra cost)
                 if speck[k]:
                     options.append((1, [], 1.5))  # dropped, unless read as a '.' the grammar wants
-                elif state in (0, 5) and not any(d <= self.reject for _, d in cands[k]):
-                    options.append((1, [], 1.0))  # unread blob at an end of the line
+                elif (state == 0 and (k + 1 == n or comps[k + 1].c0 - g.c1 > 0.35 * H)) or (
+                        state == 5 and g.c0 - comps[k - 1].c1 > 0.35 * H):
+                    options.append((1, [], 1.0))  # a neighbouring blob, a word gap away from the label
                 for lab, d in cands[k]:
                     options.append((1, [(lab, d, g)], d + penalty))
                 if not cands[k] and not speck[k]:
                     seq = self._split(g, top, base, penalty)
                     if seq is not None:
                         options.append((1, [(lab, d, g) for lab, d in seq], sum(d for _, d in seq) + penalty * len(seq)))
-                if k + 1 < n and not speck[k + 1] and comps[k + 1].c0 - g.c1 <= 0.15 * H:
+                if k + 1 < n and not speck[k + 1] and comps[k + 1].c0 - g.c1 <= 0.25 * H:
                     m = _merge(g, comps[k + 1], ink)
                     for lab, d in self._topk(m, top, base, top_k):
                         if len(lab) == 1:
@@ -461,7 +462,7 @@ def _training_glyphs(fonts, heights, rng) -> tuple[np.ndarray, np.ndarray]:
 
 
 _HEIGHTS = (9, 10, 11, 12, 13, 14, 16, 18, 20, 22, 25, 28, 32, 36, 40)
-_REJECT = 0.9  # nearest-template distance beyond which a glyph is not recognised
+_REJECT = 1.05  # nearest-template distance beyond which a glyph is not recognised
 
 
 def _cache_path(fonts: tuple[str, ...]) -> Path | None:

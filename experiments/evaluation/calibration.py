@@ -3,7 +3,7 @@
 ``python -m experiments.run +exp=eval_calibration`` writes ``calibration_eval.json`` and
 ``calibration_eval.md`` into the run's output dir.  Everything is generated here, seeded
 (:mod:`data.labfiles`), with seeds the detector was not tuned on (it was tuned on seeds
-1000-1079 and 2000-2079):
+1000-1029, 2000-2079 and 3000-3199; see ``EvalCalibrationConfig.seed``):
 
 - **Scale bars**: ``n_files`` micrographs (synthetic scans, or real dev scans when ``data_root`` is
   set - never the validation scans) with a burned-in scale bar of random length, label

@@ -85,10 +85,13 @@ def test_impurity_like_shapes_are_not_scale_bars(base):
     px[stringer] = 20
     ann = find_annotations(px)
     assert ann.scale_bars == () and not ann.mask[stringer].any()
-    # a perfect dark rectangle (not microstructure) on a clean patch, with no text beside it
+    # a short, faint rectangle with no text beside it is not taken; a long, contrasted one is (label None)
     clean = np.full((200, 300), 140, np.uint8)
-    clean[100:106, 100:190] = 10
+    clean[100:106, 100:135] = 60
     assert find_annotations(clean).scale_bars == ()
+    clean[150:156, 100:190] = 10
+    (bar,) = find_annotations(clean).scale_bars
+    assert bar.box == (150, 100, 155, 189) and bar.label is None
 
 
 @pytest.mark.slow
