@@ -39,7 +39,7 @@ the solidity < 0.8, ``round`` when the circle score is < 0.15, none otherwise.
 The driving score is the scorer (spatial, circle, shape, in this order on ties)
 whose member maximum stands highest among the run's clusters; its place is
 ``"top P%"`` as in :func:`anomaly.rank.percentile_label` (P = share of the run's
-clusters with a member maximum at least as high).
+clusters with a member maximum at least as high), left out when P is 100.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def cluster_reasons(clusters: pd.DataFrame) -> pd.Series:
     >>> cluster_reasons(c).tolist()[0]
     "3 irregular impurities within 40 µm (largest 18 µm across); spatial score in the top 50% of this run's clusters"
     >>> cluster_reasons(c).tolist()[1]
-    "1 round impurity, 11 µm across; spatial score in the top 100% of this run's clusters"
+    '1 round impurity, 11 µm across'
     """
     if not isinstance(clusters, pd.DataFrame):
         raise ValueError(f"clusters must be a pandas DataFrame, got {type(clusters).__name__}")
@@ -326,7 +326,7 @@ def cluster_reasons(clusters: pd.DataFrame) -> pd.Series:
             p = places[name].iloc[i]
             if math.isfinite(p) and (best is None or p < best[1]):
                 best = (name, p)
-        if best is not None:
+        if best is not None and best[1] < 100.0:  # "top 100%" would say nothing
             parts.append(
                 f"{best[0]} score in the {percentile_label(best[1])} of this run's clusters"
             )
