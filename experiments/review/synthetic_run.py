@@ -49,8 +49,8 @@ def write_synthetic_run(
     src = root.parent / f"{root.name}-scans"
     root.mkdir(parents=True, exist_ok=True)
     src.mkdir(parents=True, exist_ok=True)
-    (root / ".hydra").mkdir(exist_ok=True)
-    (root / ".hydra" / "config.yaml").write_text("task: pipeline\n")
+    layout.hydra_dir.mkdir(exist_ok=True)
+    (layout.hydra_dir / "config.yaml").write_text("task: pipeline\n")
     h, w = int(shape[0]), int(shape[1])
     n_imp = int(n_impurities if n_impurities is not None else round(600 * h * w / 1024**2))
     market = market or MarketConfig(min_score=0.5, max_gap_px=100)
