@@ -58,8 +58,10 @@ class EvalSegmentationConfig:
     # every method's mask (ours and the prior art's) and, with limit_labels, from the labels too.
     min_area_px: int = 4
     limit_labels: bool = True
-    # Faint labels: ring contrast (data.registration.ring_contrast) below faint_z x the scan noise.
+    # Faint labels: ring contrast (data.registration.ring_contrast) below faint_z x the scan noise,
+    # the label moved by up to faint_search_px px (the residual misregistration after registration).
     faint_z: float = 5.0
+    faint_search_px: int = 1
     # Bootstrap over grain regions (95% intervals of boundary F1 and Heyn error); 0 = off.
     bootstrap: int = 2000
     seed: int = 0

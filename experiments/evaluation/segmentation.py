@@ -21,7 +21,8 @@ art's published outputs (``reference_outputs/``).
 
 Faint labels: labelled objects (registered to the scan) whose contrast
 against their own surrounding ring is below ``faint_z`` x the scan's pixel
-noise (:func:`data.registration.ring_contrast`).
+noise, the label and its ring moved by up to ``faint_search_px`` px
+(:func:`data.registration.ring_contrast`).
 
 Outputs in ``output_dir``: ``segmentation_eval.json`` (per scan / region and
 summaries), ``segmentation_eval.md`` (the tables), ``error_maps/<scan>.png`` and
@@ -316,7 +317,7 @@ def evaluate_impurities(
 
             registered = register_labels(img, truth_all)
             reg_mask = drop_small(registered.mask, limit) if cfg.limit_labels else registered.mask
-            _, z, noise = ring_contrast(img, reg_mask)
+            _, z, noise = ring_contrast(img, reg_mask, search_px=cfg.faint_search_px)
             visible = ~(z < cfg.faint_z)  # per object; no ring (NaN) counts as visible
             if cfg.error_maps and output_dir is not None:
                 folder = Path(output_dir) / "faint_labels"
@@ -779,7 +780,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             "Impurities against the labels registered to each scan (one affine map per scan, "
             "data.registration.register_labels; same matching and limit). Faint labels: labelled "
             f"objects whose contrast against their own surrounding ring is below {ecfg.faint_z:g} x "
-            "the scan's pixel noise (data.registration.ring_contrast):",
+            f"the scan's pixel noise, label and ring moved by up to {ecfg.faint_search_px} px "
+            "(data.registration.ring_contrast):",
             "",
             markdown_table(registered),
             "",

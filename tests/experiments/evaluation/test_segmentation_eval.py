@@ -71,6 +71,17 @@ def test_ring_contrast_tells_blank_labels_from_dark_spots_on_pale_and_dark_grain
         ring_contrast(img, labels[:-1])
     c0, z0, _ = ring_contrast(img, np.zeros(img.shape, bool))
     assert c0.size == z0.size == 0
+    # a label drawn 1 px beside its spot: faint in place, found with a 1-px search
+    off = np.zeros(img.shape, bool)
+    off[21 : 21 + 4, 23 : 23 + 4] = True  # the spot at (20, 20) lies 1 px up and 3 px left
+    off[59 : 59 + 4, 61 : 61 + 4] = True  # the spot at (60, 60): 1 px down and right
+    _, z_in, _ = ring_contrast(img, off)
+    _, z_1, _ = ring_contrast(img, off, search_px=1)
+    full = z[order[1]]  # the same spot's z with a label right on it
+    assert z_in[1] < 0.7 * full and z_1[1] == pytest.approx(full, rel=0.15)  # found at a 1-px shift
+    assert z_1[0] < 0.7 * full  # 3 px off: only partly found within 1 px
+    with pytest.raises(ValueError, match="search_px"):
+        ring_contrast(img, labels, search_px=-1)
 
 
 def _with_prior_art(root, names=("12", "13")):
