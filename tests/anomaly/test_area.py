@@ -132,8 +132,9 @@ def test_distant_seeds_do_not_merge():
     labels, clusters = market_clustering(t, np.array([0.9, 0.8]), MarketConfig(n_clusters=2))
     assert sorted(labels.tolist()) == [0, 1]
     assert sorted(clusters["core_region_ids"].tolist()) == ["1", "2"]
-    assert (clusters["diameter"] == 0).all()
-    assert (clusters["amount_div_diameter"] == -1).all()
+    # one member each: the diameter is the member's own box diagonal (4 x 4 px boxes)
+    assert np.allclose(clusters["diameter"], math.hypot(4, 4))
+    assert np.allclose(clusters["amount_div_diameter"], 1 / math.hypot(4, 4))
 
 
 def test_richer_cluster_rebuys_and_poorer_cannot_take_back():
@@ -286,13 +287,14 @@ def test_cluster_measures_by_hand():
         assert m.loc[0, k] == pytest.approx(v, rel=1e-12), k
     assert m.loc[0, "n_regions"] == 3
     assert m.loc[0, ["bbox_rmin", "bbox_cmin", "bbox_rmax", "bbox_cmax"]].tolist() == [0, 0, 11, 6]
-    for c in (1, 2):  # one member, and two overlapping members: zero diameter
-        assert m.loc[c, "diameter"] == 0
+    # one member (3 x 3 px) and two overlapping 2 x 2 px members: no box gap, so the diameter is
+    # the largest member box diagonal (the paper's would be 0)
+    for c, d in ((1, math.hypot(3, 3)), (2, math.hypot(2, 2))):
+        assert m.loc[c, "diameter"] == pytest.approx(d, rel=1e-12)
+        assert m.loc[c, "amount_div_diameter"] == pytest.approx(m.loc[c, "amount"] / d, rel=1e-12)
+        assert m.loc[c, "amount_mult_diameter"] == pytest.approx(m.loc[c, "amount"] * d, rel=1e-12)
         for k in ORDER_KEYS:
-            if k.endswith("div_diameter"):
-                assert m.loc[c, k] == -1.0
-            elif "mult_diameter" in k:
-                assert m.loc[c, k] == 0.0
+            assert m.loc[c, k] > 0, k
     assert m.loc[2, "median"] == 0.3 and m.loc[2, "amount"] == 2
 
 

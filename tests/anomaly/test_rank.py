@@ -11,7 +11,7 @@ import pytest
 
 from anomaly import rank as rank_mod
 from anomaly.area import DEFAULT_ORDER_KEY, MarketConfig, market_clustering
-from anomaly.rank import PERCENTILE_LABELS, RANK_COLUMNS, rank_clusters
+from anomaly.rank import RANK_COLUMNS, percentile_label, rank_clusters
 
 
 def archive(rng, n_scans=4, per_scan=5, key=DEFAULT_ORDER_KEY) -> pd.DataFrame:
@@ -36,9 +36,10 @@ def test_scores_ranks_and_norm():
     assert out[["scan_id", "cluster_id"]].values.tolist() == [["a", 0], ["c", 0], ["b", 0], ["a", 1]]
     assert out["rank"].tolist() == [1, 2, 3, 4]
     assert out["score"].tolist() == [10.0, 6.0, 4.0, 2.0]
-    assert out["norm_score"].tolist() == [1.0, 0.5, 0.25, 0.0]
-    # q = clusters with a key <= x: 4, 3, 2, 1 of 4 -> buckets ceil(10 q / 4) - 1 = 9, 7, 4, 2
-    assert out["percentile"].tolist() == ["90%-100%", "70%-80%", "40%-50%", "20%-30%"]
+    assert out["norm_score"].tolist() == [1.0, 0.6, 0.4, 0.2]  # x / max: in (0, 1]
+    # clusters with a key >= x: 1, 2, 3, 4 of 4
+    assert out["top_percent"].tolist() == [25.0, 50.0, 75.0, 100.0]
+    assert out["percentile"].tolist() == ["top 25%", "top 50%", "top 75%", "top 100%"]
     assert out.index.equals(pd.RangeIndex(4))
 
 
@@ -46,21 +47,29 @@ def test_ties_broken_by_scan_then_cluster():
     c = pd.DataFrame({"scan_id": ["s2", "s1", "s1", "s10"], "cluster_id": [0, 3, 1, 0], "sum": [1.0] * 4})
     out = rank_clusters(c, key="sum")
     assert out[["scan_id", "cluster_id"]].values.tolist() == [["s1", 1], ["s1", 3], ["s10", 0], ["s2", 0]]
-    assert out["norm_score"].tolist() == [1.0] * 4  # all equal: documented as 1.0
-    assert set(out["percentile"]) == {"90%-100%"}  # tied clusters share the top bucket
+    assert out["norm_score"].tolist() == [1.0] * 4  # all equal: all at the top
+    assert set(out["percentile"]) == {"top 100%"}  # tied clusters share the whole group's place
 
 
-@pytest.mark.parametrize("n", [10, 20, 37])
-def test_deciles_of_distinct_scores(n):
-    c = pd.DataFrame({"scan_id": "x", "cluster_id": np.arange(n), "sum": np.arange(n, dtype=float)})
+@pytest.mark.parametrize("n", [3, 10, 37, 1000])
+def test_top_percent_of_distinct_scores(n):
+    c = pd.DataFrame({"scan_id": "x", "cluster_id": np.arange(n), "sum": np.arange(1, n + 1, dtype=float)})
     out = rank_clusters(c, key="sum")
-    counts = out["percentile"].value_counts()
-    assert set(counts.index) <= set(PERCENTILE_LABELS)
-    assert counts.max() - counts.min() <= 1 and len(counts) == 10  # as even as n allows
-    assert out["percentile"].iloc[0] == "90%-100%" and out["percentile"].iloc[-1] == "0%-10%"
-    # buckets never go up as the rank goes down
-    b = out["percentile"].map(PERCENTILE_LABELS.index).to_numpy()
-    assert np.all(np.diff(b) <= 0)
+    assert out["percentile"].is_unique or n > 100  # two digits tell up to 100 places apart
+    assert np.allclose(out["top_percent"], 100.0 * np.arange(1, n + 1) / n)
+    assert out["percentile"].iloc[0] == percentile_label(100.0 / n)
+    assert out["percentile"].iloc[-1] == "top 100%"
+    assert (out["norm_score"] > 0).all() and out["norm_score"].iloc[0] == 1.0
+    # the text never claims a better place than the number
+    shown = out["percentile"].str.removeprefix("top ").str.removesuffix("%").astype(float)
+    assert (shown >= out["top_percent"] - 1e-9).all()
+
+
+def test_non_positive_keys_have_no_norm_score():
+    c = pd.DataFrame({"scan_id": ["a", "a"], "cluster_id": [0, 1], "sum": [0.0, -1.0]})
+    out = rank_clusters(c, key="sum")
+    assert out["norm_score"].isna().all()
+    assert out["rank"].tolist() == [1, 2]
 
 
 def test_deterministic_bytes_and_row_order_invariance():
@@ -91,7 +100,8 @@ def test_ranks_real_market_output():
     assert len(out) == len(allc)
     assert out["score"].equals(out[DEFAULT_ORDER_KEY].astype(float).rename("score"))
     assert np.all(np.diff(out["score"].to_numpy()) <= 0)
-    assert out["norm_score"].between(0, 1).all()
+    assert out["norm_score"].between(0, 1, inclusive="right").all()
+    assert (out["score"] > 0).all()
     assert sorted(out["rank"]) == list(range(1, len(out) + 1))
 
 
