@@ -77,6 +77,7 @@ def test_plain_micrographs_have_no_annotation(base):
     assert not find_annotations(noise).mask.any()
 
 
+@pytest.mark.slow
 def test_impurity_like_shapes_are_not_scale_bars(base):
     px = base.copy()
     # an irregular dark stringer and a plain dark rectangle without any text near it
