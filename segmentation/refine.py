@@ -79,13 +79,13 @@ def depth_extent(
     g = a.astype(np.float32)
     if smooth_sigma > 0:
         g = ndimage.gaussian_filter(g, float(smooth_sigma))
+    from data.registration import label_median, label_minimum, object_rings
+
     lt, n = ndimage.label(m, np.ones((3, 3), bool))
-    dist, (ir, ic) = ndimage.distance_transform_cdt(lt == 0, metric="chessboard", return_indices=True)
-    ring = np.where((dist > ring_gap) & (dist <= ring_gap + ring_width), lt[ir, ic], 0)
-    ids = np.arange(1, n + 1)
+    ring = object_rings(lt, gap=int(ring_gap), width=int(ring_width))
     has_ring = np.bincount(ring.ravel(), minlength=n + 1)[1:] > 0
-    background = np.asarray(ndimage.median(g, ring, ids), np.float64).reshape(-1)
-    darkest = np.asarray(ndimage.minimum(g, lt, ids), np.float64).reshape(-1)
+    background = label_median(g, ring, n)
+    darkest = label_minimum(g, lt, n)
     level = np.where(has_ring, background - float(fraction) * (background - darkest), np.inf)
     # an object no darker than its ring (level above the background) keeps all its pixels
     level = np.where(has_ring & (background > darkest), level, np.inf)

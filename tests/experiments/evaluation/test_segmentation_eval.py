@@ -164,3 +164,25 @@ def test_tuning_follows_its_rule_and_refuses_validation_scans(compose, tmp_path)
     assert run(compose(["+exp=eval_segmentation", f"eval.data_root={root}", "eval.tune=impurities",
                         "eval.scans=[12]", "+eval.tune_grid.threshold=[0.3]"]), out) == 0
     assert "Rule:" in (out / "postprocess_tuning.md").read_text()
+
+
+def test_ring_and_grouped_statistics_match_scipy():
+    # data.registration helpers (used by ring_contrast and segmentation.refine)
+    from data.registration import label_median, label_minimum, object_rings
+
+    rng = np.random.default_rng(0)
+    mask = rng.random((60, 80)) > 0.97
+    lt, n = ndimage.label(mask, np.ones((3, 3)))
+    vals = rng.normal(size=mask.shape)
+    ids = np.arange(1, n + 1)
+    np.testing.assert_allclose(label_minimum(vals, lt, n), ndimage.minimum(vals, lt, ids))
+    np.testing.assert_allclose(label_median(vals, lt, n), ndimage.median(vals, lt, ids))
+    rings = object_rings(lt, gap=1, width=2)
+    dist = ndimage.distance_transform_cdt(lt == 0, metric="chessboard")
+    np.testing.assert_array_equal(rings > 0, (dist > 1) & (dist <= 3))
+    # a ring pixel belongs to an object at its chessboard distance
+    rr, cc = np.nonzero(rings)
+    for r, c in list(zip(rr, cc))[::37]:
+        orr, occ = np.nonzero(lt == rings[r, c])
+        assert np.max(np.abs(np.c_[orr - r, occ - c]), axis=1).min() == dist[r, c]
+    assert np.isnan(label_median(vals, np.zeros_like(lt), 2)).all()
