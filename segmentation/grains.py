@@ -19,6 +19,17 @@ grain table (:func:`grain_table`) and the summary :func:`grain_measures`:
 ``G`` needs the pixel size (micrometres per pixel); without one it is NaN.
 Boundary-vs-boundary agreement at a pixel tolerance is :func:`boundary_f1`.
 
+Uncertainty (ASTM E112 statistics over fields): a scan is cut into fields of
+about ``field_px`` squared pixels; the Heyn mean and the mean lineal intercept
+come with Student-t 95% intervals over those fields (:func:`ratio_ci`), E112's
+%RA, and G with the interval of G at the bounds of ``l``
+(:func:`intercept_statistics`).  :func:`scan_grain_values` gives the
+``scans.parquet`` columns :data:`SCAN_GRAIN_COLUMNS`; :func:`pooled_grain_size`
+pools a sample of scans.  Too few fields or intercepts, no boundaries or no
+pixel size give NaN with the reason in ``grain_note``.  Predicted boundaries
+can be cleaned of spurs and weak segments (:func:`prune_boundaries`,
+:func:`grain_postprocess`).
+
 Examples
 --------
 >>> grid = np.zeros((200, 200), bool)
