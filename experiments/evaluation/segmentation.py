@@ -311,6 +311,7 @@ def evaluate_impurities(
         img = read_gray(root / "scans" / "images" / f"{s}.jpg")
         truth_all = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
         truth = drop_small(truth_all, limit) if cfg.limit_labels else truth_all
+        below_limit = _count_objects(truth_all) - _count_objects(drop_small(truth_all, limit))
         registered = visible = None
         if cfg.registered_labels:
             from data.registration import register_labels, ring_contrast
@@ -349,8 +350,7 @@ def evaluate_impurities(
             row["f1_tol"] = tol["f1"]
             row["count_rel_error"] = row["n_pred"] / row["n_true"] - 1.0 if row["n_true"] else float("nan")
             row["n_regions_pipeline"] = _pipeline_count(raw_pred, m, limit)
-            row["n_true_below_limit"] = int(
-                _count_objects(truth_all) - _count_objects(drop_small(truth_all, limit)))
+            row["n_true_below_limit"] = below_limit
             row.update(scan=s, seconds=dt if m != "reference" else float("nan"))
             if m == "unet" and cfg.error_maps and output_dir is not None:
                 folder = Path(output_dir) / "error_maps"

@@ -186,3 +186,28 @@ def test_ring_and_grouped_statistics_match_scipy():
         orr, occ = np.nonzero(lt == rings[r, c])
         assert np.max(np.abs(np.c_[orr - r, occ - c]), axis=1).min() == dist[r, c]
     assert np.isnan(label_median(vals, np.zeros_like(lt), 2)).all()
+
+
+def test_eval_takes_the_runs_detection_limit(compose):
+    from experiments.config import dataclass_from
+    from experiments.evaluation.config import EvalSegmentationConfig
+
+    for over, want in (([], 4), (["data.min_area_px=6"], 6)):
+        cfg = compose(["+exp=eval_segmentation", *over])
+        assert dataclass_from(EvalSegmentationConfig, cfg.eval, where="eval").min_area_px == want
+    with pytest.raises(ValueError, match="tune"):
+        EvalSegmentationConfig(tune="everything")
+
+
+def test_faint_label_sheet_outlines_faint_in_red_and_visible_in_green():
+    from experiments.evaluation.segmentation import faint_label_sheet
+
+    img = np.full((60, 60), 180, np.uint8)
+    labels = np.zeros((60, 60), bool)
+    labels[10:14, 10:14] = labels[40:44, 40:44] = True
+    z = np.array([2.0, 9.0])
+    sheet = faint_label_sheet(img, labels, z, faint_z=5.0, n=2, half=6, zoom=3, per_row=2)
+    assert sheet.ndim == 3 and sheet.shape[2] == 3 and sheet.dtype == np.uint8
+    colours = {tuple(int(v) for v in c) for c in sheet.reshape(-1, 3)}
+    assert (0, 0, 255) in colours and (0, 200, 0) in colours
+    assert faint_label_sheet(img, np.zeros_like(labels), np.zeros(0)).shape == (8, 8, 3)
