@@ -62,6 +62,16 @@ class DataConfig:
     # sample groups (scans.parquet `group`, +exp=compare): "folder" = first folder level of the
     # scan id, or a CSV file with columns path,group; null = no groups
     groups: str | None = "folder"
+    # per-file pixel sizes: a CSV with columns path,pixel_size_um (wins over file metadata)
+    calibration_csv: str | None = None
+    # burned-in annotations (data bars, scale bars) found on raw scans, excluded from segmentation and
+    # scoring, and their scale bar read for the pixel size: {enabled: bool, ...AnnotationConfig options}
+    annotations: dict = field(default_factory=lambda: {"enabled": True})
+    # region of interest [rmin, cmin, rmax, cmax] (inclusive px) to keep; null = the whole scan
+    roi: list | None = None
+    # user exclusion masks (non-zero = exclude): one mask file for every scan, or a folder of
+    # <scan_id>.png / .tif masks; null = none
+    exclusion_mask: str | None = None
     # limits checked from the file header before any pixel is decoded (a file over them fails alone)
     max_pixels: int = 500_000_000
     max_file_bytes: int | None = None

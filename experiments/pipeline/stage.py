@@ -62,6 +62,11 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "heyn_mean_px",
     "grain_size_G",
     "grain_size_G_planimetric",
+    "excluded_fraction",
+    "n_excluded_regions",
+    "data_bar",
+    "scale_bar_length_px",
+    "scale_bar_label",
     "labels_file",
     "heatmap_file",
     "exclusion_file",
@@ -82,11 +87,12 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "peak_rss_mb",
 )
 _STRING_COLUMNS = frozenset(
-    {"scan_id", "path", "kind", "status", "error", "pixel_size_source", "calibration_note",
+    {"scan_id", "path", "kind", "status", "error", "pixel_size_source", "calibration_note", "data_bar",
+     "scale_bar_label",
      "labels_file", "heatmap_file", "exclusion_file", "settings_note", "group"}
 )
 _INT_COLUMNS = frozenset({"n_regions", "height", "width", "n_clusters", "grain_count", "file_size",
-                          "file_mtime_ns", "worker_pid"})
+                          "file_mtime_ns", "worker_pid", "n_excluded_regions"})
 
 
 def _rating_columns() -> tuple[tuple[str, ...], dict]:
@@ -230,6 +236,13 @@ class ScanAnalyzer:
         from data.standards import RatingConfig
 
         self._ratings = dataclass_from(RatingConfig, cfg.ratings, where="ratings")
+        from data.annotations import AnnotationConfig
+        from data.calibration import load_calibration_csv
+
+        ann = dict(cfg.data.annotations or {})
+        self._find_annotations = bool(ann.pop("enabled", True)) and cfg.data.kind == "scan"
+        self._annotations = dataclass_from(AnnotationConfig, ann, where="data.annotations")
+        self._csv = load_calibration_csv(cfg.data.calibration_csv) if cfg.data.calibration_csv else {}
 
     # ------------------------------------------------------------------ models
     def warm_up(self) -> None:
@@ -318,12 +331,14 @@ class ScanAnalyzer:
         item = task.item
         d = self.cfg.data
         t0 = time.perf_counter()
-        scan = read_scan(item.path, pixel_size_um=d.pixel_size_um, scan_id=item.scan_id,
-                         max_pixels=d.max_pixels, max_file_bytes=d.max_file_bytes)
-        ps = scan.pixel_size_um
-        source = "none" if ps is None else ("config" if d.pixel_size_um is not None else "metadata")
+        scan = read_scan(item.path, scan_id=item.scan_id, max_pixels=d.max_pixels, max_file_bytes=d.max_file_bytes)
+        ann, cal, exclude = self._calibrate(item, scan)
+        ps, source = cal.pixel_size_um, cal.source
         t1 = time.perf_counter()
         labels = self._labels(scan.pixels)
+        n_excluded = 0
+        if exclude is not None:
+            labels, n_excluded = _drop_excluded(labels, exclude)
         data_opts = resolve_physical({"min_area_px": d.min_area_px, "min_area_um2": d.min_area_um2}, ps)
         labels = relabel_sequential(labels, min_area_px=int(data_opts["min_area_px"]))
         t2 = time.perf_counter()
@@ -356,7 +371,7 @@ class ScanAnalyzer:
         t7 = time.perf_counter()
         table.insert(0, "scan_id", item.scan_id)
         clusters.insert(0, "scan_id", item.scan_id)
-        files, crops = self._render(task, scan.pixels, labels, table, clusters, ps)
+        files, crops = self._render(task, scan.pixels, labels, table, clusters, ps, exclude)
         t8 = time.perf_counter()
         h, w = scan.shape
         n = len(table)
@@ -368,9 +383,17 @@ class ScanAnalyzer:
             width=w,
             pixel_size_um=ps if ps is not None else np.nan,
             pixel_size_source=source,
-            area_fraction=float(np.count_nonzero(labels)) / labels.size,
-            number_density_per_mpx=n / (h * w / 1e6),
-            number_density_per_mm2=(n / (h * w * (ps * 1e-3) ** 2) if ps else np.nan),
+            calibration_note="; ".join(cal.notes),
+            excluded_fraction=float(exclude.mean()) if exclude is not None else 0.0,
+            n_excluded_regions=n_excluded,
+            data_bar=_box_text(ann.data_bar) if ann is not None and ann.data_bar is not None else "",
+            scale_bar_length_px=ann.scale_bars[0].length_px if ann is not None and ann.scale_bars else np.nan,
+            scale_bar_label=(ann.scale_bars[0].label or "") if ann is not None and ann.scale_bars else "",
+            exclusion_file=RunLayout.exclusion_rel(item.scan_id) if exclude is not None else "",
+            # fractions and densities of the analysed area (the scan less its exclusions)
+            area_fraction=float(np.count_nonzero(labels)) / max(1, labels.size - n_excl_px(exclude)),
+            number_density_per_mpx=n / (max(1, h * w - n_excl_px(exclude)) / 1e6),
+            number_density_per_mm2=(n / (max(1, h * w - n_excl_px(exclude)) * (ps * 1e-3) ** 2) if ps else np.nan),
             n_clusters=len(clusters),
             labels_file=RunLayout.labels_rel(item.scan_id) if RunLayout.labels_rel(item.scan_id) in files else "",
             heatmap_file=RunLayout.heatmap_rel(item.scan_id) if RunLayout.heatmap_rel(item.scan_id) in files else "",
@@ -407,9 +430,48 @@ class ScanAnalyzer:
         return fields, dict(r.scan_values)
 
     # ------------------------------------------------------------------ pictures
-    def _render(self, task, pixels, labels, table, clusters, ps) -> tuple[dict[str, bytes], dict[int, dict]]:
+    def _calibrate(self, item: ScanInput, scan):
+        """Annotations (raw scans), the pixel size by precedence, and the pixels to exclude."""
+        from data.annotations import find_annotations, roi_mask
+        from data.calibration import calibration_key, resolve_pixel_size
+
+        d = self.cfg.data
+        ann = find_annotations(scan.pixels, cfg=self._annotations) if self._find_annotations else None
+        cal = resolve_pixel_size(
+            config_um=d.pixel_size_um,
+            csv_um=self._csv.get(calibration_key(item.path)) if self._csv else None,
+            metadata_um=scan.pixel_size_um if scan.pixel_size_source == "metadata" else None,
+            scale_bar_um=ann.pixel_size_um if ann is not None else None,
+        )
+        if ann is not None and ann.notes:
+            cal = type(cal)(cal.pixel_size_um, cal.source, tuple(cal.notes) + tuple(ann.notes))
+        exclude = None
+        parts = [m for m in (ann.mask if ann is not None else None, roi_mask(d.roi, scan.shape) if d.roi else None,
+                             self._user_exclusion(item, scan.shape)) if m is not None and m.any()]
+        if parts:
+            exclude = np.logical_or.reduce(parts)
+        return ann, cal, exclude
+
+    def _user_exclusion(self, item: ScanInput, shape) -> np.ndarray | None:
+        from data.annotations import load_exclusion
+
+        spec = self.cfg.data.exclusion_mask
+        if not spec:
+            return None
+        p = Path(spec).expanduser()
+        if p.is_dir():
+            for suffix in (".png", ".tif", ".tiff"):
+                f = p / f"{item.scan_id}{suffix}"
+                if f.is_file():
+                    return load_exclusion(f, shape)
+            return None
+        return load_exclusion(p, shape)
+
+    def _render(self, task, pixels, labels, table, clusters, ps, exclude=None) -> tuple[dict[str, bytes], dict[int, dict]]:
         sid = task.item.scan_id
         files = {RunLayout.labels_rel(sid): label_tiff_bytes(labels, pixel_size_um=ps)}
+        if exclude is not None:
+            files[RunLayout.exclusion_rel(sid)] = mask_png_bytes(exclude)
         r = self.render
         if r is None:
             return files, {}
@@ -420,7 +482,7 @@ class ScanAnalyzer:
             tagged = clusters.assign(tag=clusters["scan_rank"].astype(str)) if len(clusters) else clusters
             rgb = render_heatmap(
                 pixels, table, score=score, labels=labels, clusters=tagged, cmap=r.cmap,
-                max_side=r.max_side, title=f"{sid}: {score}", settings=r.settings_text,
+                max_side=r.max_side, title=f"{sid}: {score}", settings=r.settings_text, exclusion=exclude,
             )
             files[RunLayout.heatmap_rel(sid)] = png_bytes(rgb)
         crops: dict[int, dict] = {}
@@ -443,6 +505,25 @@ class ScanAnalyzer:
                          if k not in ("rank", "cluster score", "normalised", "percentile")]
                 crops[cid] = {"file": rel, "facts": facts}
         return files, crops
+
+
+def n_excl_px(exclude: np.ndarray | None) -> int:
+    return 0 if exclude is None else int(np.count_nonzero(exclude))
+
+
+def _box_text(box) -> str:
+    return "rows {}-{}, cols {}-{}".format(box[0], box[2], box[1], box[3])
+
+
+def _drop_excluded(labels: np.ndarray, exclude: np.ndarray) -> tuple[np.ndarray, int]:
+    """Remove every labelled component that touches an excluded pixel (annotation, outside the ROI)."""
+    hit = np.unique(labels[exclude])
+    hit = hit[hit > 0]
+    if hit.size == 0:
+        return labels, 0
+    lut = np.arange(int(labels.max()) + 1, dtype=labels.dtype)
+    lut[hit] = 0
+    return lut[labels], int(hit.size)
 
 
 def failed_result(item: ScanInput, kind: str, error: str) -> ScanResult:

@@ -87,6 +87,31 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
     _check(d.max_file_bytes is None or positive_int(d.max_file_bytes),
            f"data.max_file_bytes must be an integer >= 1 or null, got {d.max_file_bytes!r}")
     _check(d.kind in ("scan", "mask"), f"data.kind must be 'scan' or 'mask', got {d.kind!r}")
+    from data.annotations import AnnotationConfig
+
+    ann = dict(d.annotations or {})
+    ann.pop("enabled", None)
+    dataclass_from(AnnotationConfig, ann, where="data.annotations")
+    if d.roi is not None:
+        try:
+            [int(v) for v in d.roi]
+        except (TypeError, ValueError):
+            raise ConfigError(f"data.roi must be [rmin, cmin, rmax, cmax] (inclusive px) or null, got {d.roi!r}") from None
+        _check(len(d.roi) == 4 and d.roi[0] <= d.roi[2] and d.roi[1] <= d.roi[3],
+               f"data.roi must be [rmin, cmin, rmax, cmax] with rmin <= rmax, cmin <= cmax, got {d.roi!r}")
+    if d.calibration_csv:
+        from data.calibration import load_calibration_csv
+        from data.errors import QuantmetError
+
+        try:
+            load_calibration_csv(d.calibration_csv)
+        except QuantmetError as exc:
+            raise ConfigError(f"data.calibration_csv: {exc}") from None
+    if d.exclusion_mask:
+        from pathlib import Path
+
+        _check(Path(str(d.exclusion_mask)).expanduser().exists(),
+               f"data.exclusion_mask not found: {d.exclusion_mask} (a mask file or a folder of <scan_id>.png masks)")
     if d.min_area_um2 is not None:
         _check(float(d.min_area_um2) > 0, f"data.min_area_um2 must be > 0 or null, got {d.min_area_um2!r}")
 

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Outline colour of clusters (heatmaps) and cluster boxes (gallery).
 CLUSTER_COLOUR = "#ff2d55"
+#: Hatching of excluded pixels (annotations, outside the region of interest).
+EXCLUDED_RGB = (255, 150, 0)
 
 
 def _cluster_boxes(clusters: pd.DataFrame | None, regions: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +150,7 @@ def render_heatmap(
     vmax: float | None = None,
     max_side: int = 2048,
     min_side: int = 480,
+    exclusion: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render a scan with its impurities coloured by an anomaly score.
 
@@ -181,6 +184,8 @@ def render_heatmap(
         factor (block mean for the gray, block max of the score colours).
     min_side : int
         Smaller scans are enlarged by an integer factor (nearest) up to this side.
+    exclusion : ndarray, shape (M, N), bool, optional
+        Pixels excluded from the analysis (annotations, outside the region of interest): hatched.
 
     Returns
     -------
@@ -202,11 +207,26 @@ def render_heatmap(
         vmax=vmax,
         max_side=max_side,
     )
+    any_excluded = False
+    if exclusion is not None:
+        ex = np.asarray(exclusion, dtype=bool)
+        if ex.shape != np.shape(pixels):
+            raise ValueError(f"exclusion shape {ex.shape} differs from pixels shape {np.shape(pixels)}")
+        small = block_max(ex.astype(np.uint8), factor)[: rgb.shape[0], : rgb.shape[1]].astype(bool)
+        if small.any():
+            any_excluded = True
+            rr, cc = np.nonzero(small)
+            stripe = ((rr + cc) // 4) % 2 == 0  # diagonal hatching in orange
+            rgb = rgb.copy()
+            rgb[rr[stripe], cc[stripe]] = EXCLUDED_RGB
+            rgb[rr[~stripe], cc[~stripe]] = (0.5 * rgb[rr[~stripe], cc[~stripe]] + 0.5 * np.array(EXCLUDED_RGB)).astype(np.uint8)
     up = max(1, int(min_side) // max(rgb.shape[:2]))
     if up > 1:
         rgb = np.repeat(np.repeat(rgb, up, axis=0), up, axis=1)
     boxes = _cluster_boxes(clusters, regions)
     notes = []
+    if any_excluded:
+        notes.append("hatched: excluded (annotations / outside the region of interest)")
     if len(boxes):
         local = clusters is not None and "tag" in clusters.columns
         notes.append("boxes: clusters, numbered by their order in this scan" if local
