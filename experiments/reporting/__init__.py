@@ -23,11 +23,8 @@ _WHERE = {
     "write_png": "heatmaps",
     "ReportData": "html",
     "write_report": "html",
-    "fit_lognormal": "plots",
     "plot_score_counts": "plots",
-    "plot_score_histograms": "plots",
     "plot_size_counts": "plots",
-    "plot_size_distribution": "plots",
     "RegionStats": "stats",
     "region_stats": "stats",
 }

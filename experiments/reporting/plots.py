@@ -1,61 +1,14 @@
-"""Summary plots of a run: impurity size distribution with a log-normal fit, score histograms."""
+"""Summary plots of a run from its merged histograms (:mod:`.stats`): size distribution with a
+log-normal fit, score histograms; Matplotlib on the Agg canvas, nothing left open."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import pandas as pd
 from scipy import stats
 
-__all__ = ["LognormalFit", "fit_lognormal", "plot_score_histograms", "plot_size_distribution"]
+__all__ = ["plot_score_counts", "plot_size_counts"]
 
 _DPI = 100
-
-
-@dataclass(frozen=True)
-class LognormalFit:
-    """Maximum-likelihood log-normal fit (location fixed at 0).
-
-    ``median = exp(mu)``; ``sigma`` is the standard deviation of ``log(x)``;
-    ``ks_stat``/``ks_pvalue`` are the Kolmogorov-Smirnov test against the fit
-    (optimistic, since the parameters come from the same data).
-    """
-
-    n: int
-    mu: float
-    sigma: float
-    median: float
-    mean: float
-    ks_stat: float
-    ks_pvalue: float
-
-
-def fit_lognormal(values: np.ndarray) -> LognormalFit | None:
-    """Fit a log-normal to the positive finite ``values``; ``None`` with fewer than 3 of them.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> fit = fit_lognormal(rng.lognormal(mean=1.0, sigma=0.5, size=20000))
-    >>> round(fit.mu, 1), round(fit.sigma, 1)
-    (1.0, 0.5)
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v) & (v > 0)]
-    if v.size < 3 or np.ptp(np.log(v)) == 0:
-        return None
-    shape, _, scale = stats.lognorm.fit(v, floc=0)
-    ks = stats.kstest(v, "lognorm", args=(shape, 0, scale))
-    return LognormalFit(
-        n=int(v.size),
-        mu=float(np.log(scale)),
-        sigma=float(shape),
-        median=float(scale),
-        mean=float(scale * np.exp(shape**2 / 2)),
-        ks_stat=float(ks.statistic),
-        ks_pvalue=float(ks.pvalue),
-    )
 
 
 def _canvas(width_px: int, height_px: int):
@@ -71,134 +24,6 @@ def _rgb(fig, canvas) -> np.ndarray:
     out = np.asarray(canvas.buffer_rgba())[..., :3].copy()
     fig.clear()
     return out
-
-
-def plot_size_distribution(
-    values: np.ndarray,
-    *,
-    unit: str = "px",
-    quantity: str = "equivalent diameter",
-    bins: int = 40,
-) -> tuple[np.ndarray, LognormalFit | None]:
-    """Histogram of impurity sizes on log-spaced bins with the expected counts of a log-normal fit.
-
-    Parameters
-    ----------
-    values : ndarray, shape (R,)
-        Sizes (non-positive and non-finite values are ignored).
-    unit, quantity : str
-        Axis label parts.
-    bins : int
-        Number of log-spaced bins.
-
-    Returns
-    -------
-    rgb : ndarray, shape (H, W, 3), uint8
-    fit : LognormalFit or None
-    """
-    v = np.asarray(values, dtype=np.float64).ravel()
-    v = v[np.isfinite(v) & (v > 0)]
-    fit = fit_lognormal(v)
-    fig, canvas = _canvas(760, 420)
-    ax = fig.add_axes((0.09, 0.13, 0.88, 0.75))
-    if v.size == 0:
-        ax.text(0.5, 0.5, "no impurities", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-        return _rgb(fig, canvas), None
-    lo, hi = v.min(), v.max()
-    if hi <= lo:
-        lo, hi = lo / 1.5, hi * 1.5
-    edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1)
-    counts, _ = np.histogram(v, bins=edges)
-    ax.bar(
-        edges[:-1],
-        counts,
-        width=np.diff(edges),
-        align="edge",
-        color="#6baed6",
-        ec="#2171b5",
-        lw=0.5,
-        label=f"impurities (n={v.size:,})",
-    )
-    if fit is not None:
-        cdf = stats.lognorm.cdf(edges, fit.sigma, 0, fit.median)
-        expected = v.size * np.diff(cdf)
-        centres = np.sqrt(edges[:-1] * edges[1:])
-        ax.plot(
-            centres,
-            expected,
-            color="#d62728",
-            lw=2,
-            label=f"log-normal fit: median {fit.median:.3g} {unit}, σ(log) {fit.sigma:.3g}",
-        )
-        ax.axvline(fit.median, color="#d62728", ls=":", lw=1)
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    def label(v: float, _pos: int) -> str:
-        lead = v / 10 ** np.floor(np.log10(v)) if v > 0 else 0
-        return f"{v:g}" if np.isclose(lead, [1, 2, 5]).any() else ""
-
-    ax.xaxis.set_major_formatter(FuncFormatter(label))
-    ax.xaxis.set_minor_formatter(FuncFormatter(label))
-    ax.tick_params(axis="x", which="minor", labelsize=8)
-    ax.set_ylim(0, max(1, counts.max()) * 1.3)  # headroom for the legend
-    ax.set_xlabel(f"{quantity} ({unit}, log scale)")
-    ax.set_ylabel("count per bin")
-    ax.legend(loc="upper right", fontsize=9, frameon=False)
-    ax.grid(True, which="major", alpha=0.3)
-    title = f"Impurity size distribution ({quantity})"
-    if fit is not None:
-        title += f" — KS D = {fit.ks_stat:.3f}"
-    ax.set_title(title, fontsize=11, loc="left")
-    return _rgb(fig, canvas), fit
-
-
-def plot_score_histograms(regions: pd.DataFrame, columns: list[str] | None = None) -> np.ndarray:
-    """One histogram per score column (counts on a log axis, NaN ignored).
-
-    Parameters
-    ----------
-    regions : pandas.DataFrame
-        Region table; ``columns`` default to every ``*_score`` column in it.
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8
-    """
-    cols = columns if columns is not None else [c for c in regions.columns if c.endswith("_score")]
-    cols = [c for c in cols if c in regions.columns]
-    n = max(1, len(cols))
-    ncol = min(2, n)
-    nrow = int(np.ceil(n / ncol))
-    fig, canvas = _canvas(380 * ncol + 20, 260 * nrow + 20)
-    if not cols:
-        fig.text(0.5, 0.5, "no score columns", ha="center", va="center")
-        return _rgb(fig, canvas)
-    axes = fig.subplots(nrow, ncol, squeeze=False)
-    for ax, col in zip(axes.ravel(), cols, strict=False):
-        v = regions[col].to_numpy(dtype=np.float64)
-        finite = v[np.isfinite(v)]
-        if finite.size:
-            counts, _, _ = ax.hist(finite, bins=40, color="#74c476", ec="#238b45", lw=0.5)
-            if counts.max() > 200:  # long tails of large archives stay visible
-                ax.set_yscale("log")
-            else:
-                ax.yaxis.get_major_locator().set_params(integer=True)
-        else:
-            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-        missing = int(v.size - finite.size)
-        ax.set_title(
-            f"{col} (n={finite.size:,}" + (f", {missing:,} NaN)" if missing else ")"), fontsize=10
-        )
-        ax.set_xlabel("score", fontsize=9)
-        ax.set_ylabel("count", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.grid(True, alpha=0.3)
-    for ax in axes.ravel()[len(cols) :]:
-        ax.set_axis_off()
-    fig.tight_layout()
-    return _rgb(fig, canvas)
 
 
 def _log_axis(ax) -> None:

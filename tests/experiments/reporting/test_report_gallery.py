@@ -9,9 +9,10 @@ import pytest
 from data.regions import label_mask, regions_from_mask
 from experiments.reporting import (
     cluster_facts,
-    fit_lognormal,
-    plot_score_histograms,
-    plot_size_distribution,
+    RegionStats,
+    plot_score_counts,
+    plot_size_counts,
+    region_stats,
     render_cluster_crop,
 )
 from experiments.reporting.gallery import crop_window, fmt_num, parse_ids
@@ -97,19 +98,40 @@ def test_crop_rejects_mismatched_labels():
         render_cluster_crop(mask, reg, cluster, labels=np.zeros((3, 3), np.int32))
 
 
-def test_lognormal_fit_recovers_parameters():
+def _stats_of(diameters, scores=None, *, calibrated=False):
+    n = len(diameters)
+    reg = pd.DataFrame({"area_px": np.full(n, 50), "eq_diameter_px": diameters,
+                        "eq_diameter_um": diameters if calibrated else np.nan})
+    for k, v in (scores or {}).items():
+        reg[k] = v
+    return region_stats(reg, calibrated=calibrated)
+
+
+def test_lognormal_fit_from_merged_histograms_recovers_parameters():
+    """The run's fit comes from per-scan sums, merged: the same as a fit of all values at once."""
     rng = np.random.default_rng(7)
-    fit = fit_lognormal(rng.lognormal(mean=2.0, sigma=0.4, size=5000))
-    assert abs(fit.mu - 2.0) < 0.03 and abs(fit.sigma - 0.4) < 0.02
-    assert abs(fit.median - np.exp(2.0)) < 0.3 and fit.ks_stat < 0.03
-    assert fit_lognormal([1.0, 2.0]) is None and fit_lognormal([3.0, 3.0, 3.0]) is None
+    values = rng.lognormal(mean=2.0, sigma=0.4, size=5000)
+    merged = _stats_of(values[:1700]).merge(_stats_of(values[1700:]))
+    fit = merged.lognormal()
+    assert fit["n"] == 5000
+    assert abs(np.log(fit["median"]) - np.log(values).mean()) < 1e-9  # exact MLE of mu
+    assert abs(fit["sigma"] - np.log(values).std()) < 1e-9
+    assert abs(fit["sigma"] - 0.4) < 0.02 and fit["ks_stat"] < 0.05
+    assert _stats_of(np.array([1.0, 2.0])).lognormal() is None
+    assert _stats_of(np.array([3.0, 3.0, 3.0])).lognormal() is None
+    # round trip through the checkpoint's JSON form
+    assert RegionStats.from_dict(merged.to_dict()).lognormal() == fit
 
 
 def test_plots_render():
     rng = np.random.default_rng(0)
-    rgb, fit = plot_size_distribution(rng.lognormal(1.0, 0.5, 300), unit="µm")
-    assert rgb.shape == (420, 760, 3) and fit is not None
-    empty, none = plot_size_distribution(np.zeros(0))
-    assert none is None and empty.shape == (420, 760, 3)
-    reg = pd.DataFrame({"a_score": rng.random(50), "b_score": np.r_[rng.random(45), [np.nan] * 5]})
-    assert plot_score_histograms(reg).shape[2] == 3
+    st = _stats_of(rng.lognormal(1.0, 0.5, 300), {"a_score": rng.random(300),
+                                                   "b_score": np.r_[rng.random(295), [np.nan] * 5]},
+                   calibrated=True)
+    sizes, unit = st.size_distribution()
+    assert unit == "µm"
+    rgb = plot_size_counts(sizes.counts, unit=unit, fit=st.lognormal())
+    assert rgb.shape == (420, 760, 3)
+    assert plot_size_counts(np.zeros(len(sizes.counts))).shape == (420, 760, 3)  # no impurities
+    assert st.scores_nan == {"a_score": 0, "b_score": 5}
+    assert plot_score_counts(st.scores, st.scores_nan).shape[2] == 3
