@@ -40,6 +40,7 @@ def _schemas() -> dict[str, dict[str, type]]:
             "area": bench.AreaBenchConfig,
             "regions": bench.RegionsBenchConfig,
             "segmentation": bench.SegmentationBenchConfig,
+            "process": bench.ProcessBenchConfig,
             "review": bench.BenchReviewConfig,
         },
         "compare": {

@@ -23,6 +23,7 @@ TASKS: dict[str, str] = {
     "bench_anomaly": "experiments.bench.anomaly:run",
     "bench_area": "experiments.bench.area:run",
     "bench_archive": "experiments.bench.archive:run",
+    "bench_process": "experiments.bench.process:run",
     "bench_review": "experiments.bench.review:run",
     "eval_anomaly": "experiments.evaluation.anomaly:run",
     "eval_area": "experiments.evaluation.area:run",

@@ -23,6 +23,7 @@ RUN_BY = {
     "bench_regions": "tests/experiments/bench/test_bench_smoke.py::test_bench_regions",
     "bench_archive": "tests/test_presets.py::test_bench_archive_preset",
     "bench_segmentation": "tests/test_presets.py::test_bench_segmentation_preset",
+    "bench_process": "tests/test_presets.py::test_bench_process_preset",
     "bench_review": "tests/experiments/review/test_review_tasks.py::test_bench_review_task_tiny",
     "compare": "tests/experiments/reporting/test_compare.py",
     "eval_anomaly": "tests/experiments/evaluation/test_anomaly_area.py",
@@ -87,6 +88,17 @@ def test_bench_archive_preset(tmp_path):
 def test_bench_segmentation_preset(tmp_path):
     _cli("+exp=bench_segmentation", "bench.repeats=1", "bench.sample_tiles=4", f"hydra.run.dir={tmp_path}")
     assert list(tmp_path.glob("bench_segmentation.*"))
+
+
+@pytest.mark.slow
+def test_bench_process_preset(tmp_path):
+    small = tmp_path / "small.png"
+    import cv2
+
+    cv2.imwrite(str(small), cv2.imread(str(REPO / "data/samples/impurity_masks/10.png"), cv2.IMREAD_GRAYSCALE)[:300, :300])
+    _cli("+exp=bench_process", f"bench.masks=[{small}]", "bench.repeats=1", f"hydra.run.dir={tmp_path / 'b'}")
+    res = __import__("json").loads((tmp_path / "b" / "bench_process.json").read_text())["results"][0]
+    assert res["impurities"] > 0 and res["quantmet_process_s"] > 0 and res["prior_total_s"] > 0
 
 
 def test_sweep_of_a_value(tmp_path, mask_archive):

@@ -125,3 +125,14 @@ class BenchReviewConfig:
         object.__setattr__(self, "viewport", tuple(int(s) for s in self.viewport))
         if len(self.shape) != 2 or min(self.shape) < 64 or self.n_tiles < 1 or self.zoom_levels < 1:
             raise ValueError("bench.shape must be (rows, cols) >= 64; n_tiles and zoom_levels >= 1")
+
+
+@dataclass(frozen=True)
+class ProcessBenchConfig:
+    """Options of ``bench_process`` (see experiments/bench/process.py)."""
+
+    masks: tuple = ("large_masks/scan4tag-19.png", "large_masks/scan1tag-52.png")  # under data/samples, or paths
+    repeats: int = 3
+    prior_art: bool = True
+    target_speedup: float = 100.0
+    extra_overrides: tuple = ()
