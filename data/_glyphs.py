@@ -249,9 +249,11 @@ class GlyphReader:
                 options = []  # (step, [(label, d, glyph)], extra cost)
                 if speck[k]:
                     options.append((1, [], 1.5))  # dropped, unless read as a '.' the grammar wants
-                elif (state == 0 and (k + 1 == n or comps[k + 1].c0 - g.c1 > 0.35 * H)) or (
-                        state == 5 and g.c0 - comps[k - 1].c1 > 0.35 * H):
-                    options.append((1, [], 1.0))  # a neighbouring blob, a word gap away from the label
+                elif state in (0, 5) and (
+                        not cands[k] or cands[k][0][1] > 0.6  # not a confident glyph
+                        or (state == 0 and (k + 1 == n or comps[k + 1].c0 - g.c1 > 0.35 * H))
+                        or (state == 5 and g.c0 - comps[k - 1].c1 > 0.35 * H)):
+                    options.append((1, [], 1.0))  # a neighbouring blob before or after the label
                 for lab, d in cands[k]:
                     options.append((1, [(lab, d, g)], d + penalty))
                 if not cands[k] and not speck[k]:
@@ -415,6 +417,7 @@ def _variants(cov: np.ndarray, rng) -> list[np.ndarray]:
         blur > 0.4,
         noisy > 0.5,
         cv2.dilate(base.astype(np.uint8), _KERNEL) > 0,  # bold fonts the reader never saw
+        cv2.dilate(base.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0,
         cv2.erode((cov > 0.3).astype(np.uint8), _KERNEL) > 0,  # thin fonts
     ]
 

@@ -111,7 +111,7 @@ class AnnotationConfig:
     # a reading whose mean glyph distance is above this is not trusted (on the tuning files: keeps 99.6 %
     # of the right readings, drops 4 of 15 wrong ones)
     max_label_distance: float = 0.6
-    ink_level: float = 0.35  # label ink: this share of the way from the background to the bar's level ...
+    ink_level: float = 0.45  # label ink: this share of the way from the background to the bar's level ...
     seed_level: float = 0.7  # ... within one pixel of a glyph core at least this far (hysteresis)
 
     def __post_init__(self) -> None:
