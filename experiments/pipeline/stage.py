@@ -58,10 +58,6 @@ SCAN_COLUMNS: tuple[str, ...] = (
     "number_density_per_mpx",
     "number_density_per_mm2",
     "n_clusters",
-    "grain_count",
-    "heyn_mean_px",
-    "grain_size_G",
-    "grain_size_G_planimetric",
     "excluded_fraction",
     "n_excluded_regions",
     "data_bar",
@@ -91,7 +87,7 @@ _STRING_COLUMNS = frozenset(
      "scale_bar_label",
      "labels_file", "heatmap_file", "exclusion_file", "settings_note", "group"}
 )
-_INT_COLUMNS = frozenset({"n_regions", "height", "width", "n_clusters", "grain_count", "file_size",
+_INT_COLUMNS = frozenset({"n_regions", "height", "width", "n_clusters", "file_size",
                           "file_mtime_ns", "worker_pid", "n_excluded_regions"})
 
 
@@ -102,8 +98,14 @@ def _rating_columns() -> tuple[tuple[str, ...], dict]:
 
 
 RATING_COLUMNS, _UNRATED = _rating_columns()
+from segmentation.grains import SCAN_GRAIN_COLUMNS, scan_grain_values  # noqa: E402 (no Keras in grains)
+
+_G = SCAN_COLUMNS.index("n_clusters") + 1
+SCAN_COLUMNS = SCAN_COLUMNS[:_G] + SCAN_GRAIN_COLUMNS + SCAN_COLUMNS[_G:]
 _T = SCAN_COLUMNS.index("t_read_s")
 SCAN_COLUMNS = SCAN_COLUMNS[:_T] + RATING_COLUMNS + SCAN_COLUMNS[_T:]  # timings and process info last
+_STRING_COLUMNS = _STRING_COLUMNS | {"grain_note"}
+_INT_COLUMNS = _INT_COLUMNS | {"grain_count", "grain_fields", "n_intercepts", "n_crossings"}
 _STRING_COLUMNS = _STRING_COLUMNS | {c for c, v in _UNRATED.items() if isinstance(v, str)}
 _BOOL_COLUMNS = frozenset(c for c, v in _UNRATED.items() if isinstance(v, bool))
 _INT_COLUMNS = _INT_COLUMNS | {c for c, v in _UNRATED.items() if isinstance(v, int) and not isinstance(v, bool)}
@@ -272,7 +274,10 @@ class ScanAnalyzer:
             from segmentation import make_segmenter
 
             seg = self.cfg.segmentation
-            options = seg.classical if seg.method == "classical" else seg.unet
+            options = dict(seg.classical if seg.method == "classical" else seg.unet)
+            if seg.method == "unet" and options.get("min_area_px") is None:
+                # one detection limit: the run's data.min_area_px (/ _um2), applied after the watershed
+                options["min_area_px"] = 1
             self._segmenter = make_segmenter(seg.method, options)
         return self._segmenter
 
@@ -289,13 +294,7 @@ class ScanAnalyzer:
         opts = dict(self.cfg.segmentation.grains or {})
         opts.pop("enabled", None)
         boundaries = predict_grain_boundaries(pixels)
-        m = grain_measures(boundaries, pixel_size_um=pixel_size_um, **opts)
-        return {
-            "grain_count": m["grain_count"],
-            "heyn_mean_px": m["heyn_mean_px"],
-            "grain_size_G": m["grain_size_G_intercept"],
-            "grain_size_G_planimetric": m["grain_size_G_planimetric"],
-        }
+        return scan_grain_values(grain_measures(boundaries, pixel_size_um=pixel_size_um, **opts))
 
     # ------------------------------------------------------------------ one scan
     def __call__(self, task: ScanTask | ScanInput) -> ScanResult:
@@ -363,8 +362,11 @@ class ScanAnalyzer:
                               feats.drop(columns=["cluster_id"]).reset_index(drop=True)], axis=1)
         clusters.insert(1, "scan_rank", scan_ranks(clusters, self._order_key))
         t5 = time.perf_counter()
-        grains: dict = {}
-        if d.kind == "scan" and dict(self.cfg.segmentation.grains or {}).get("enabled", False):
+        if d.kind != "scan":
+            grains = {"grain_note": "not measured: grain size needs a raw scan (data.kind=mask)"}
+        elif not dict(self.cfg.segmentation.grains or {}).get("enabled", False):
+            grains = {"grain_note": "not measured (segmentation.grains.enabled=false)"}
+        else:
             grains = self._grains(scan.pixels, labels > 0, ps)
         t6 = time.perf_counter()
         ratings, rating_values = self._rate(table, scan, labels, item.scan_id)

@@ -287,6 +287,25 @@ def _fragment(title: str, meta: list[str], summary, anova, tukey, metrics, plots
     return "\n".join(parts)
 
 
+_GRAIN_SHOWN = ("n_scans", "n_intercepts", "mean_intercept_um", "mean_intercept_ci95_low_um",
+                "mean_intercept_ci95_high_um", "intercept_ra_pct", "grain_size_G", "grain_size_G_ci95_low",
+                "grain_size_G_ci95_high", "grain_note")
+
+
+def _pooled_grain_sizes(scans: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """E112 grain size of each group, pooled over its scans (segmentation.grains.pooled_grain_size)."""
+    if "n_intercepts" not in scans.columns or not pd.to_numeric(scans["n_intercepts"], errors="coerce").fillna(0).any():
+        return pd.DataFrame()
+    from segmentation.grains import pooled_grain_size
+
+    rows = []
+    g = np.asarray(groups, dtype=object)
+    for name in sorted(set(groups)):
+        pooled = pooled_grain_size(scans[g == name].reset_index(drop=True))
+        rows.append({"group": name, **{k: pooled.get(k) for k in _GRAIN_SHOWN}})
+    return pd.DataFrame(rows)
+
+
 def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_dir: str | Path | None = None) -> CompareResult:
     """Compare the sample groups of a finished run and write the tables, plots, PDF and HTML.
 
@@ -341,7 +360,11 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
     summary = pd.concat(summ, ignore_index=True) if summ else group_summary(np.zeros(0), [], metric="")
     anova = pd.concat(anov, ignore_index=True) if anov else anova_table(np.zeros(0), []).iloc[:0]
     tukey = pd.concat([t for t in tuk if len(t)], ignore_index=True) if any(len(t) for t in tuk) else tukey_table(np.zeros(0), [])
+    grain = _pooled_grain_sizes(scans, grp)
     files: list[Path] = []
+    if len(grain):
+        grain.to_csv(out / "grain_size.csv", index=False, encoding="utf-8")
+        files.append(out / "grain_size.csv")
     for name, df in (("groups", groups), ("summary", summary), ("anova", anova), ("tukey", tukey)):
         p = out / f"{name}.csv"
         df.to_csv(p, index=False, encoding="utf-8")
@@ -369,6 +392,9 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
                    plots=plots, notes=notes)
         files.append(p)
     frag = _fragment(cfg.title, meta, summary, anova, tukey, metrics, plots, out, notes)
+    if len(grain):
+        frag += ("<h3>Grain size per group (ASTM E112, pooled: each scan one field)</h3>"
+                 + _html_table(grain, list(grain.columns)))
     (out / "fragment.html").write_text(frag, encoding="utf-8")
     page = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html.escape(cfg.title) + "</title>"
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"

@@ -295,7 +295,7 @@ def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int) -> list[tuple[s
         ("impurities", f"{n_regions:,}"),
         ("mean area fraction", "–" if math.isnan(af) else f"{100 * af:.3g} %"),
         ("mean number density", f"{fmt_num(mm2)} /mm²" if not math.isnan(mm2) else f"{fmt_num(mean_of('number_density_per_mpx'))} /Mpx"),
-        ("mean grain size G", fmt_num(mean_of("grain_size_G"))),
+        ("grain size G (E112, pooled)", _pooled_g(ok)),
         ("mean grain intercept", f"{fmt_num(mean_of('heyn_mean_px'))} px" if not math.isnan(mean_of("heyn_mean_px")) else "–"),
         ("clusters", f"{n_clusters:,}"),
     ]
@@ -304,6 +304,21 @@ def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int) -> list[tuple[s
     if "t_total_s" in ok:
         cards.append(("processing time", f"{fmt_num(np.nansum(pd.to_numeric(ok['t_total_s'], errors='coerce')))} s"))
     return cards
+
+
+def _pooled_g(ok: pd.DataFrame) -> str:
+    """The run's ASTM E112 grain size pooled over its scans, with the 95% interval when there is one."""
+    if "n_intercepts" not in ok.columns or not pd.to_numeric(ok["n_intercepts"], errors="coerce").fillna(0).any():
+        return "–"
+    from segmentation.grains import pooled_grain_size
+
+    p = pooled_grain_size(ok.reset_index(drop=True))
+    g, lo, hi = p.get("grain_size_G"), p.get("grain_size_G_ci95_low"), p.get("grain_size_G_ci95_high")
+    if g is None or not math.isfinite(float(g)):
+        return "–"
+    if lo is not None and hi is not None and math.isfinite(float(lo)) and math.isfinite(float(hi)):
+        return f"{float(g):.2f} [{float(lo):.2f}, {float(hi):.2f}]"
+    return f"{float(g):.2f} (no interval: {p.get('grain_note', '')})"
 
 
 def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[list[dict], list[list[dict]]]:
