@@ -15,7 +15,7 @@ Scale bar
     A connected component, at one of six levels of dark or light (6/16/30 % and 70/84/94 % of the
     dtype range), whose "core" is a band of full rows (>= 97 % filled across the whole length; 2 px
     or more), at least 30 px long and 4 times longer than thick, with pixels outside the core only
-    in its end columns (end ticks), uniform (std <= 6 % of the range) and contrasting with the ring
+    in its end columns (end ticks) or over at most 20 % of its length (a blob it touches), uniform (std <= 6 % of the range) and contrasting with the ring
     around it (>= 15 %).  Horizontal and vertical bars are found.  A bar must also have a text line
     beside it (its label), or lie in a data bar, or be long (>= 40 px) and contrasted (>= 35 %).  Real impurities (irregular blobs and
     stringers) fail the full-row and uniformity tests: on the 22 training dev scans not one component
@@ -197,10 +197,12 @@ class _Candidate:
     bg: float  # ring median
     orientation: str
     comp: np.ndarray  # bool crop of the component over box
+    attached: int = 0  # columns where a blob touches the bar
 
 
-def _test_component(comp: np.ndarray, cfg: AnnotationConfig) -> tuple[int, int] | None:
-    """Core band (first, last row) of a horizontal bar component crop, or None."""
+def _test_component(comp: np.ndarray, cfg: AnnotationConfig) -> tuple[int, int, int] | None:
+    """Core band (first, last row) of a horizontal bar component crop and the number of columns
+    where something else touches it (besides end ticks), or None."""
     h, w = comp.shape
     fill = comp.sum(axis=1) / w
     full = fill >= cfg.bar_full_row
@@ -214,12 +216,15 @@ def _test_component(comp: np.ndarray, cfg: AnnotationConfig) -> tuple[int, int] 
         return None
     outside = comp.copy()
     outside[run[0]:run[-1] + 1] = False
+    middle_cols = 0
     if outside.any():
         edge = max(2, int(round(0.1 * w)), t)  # end ticks: up to the bar's thickness wide
-        middle = outside[:, edge:w - edge].sum()
-        if middle > 0.02 * t * w:
+        # besides end ticks, only something touching the bar over a short stretch (an impurity it is
+        # drawn over): at most 20 % of its length
+        middle_cols = outside[:, edge:w - edge].any(axis=0).sum()
+        if middle_cols > 0.2 * w:
             return None
-    return int(run[0]), int(run[-1])
+    return int(run[0]), int(run[-1]), int(middle_cols)
 
 
 def _ring(px: np.ndarray, box: Box, comp_full: np.ndarray | None, width: int = 3) -> np.ndarray:
@@ -271,9 +276,11 @@ def _bar_candidates(px: np.ndarray, full: float, cfg: AnnotationConfig) -> list[
             if abs(level - bg) < cfg.bar_min_contrast * full or (polarity == "dark") != (level < bg):
                 continue
             off = yy if orientation == "horizontal" else xx
-            out.append(_Candidate(box, (off + core[0], off + core[1]), polarity, level, bg, orientation, comp))
-    # the same bar found at several levels: keep the one with the largest box
-    out.sort(key=lambda c: -((c.box[2] - c.box[0] + 1) * (c.box[3] - c.box[1] + 1)))
+            out.append(_Candidate(box, (off + core[0], off + core[1]), polarity, level, bg, orientation, comp,
+                                  core[2]))
+    # the same bar found at several levels: keep the one with the least attached to it, then the
+    # largest box (end ticks are found whole at the looser levels)
+    out.sort(key=lambda c: (c.attached, -((c.box[2] - c.box[0] + 1) * (c.box[3] - c.box[1] + 1))))
     kept: list[_Candidate] = []
     for c in out:
         if not any(_iou(c.box, k.box) > 0.3 for k in kept):
