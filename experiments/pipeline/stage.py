@@ -36,7 +36,7 @@ from data.inputs import ScanInput
 from ..config import PipelineConfig, dataclass_from
 from ..layout import RunLayout
 from .artifacts import label_tiff_bytes, mask_png_bytes, png_bytes, scan_ranks
-from .options import resolve_physical
+from .options import resolve_physical, resolved_settings_note
 
 __all__ = ["ScanTask", "ScanResult", "ScanAnalyzer", "scan_row", "SCAN_COLUMNS", "RenderOptions"]
 
@@ -386,6 +386,7 @@ class ScanAnalyzer:
             pixel_size_um=ps if ps is not None else np.nan,
             pixel_size_source=source,
             calibration_note="; ".join(cal.notes),
+            settings_note=self._settings_note(ps),
             excluded_fraction=float(exclude.mean()) if exclude is not None else 0.0,
             n_excluded_regions=n_excluded,
             data_bar=_box_text(ann.data_bar) if ann is not None and ann.data_bar is not None else "",
@@ -432,6 +433,14 @@ class ScanAnalyzer:
         return fields, dict(r.scan_values)
 
     # ------------------------------------------------------------------ pictures
+    def _settings_note(self, ps: float | None) -> str:
+        """Which µm settings replaced their pixel twins on this (calibrated) scan."""
+        d = self.cfg.data
+        parts = [resolved_settings_note({"min_area_px": d.min_area_px, "min_area_um2": d.min_area_um2}, ps, where="data"),
+                 resolved_settings_note(self.cfg.anomaly.area, ps, where="anomaly.area")]
+        parts += [resolved_settings_note(o, ps, where=f"anomaly.scorers.{n}") for n, o in self._scorers.items()]
+        return "; ".join(x for x in parts if x)
+
     def _calibrate(self, item: ScanInput, scan):
         """Annotations (raw scans), the pixel size by precedence, and the pixels to exclude."""
         from data.annotations import find_annotations, roi_mask

@@ -188,3 +188,19 @@ def test_hostile_scan_names_keep_their_own_files_and_the_report(compose, tmp_pat
         assert int(tifffile.imread(out / row["labels_file"]).max()) == row["n_regions"]
     assert L.report_index.is_file()  # names are text: "$x$" does not break the report
     assert "$x$" in L.report_index.read_text(encoding="utf-8")
+
+
+def test_micrometre_settings_apply_to_calibrated_scans_only(compose, tmp_path, archive):
+    """data.min_area_um2 / anomaly.area.max_gap_um win on calibrated scans; pixels apply to the others."""
+    out = tmp_path / "cal"
+    assert _run(compose, archive, out, "data.pixel_size_um=0.5", "data.min_area_um2=2",
+                "anomaly.area.max_gap_um=40") == EXIT_OK
+    scans = pd.read_parquet(RunLayout(out).scans)
+    assert (scans["settings_note"] == "data.min_area_um2=2 -> min_area_px=8; "
+                                      "anomaly.area.max_gap_um=40 -> max_gap_px=80").all()
+    assert pd.read_parquet(RunLayout(out).regions)["area_px"].min() >= 8
+    plain = tmp_path / "uncal"
+    assert _run(compose, archive, plain, "data.min_area_um2=2", "anomaly.area.max_gap_um=40") == EXIT_OK
+    scans = pd.read_parquet(RunLayout(plain).scans)
+    assert (scans["settings_note"] == "").all() and (scans["pixel_size_source"] == "none").all()
+    assert pd.read_parquet(RunLayout(plain).regions)["area_px"].min() < 8  # the 4 px limit applied
