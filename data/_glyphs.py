@@ -218,7 +218,7 @@ class GlyphReader:
         """Read a scale-bar label line (bool ink image) as ``<number><unit>``, or None.
 
         The line's connected components are read left to right by dynamic programming over
-        tokens - one component, two adjacent components merged (a glyph broken in two), or a
+        tokens - one component, two or three adjacent components merged (a broken glyph), or a
         rejected component cut at local minima of its column ink count (touching glyphs; the
         common touching pairs such as 'µm' or '00' are classes of their own) - and over the
         states of the label grammar ``digits [. digits] (µ|u|n|m) m``.  Each token may take any
@@ -260,11 +260,16 @@ class GlyphReader:
                     seq = self._split(g, top, base, penalty)
                     if seq is not None:
                         options.append((1, [(lab, d, g) for lab, d in seq], sum(d for _, d in seq) + penalty * len(seq)))
-                if k + 1 < n and not speck[k + 1] and comps[k + 1].c0 - g.c1 <= 0.25 * H:
-                    m = _merge(g, comps[k + 1], ink)
+                # a glyph broken in two or three ('m' as 'n' + '1', or as three stems): one character
+                m = g
+                for step in (2, 3):
+                    j = k + step - 1
+                    if j >= n or speck[j] or comps[j].c0 - comps[j - 1].c1 > 0.25 * H:
+                        break
+                    m = _merge(m, comps[j], ink)
                     for lab, d in self._topk(m, top, base, top_k):
                         if len(lab) == 1:
-                            options.append((2, [(lab, d, m)], d + penalty))
+                            options.append((step, [(lab, d, m)], d + penalty))
                 for step, new, extra in options:
                     st = state
                     for lab, _, _ in new:

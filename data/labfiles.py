@@ -235,6 +235,8 @@ def burn_annotations(pixels: np.ndarray, style: BarStyle) -> tuple[np.ndarray, A
     pad = max(4, int(round(0.4 * style.text_height_px)))
     if style.databar_height_px > 0:
         H = style.databar_height_px
+        if style.position == "databar":
+            H = max(H, block_h + 8)  # the bar and its label fit in the data bar, as software draws them
         dbv = 0.0 if style.databar_polarity == "dark" else full
         img[M - H:, :] = dbv
         data_bar = (M - H, 0, M - 1, N - 1)
@@ -247,13 +249,13 @@ def burn_annotations(pixels: np.ndarray, style: BarStyle) -> tuple[np.ndarray, A
     if style.position == "databar":
         if style.databar_height_px <= 0:
             raise ValueError("position 'databar' needs databar_height_px > 0")
-        top = M - style.databar_height_px + max(2, (style.databar_height_px - block_h) // 2)
+        top = M - H + max(2, (H - block_h) // 2)
         left = N - block_w - 12
         fg = full - (0.0 if style.databar_polarity == "dark" else full)
         bgv = full - fg
     else:
         margin = max(12, int(0.03 * N))
-        usable_bottom = M - (style.databar_height_px or 0)
+        usable_bottom = M - (H if style.databar_height_px > 0 else 0)
         top = margin if style.position.startswith("top") else usable_bottom - margin - block_h - 2 * pad
         left = margin if style.position.endswith("left") else N - margin - block_w - 2 * pad
         top, left = top + pad, left + pad
