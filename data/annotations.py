@@ -283,9 +283,22 @@ def _bar_candidates(px: np.ndarray, full: float, cfg: AnnotationConfig) -> list[
     out.sort(key=lambda c: (c.attached, -((c.box[2] - c.box[0] + 1) * (c.box[3] - c.box[1] + 1))))
     kept: list[_Candidate] = []
     for c in out:
-        if not any(_iou(c.box, k.box) > 0.3 for k in kept):
+        if not any(_iou(c.box, k.box) > 0.3 or _same_bar(c, k) for k in kept):
             kept.append(c)
     return kept
+
+
+def _same_bar(a: _Candidate, b: _Candidate) -> bool:
+    """Whether two candidates are one bar (found at two levels, one with a blob attached):
+    their cores overlap across and their extents along the bar overlap by half the shorter one."""
+    if a.orientation != b.orientation:
+        return False
+    if min(a.core[1], b.core[1]) < max(a.core[0], b.core[0]):
+        return False
+    lo, hi = (1, 3) if a.orientation == "horizontal" else (0, 2)
+    overlap = min(a.box[hi], b.box[hi]) - max(a.box[lo], b.box[lo]) + 1
+    shorter = min(a.box[hi] - a.box[lo], b.box[hi] - b.box[lo]) + 1
+    return overlap >= 0.5 * shorter
 
 
 def _iou(a: Box, b: Box) -> float:
