@@ -39,7 +39,9 @@ class GroupSpecError(QuantmetError, ValueError):
 
 
 def _folder_group(scan_id: str) -> str:
-    parts = PurePosixPath(str(scan_id).replace("\\", "/")).parts
+    # scan ids are POSIX paths relative to the input root (data.inputs): "/" is the only separator
+    # ("\\" is a character of a file name there)
+    parts = PurePosixPath(str(scan_id)).parts
     return parts[0] if len(parts) > 1 else str(scan_id)
 
 

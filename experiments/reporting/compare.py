@@ -371,11 +371,14 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
         files.append(p)
     plots: dict[str, Path] = {}
     (out / "plots").mkdir(exist_ok=True)
-    for m in metrics:
-        p = out / "plots" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', m)}.png"
-        _plot_metric(m, scans[m], pd.Series(grp), p)
-        plots[m] = p
-        files.append(p)
+    from matplotlib import rc_context
+
+    with rc_context({"text.parse_math": False}):  # group names are text: "$x$" is not maths
+        for m in metrics:
+            p = out / "plots" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', m)}.png"
+            _plot_metric(m, scans[m], pd.Series(grp), p)
+            plots[m] = p
+            files.append(p)
     n_groups = len(set(grp))
     one = sorted(g for g in set(grp) if grp.count(g) == 1)
     meta = [
@@ -388,8 +391,9 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
     ]
     if cfg.pdf:
         p = out / "compare.pdf"
-        _write_pdf(p, title=cfg.title, meta=meta, summary=summary, anova=anova, tukey=tukey, metrics=metrics,
-                   plots=plots, notes=notes)
+        with rc_context({"text.parse_math": False}):
+            _write_pdf(p, title=cfg.title, meta=meta, summary=summary, anova=anova, tukey=tukey, metrics=metrics,
+                       plots=plots, notes=notes)
         files.append(p)
     frag = _fragment(cfg.title, meta, summary, anova, tukey, metrics, plots, out, notes)
     if len(grain):

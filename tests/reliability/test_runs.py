@@ -206,3 +206,18 @@ def test_micrometre_settings_apply_to_calibrated_scans_only(compose, tmp_path, a
     base = tmp_path / "base"
     assert _run(compose, archive, base) == EXIT_OK  # the µm twins changed nothing on uncalibrated scans
     assert RunLayout(plain).regions.read_bytes() == RunLayout(base).regions.read_bytes()
+
+
+def test_hostile_group_names_are_text_in_the_comparison(compose, tmp_path):
+    """Folder (group) names such as "$x$" are text in the comparison's plots and PDF, not maths."""
+    root = tmp_path / "groups"
+    for g in ("$x$", "$\\frac{a}{b}$", "plain"):
+        for i in range(2):
+            write_mask(root / g / f"s{i}.png", shape=(150, 180), n=12 + 4 * i, seed=i)
+    out = tmp_path / "run"
+    assert _run(compose, root, out) == EXIT_OK
+    from experiments.reporting.compare import CompareConfig, compare_run
+
+    res = compare_run(out, cfg=CompareConfig(), out_dir=tmp_path / "cmp")
+    assert sorted(set(res.groups["group"])) == sorted(["$x$", "$\\frac{a}{b}$", "plain"])
+    assert (tmp_path / "cmp" / "compare.pdf").stat().st_size > 1000 and list((tmp_path / "cmp" / "plots").glob("*.png"))
