@@ -241,7 +241,7 @@ class GlyphReader:
         # best[(k, state)] = (cost, tokens): comps[:k] read, grammar in `state`
         best: dict = {(0, 0): (0.0, [])}
         for k in range(n):
-            for state in range(6):
+            for state in range(7):
                 if (k, state) not in best:
                     continue
                 cost_k, toks = best[(k, state)]
@@ -401,8 +401,10 @@ def _segment(ink: np.ndarray, a: int, b: int) -> Glyph | None:
 
 
 # label grammar: 0 start, 1 integer digits, 2 after '.', 3 fraction digits, 4 unit prefix, 5 done ('m')
-_CHAR_CLASS = {**{d: "d" for d in "0123456789"}, "µ": "p", "u": "p", "n": "p"}
-_GRAMMAR = {(0, "d"): 1, (1, "d"): 1, (1, "."): 2, (2, "d"): 3, (3, "d"): 3,
+# 6 = a leading '0', which only a decimal point may follow (numbers have no leading zeros: '025' is not one)
+_CHAR_CLASS = {**{d: "d" for d in "123456789"}, "0": "z", "µ": "p", "u": "p", "n": "p"}
+_GRAMMAR = {(0, "d"): 1, (1, "d"): 1, (1, "z"): 1, (1, "."): 2, (2, "d"): 3, (2, "z"): 3, (3, "d"): 3, (3, "z"): 3,
+            (0, "z"): 6, (6, "."): 2,
             (1, "p"): 4, (3, "p"): 4, (1, "m"): 4, (3, "m"): 4, (4, "m"): 5}
 
 _TRAIN_STRINGS = ("0123456789", "0.5", "8µm", "8um", "8nm", "8mm", "1.25")  # a digit in each: line metrics

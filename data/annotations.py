@@ -108,6 +108,9 @@ class AnnotationConfig:
     # a bar with no text beside it (and not on a data bar) is still taken when this long and contrasted
     unlabeled_min_length_px: int = 40
     unlabeled_min_contrast: float = 0.35
+    # a scale bar giving less than this (0.1 nm per pixel: finer than any SEM or optical micrograph) was
+    # misread ('mm' read as 'nm'): ignored with a note
+    min_pixel_size_um: float = 1e-4
     # a reading whose mean glyph distance is above this is not trusted (on the tuning files: keeps 99.6 %
     # of the right readings, drops 4 of 15 wrong ones)
     max_label_distance: float = 0.6
@@ -561,7 +564,15 @@ def find_annotations(pixels: np.ndarray, *, cfg: AnnotationConfig = AnnotationCo
             claimed.append(union)
             taken[union[0]:union[2] + 1, union[1]:union[3] + 1] = True
             bars.append(ScaleBar(c.box, length, label, length_um, c.polarity, lbox, c.orientation, dist))
-    read = [b for b in bars if b.pixel_size_um is not None]
+    read = []
+    for b in bars:
+        if b.pixel_size_um is None:
+            continue
+        if cfg.min_pixel_size_um <= b.pixel_size_um <= 1000:
+            read.append(b)
+        else:
+            notes.append(f"scale bar {b.label!r} over {b.length_px:.1f} px gives {b.pixel_size_um:g} µm/px: "
+                         f"ignored (not in {cfg.min_pixel_size_um:g}..1000 µm/px, a misread label?)")
     size = None
     if read:
         best = max(read, key=lambda b: b.length_px)
@@ -569,9 +580,6 @@ def find_annotations(pixels: np.ndarray, *, cfg: AnnotationConfig = AnnotationCo
         for b in read:
             if b is not best and abs(b.pixel_size_um - size) > 0.01 * size:
                 notes.append(f"scale bars disagree: {best.label!r} gives {size:.4g} µm/px, {b.label!r} {b.pixel_size_um:.4g}")
-    if size is not None and not (0 < size <= 1000):
-        notes.append(f"scale bar pixel size {size:g} µm/px ignored (absurd)")
-        size = None
     return Annotations(mask, data_bar, tuple(bars), size, tuple(notes))
 
 

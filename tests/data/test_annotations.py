@@ -155,3 +155,28 @@ def test_load_exclusion(tmp_path):
     assert not load_exclusion(None, (3, 3)).any()
     with pytest.raises(Exception, match="30 x 40 px, the scan is 31 x 40"):
         load_exclusion(p, (31, 40))
+
+
+@pytest.mark.slow
+def test_implausibly_fine_pixel_size_is_ignored(base):
+    # 10 nm over 200 px = 0.05 nm per pixel: finer than any micrograph, so a misread label ('mm' as 'nm')
+    style = BarStyle(pixel_size_um=5e-5, value=10, unit="nm", thickness_px=6, polarity="light",
+                     position="bottom-right", font="dejavu_sans", text_height_px=18)
+    px, truth = burn_annotations(base, style)
+    ann = find_annotations(px)
+    assert [b.label for b in ann.scale_bars] == ["10 nm"]
+    assert ann.pixel_size_um is None and any("ignored" in n for n in ann.notes)
+    assert ann.mask[truth.mask].all()
+    assert find_annotations(px, cfg=AnnotationConfig(min_pixel_size_um=1e-5)).pixel_size_um == pytest.approx(5e-5, rel=0.03)
+
+
+@pytest.mark.slow
+def test_reader_grammar():
+    from data._glyphs import glyph_reader, render_text
+
+    reader = glyph_reader()
+    for text, want in (("0.25 mm", "0.25mm"), ("100 µm", "100µm"), ("5 um", "5um")):
+        got = reader.read_line(render_text(text, "dejavu_sans", 20) > 0.45)
+        assert got is not None and got[0].replace(" ", "") == want
+    # text that is no length is not read as one
+    assert reader.read_line(render_text("WD 8", "dejavu_sans", 20) > 0.45) is None
