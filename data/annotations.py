@@ -591,7 +591,7 @@ def roi_mask(roi, shape: tuple[int, int]) -> np.ndarray:
 
     Bounds are inclusive pixel indices; they are clipped to the image.  ``None`` excludes nothing.
 
-    >>> roi_mask([1, 1, 2, 2], (4, 4)).sum()
+    >>> int(roi_mask([1, 1, 2, 2], (4, 4)).sum())
     12
     """
     M, N = shape
