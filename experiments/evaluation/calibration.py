@@ -269,6 +269,62 @@ def _groups(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def pipeline_rows(ec: EvalCalibrationConfig, cfg: DictConfig, work: Path) -> list[dict]:
+    """Whole pipeline runs on generated lab files, annotations excluded vs not (``data.annotations.enabled``).
+
+    Per scan and run: the impurity regions that lie on the true annotation (their pixels in the label
+    image meet it) and how many of the scan's top 3 clusters (``scan_rank`` <= 3) hold such a region.
+    """
+    import tifffile
+
+    from experiments.config import pipeline_config
+    from experiments.layout import RunLayout
+    from experiments.pipeline.job import run_pipeline
+
+    inputs = work / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    truths = {}
+    bases = _real_bases(ec.data_root)
+    rng = np.random.default_rng(ec.pipeline_seed)
+    for i in range(ec.pipeline_files):
+        base, base_name = None, "synthetic"
+        if bases and rng.random() < ec.real_fraction:
+            p = bases[int(rng.integers(len(bases)))]
+            base, base_name = read_scan(p).pixels, p.name
+        lm = L.make_lab_micrograph(ec.pipeline_seed + i, base=base, base_name=base_name, shape=ec.shape)
+        sid = f"lab-{i:03d}"
+        cv2.imwrite(str(inputs / f"{sid}.png"), lm.pixels)
+        truths[sid] = (lm.truth.mask, base_name, lm.style.label)
+    rows = []
+    base_cfg = OmegaConf.to_container(cfg, resolve=True)
+    for enabled in (True, False):
+        c = OmegaConf.create(base_cfg)
+        c.task = "pipeline"
+        c.data.input = str(inputs)
+        c.data.kind = "scan"
+        c.data.annotations = {"enabled": enabled}
+        c.report.html = False
+        for key in ("eval", "paths"):
+            c.pop(key, None)
+        out = work / ("excluded" if enabled else "not-excluded")
+        code = run_pipeline(pipeline_config(c), out)
+        if code != 0:
+            raise RuntimeError(f"pipeline run on the generated lab files failed ({code})")
+        L_ = RunLayout(out)
+        regions = pd.read_parquet(L_.regions, columns=["scan_id", "region_id", "cluster_id"])
+        clusters = pd.read_parquet(L_.clusters, columns=["scan_id", "cluster_id", "scan_rank"])
+        for sid, (truth, base_name, label) in truths.items():
+            lab = tifffile.imread(L_.labels(sid))
+            on = np.unique(lab[truth & (lab > 0)])
+            reg = regions[regions["scan_id"] == sid]
+            hit_clusters = set(reg[reg["region_id"].isin(on) & (reg["cluster_id"] >= 0)]["cluster_id"])
+            top = clusters[(clusters["scan_id"] == sid) & (clusters["scan_rank"] <= 3)]
+            rows.append({"annotations_excluded": enabled, "scan": sid, "base": base_name, "label": label,
+                         "regions": len(reg), "regions_on_annotation": int(len(on)),
+                         "top3_clusters_on_annotation": int(top["cluster_id"].isin(hit_clusters).sum())})
+    return rows
+
+
 def run(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``eval_calibration``."""
     ec = dataclass_from(EvalCalibrationConfig, OmegaConf.to_container(cfg.get("eval", {}), resolve=True), where="eval")
@@ -284,7 +340,18 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     meta = metadata_rows(ec)
     real = real_scan_rows(ec) if ec.real_scans_check else []
     groups = _groups(df)
+    pipe = pipeline_rows(ec, cfg, output_dir / "pipeline") if ec.pipeline_files else []
+    pipe_summary = []
+    if pipe:
+        pdf = pd.DataFrame(pipe)
+        for enabled, g in pdf.groupby("annotations_excluded", sort=False):
+            pipe_summary.append({"annotations_excluded": bool(enabled), "scans": len(g),
+                                 "scans_with_regions_on_annotation": int((g.regions_on_annotation > 0).sum()),
+                                 "regions_on_annotation": int(g.regions_on_annotation.sum()),
+                                 "scans_with_a_top3_cluster_on_annotation": int((g.top3_clusters_on_annotation > 0).sum()),
+                                 "top3_clusters_on_annotation": int(g.top3_clusters_on_annotation.sum())})
     result = {"config": asdict(ec), "summary": summary, "metadata": meta, "real_scans": real,
+              "pipeline": pipe_summary, "pipeline_scans": pipe,
               "by_group": groups.to_dict(orient="records"), "files": rows,
               "seconds": time.perf_counter() - t0}
     (output_dir / "calibration_eval.json").write_text(json.dumps(result, indent=2, default=str, ensure_ascii=False))
@@ -310,6 +377,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "## Real scans (no annotation on them: every detection is false)",
         "",
         markdown_table(real) if real else "(eval.data_root not set)",
+        "",
+        "## Whole runs: regions and top-3 clusters on the annotation",
+        "",
+        markdown_table(pipe_summary) if pipe_summary else "(eval.pipeline_files=0)",
         "",
         "## Files not within tolerance",
         "",

@@ -185,6 +185,10 @@ class EvalCalibrationConfig:
     unet_max_files: int = 24  # the U-Net takes ~4 s per file on 2 CPU cores
     real_scans_check: bool = True  # false annotations on the real dev scans (validation scans reported apart)
     precision_margin_px: int = 8  # mask pixels within this distance of the true annotation boxes count as right
+    # Whole runs (the pipeline, default U-Net segmentation) on this many more generated files (seeds
+    # pipeline_seed + i), with annotations excluded and not: regions and top-3 clusters on the annotation
+    pipeline_files: int = 12
+    pipeline_seed: int = 12_500_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))

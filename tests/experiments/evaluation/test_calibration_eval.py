@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from omegaconf import OmegaConf
 
 from experiments.evaluation.calibration import _false_regions, run
 
@@ -24,9 +23,10 @@ def test_false_regions_counts():
 
 
 @pytest.mark.slow
-def test_eval_calibration_writes_its_results(tmp_path):
-    cfg = OmegaConf.create({"eval": {"n_files": 3, "segmenters": ["classical"], "metadata_files": 1,
-                                     "data_root": "", "real_scans_check": False, "shape": [300, 400]}})
+def test_eval_calibration_writes_its_results(tmp_path, compose):
+    cfg = compose(["+exp=eval_calibration", "eval.n_files=3", "eval.segmenters=[classical]", "eval.metadata_files=1",
+                   "eval.data_root=", "eval.real_scans_check=false", "eval.shape=[300,400]", "eval.pipeline_files=2",
+                   "segmentation=classical"])
     assert run(cfg, tmp_path) == 0
     res = json.loads((tmp_path / "calibration_eval.json").read_text())
     s = res["summary"]
@@ -36,3 +36,8 @@ def test_eval_calibration_writes_its_results(tmp_path):
     assert all(r["exact"] for r in res["metadata"] if r["files"])
     assert len(res["files"]) == 3 and all(r["seed"] >= 12_000_000 for r in res["files"])
     assert "## Metadata exactness per format" in (tmp_path / "calibration_eval.md").read_text()
+    # whole runs with and without the exclusion: regions and top-3 clusters on the annotation
+    runs = {r["annotations_excluded"]: r for r in res["pipeline"]}
+    assert set(runs) == {True, False} and runs[True]["scans"] == 2
+    assert runs[True]["regions_on_annotation"] <= runs[False]["regions_on_annotation"]
+    assert runs[False]["regions_on_annotation"] > 0  # the burned-in bar and text are segmented without it
