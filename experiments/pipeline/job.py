@@ -122,7 +122,6 @@ class _Run:
         self.store = PartStore(layout.parts_dir)
         self.top = _TopClusters(self.render.top_n)
         self.stats = RegionStats()
-        self.clusters: list[pd.DataFrame] = []
         self.crops: dict[tuple[str, int], dict] = {}
         self.crop_files: set[str] = set()
         self.inputs: dict[str, dict] = {}
@@ -206,7 +205,7 @@ class _Run:
                 self.uncalibrated.append(r.scan_id)
             self.stats.merge(RegionStats.from_dict(r.stats))
             if len(r.clusters):
-                self.clusters.append(r.clusters)
+                self.cluster_writer.append(r.clusters)
                 self.top.add(r.clusters[self.order_key].to_numpy())
             for cid, info in r.crops.items():
                 self.crops[(r.scan_id, int(cid))] = info
@@ -284,7 +283,9 @@ class _Run:
                 log.warning("resume with changed settings (%s): scans made with the old settings are recomputed", shown)
             log.info("resuming: %d of %d scans reused, %d to compute (failed, changed or new)",
                      len(reuse), len(items), len(todo))
-        writers = {"scans": TableWriter(L.scans), "regions": TableWriter(L.regions)}
+        # scan rows are wide (~100 columns): row groups of 2,048 scans keep the pending rows small
+        writers = {"scans": TableWriter(L.scans, row_group_rows=2048, frame_of_rows=scan_rows_frame),
+                   "regions": TableWriter(L.regions)}
         if (pc.ratings or {}).get("enabled", True):
             writers["ratings"] = TableWriter(L.ratings)
         from data.standards import assign_groups
@@ -292,7 +293,9 @@ class _Run:
         groups = assign_groups([it.scan_id for it in items], [str(it.path) for it in items], pc.data.groups) \
             if pc.data.groups else [""] * len(items)
         self.groups = dict(zip((it.scan_id for it in items), groups))
-        self.sink = OrderedSink([it.scan_id for it in items], writers, scan_rows_frame, self.store.load)
+        self.sink = OrderedSink([it.scan_id for it in items], writers, self.store.load)
+        # the clusters wait on disk until the archive is ranked (the driver holds no per-scan frames)
+        self.cluster_writer = TableWriter(L.state_dir / "clusters-unranked.parquet", row_group_rows=16384)
         try:
             for it in reuse:  # read back in order by the sink; only their small parts now
                 r = self.store.load(it.scan_id)
@@ -315,6 +318,7 @@ class _Run:
             self.driver_s += time.perf_counter() - t_close
         except BaseException:
             self.sink.abort()
+            self.cluster_writer.abort()
             raise
         t_finish = time.perf_counter()
         try:
@@ -343,10 +347,10 @@ class _Run:
             log.warning("cannot write %s: %s", self.layout.run_stats, exc)
 
     def _finish_clusters(self) -> pd.DataFrame:
-        parts = [c for c in self.clusters if len(c)]
-        if parts:
-            clusters = pd.concat(parts, ignore_index=True)
-        else:  # no clusters at all: an empty table with the right columns and dtypes
+        unranked = self.cluster_writer.close()
+        clusters = pd.read_parquet(unranked)
+        unranked.unlink(missing_ok=True)
+        if not len(clusters):  # no clusters at all: an empty table with the right columns and dtypes
             from anomaly.reasons import cluster_features
 
             clusters = market_clustering(empty_regions(), np.zeros(0))[1]
@@ -355,7 +359,6 @@ class _Run:
             clusters = pd.concat([clusters, feats.drop(columns=["cluster_id"])], axis=1)
             clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
             clusters.insert(0, "scan_id", pd.Series(dtype=str))
-        self.clusters = []
         clusters = rank_clusters(clusters, key=self.order_key)
         clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
         from anomaly.reasons import cluster_reasons

@@ -26,21 +26,26 @@ _ROW_GROUP_ROWS = 65_536
 
 
 class TableWriter:
-    """Append pandas frames of one schema to a Parquet file, in row groups of about 64k rows.
+    """Append pandas frames (or row dicts) of one schema to a Parquet file, in row groups.
 
-    The schema is the first non-empty frame's; later frames are cast to it (a frame with other
-    columns is an error, with their names).  Empty frames add no rows; when every frame is empty,
-    the file still gets the columns of the first one.
+    Frames and rows wait in memory until about ``row_group_rows`` rows are pending, then go to the
+    file as one row group (one conversion per row group, not per scan).  The schema is the first
+    non-empty row group's; later ones are cast to it (other columns are an error, with their names).
+    Empty frames add no rows; when every frame is empty, the file still gets the columns of the
+    first one.  ``frame_of_rows`` turns pending row dicts into a frame (``append_rows``).
     """
 
-    def __init__(self, path: Path, *, row_group_rows: int = _ROW_GROUP_ROWS):
+    def __init__(self, path: Path, *, row_group_rows: int = _ROW_GROUP_ROWS,
+                 frame_of_rows: Callable[[list[dict]], pd.DataFrame] | None = None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.row_group_rows = int(row_group_rows)
+        self.frame_of_rows = frame_of_rows
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
         self._empty: pd.DataFrame | None = None
-        self._pending: list[pa.Table] = []
+        self._pending: list[pd.DataFrame] = []
+        self._pending_dicts: list[dict] = []
         self._pending_rows = 0
         self.rows = 0
 
@@ -60,21 +65,38 @@ class TableWriter:
             if self._empty is None:
                 self._empty = df
             return
-        table = self._table(df)
-        if self._schema is None:
-            self._schema = table.schema
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
+        if self._pending_dicts:
+            self._frame_dicts()
+        self._pending.append(df)
+        self._pending_rows += len(df)
         if self._pending_rows >= self.row_group_rows:
             self._flush()
 
+    def append_rows(self, rows: list[dict]) -> None:
+        """Rows as dicts (converted with ``frame_of_rows`` when their row group is written)."""
+        if self.frame_of_rows is None:
+            raise ValueError("append_rows needs frame_of_rows")
+        self._pending_dicts.extend(rows)
+        self._pending_rows += len(rows)
+        if self._pending_rows >= self.row_group_rows:
+            self._flush()
+
+    def _frame_dicts(self) -> None:
+        self._pending.append(self.frame_of_rows(self._pending_dicts))
+        self._pending_dicts = []
+
     def _flush(self) -> None:
+        if self._pending_dicts:
+            self._frame_dicts()
         if not self._pending:
             return
+        df = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending, ignore_index=True)
+        table = self._table(df)
+        if self._schema is None:
+            self._schema = table.schema
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.tmp, self._schema)
-        table = pa.concat_tables(self._pending)
         self._writer.write_table(table, row_group_size=max(self.row_group_rows, table.num_rows))
         self.rows += table.num_rows
         self._pending, self._pending_rows = [], 0
@@ -83,7 +105,8 @@ class TableWriter:
         """Finish the file and give it its final name."""
         self._flush()
         if self._writer is None:  # no rows at all
-            empty = self._empty if self._empty is not None else pd.DataFrame()
+            empty = self._empty if self._empty is not None else (
+                self.frame_of_rows([]) if self.frame_of_rows is not None else pd.DataFrame())
             self.path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), self.tmp)
         else:
@@ -110,23 +133,19 @@ class OrderedSink:
         Scan ids in output order (every scan of the run, exactly once).
     writers : dict
         ``{"scans": TableWriter, "regions": ..., "ratings": ...}``.
-    scan_frame : callable
-        ``rows -> DataFrame`` with the stable dtypes of scans.parquet.
     load : callable
         ``scan_id -> ScanResult``: reads a result back from its checkpoint.
     budget_bytes : int
         Early results are kept in memory up to about this many bytes, then reloaded on their turn.
     """
 
-    def __init__(self, order: Sequence[str], writers: dict[str, TableWriter],
-                 scan_frame: Callable[[list[dict]], pd.DataFrame], load: Callable[[str], ScanResult],
+    def __init__(self, order: Sequence[str], writers: dict[str, TableWriter], load: Callable[[str], ScanResult],
                  *, budget_bytes: int = 256 << 20):
         self.order = list(order)
         self.index = {sid: i for i, sid in enumerate(self.order)}
         if len(self.index) != len(self.order):
             raise ValueError("scan ids must be unique")
         self.writers = writers
-        self.scan_frame = scan_frame
         self.load = load
         self.budget = int(budget_bytes)
         self.next = 0
@@ -136,10 +155,11 @@ class OrderedSink:
 
     @staticmethod
     def _size(r: ScanResult) -> int:
+        """About the bytes a held result takes (8 per cell: the tables are numeric but a few columns)."""
         n = 0
         for df in (r.regions, r.clusters, r.ratings):
             if df is not None and len(df):
-                n += int(df.memory_usage(index=False, deep=False).sum())
+                n += 8 * len(df) * len(df.columns)
         return n + 2048
 
     def add(self, result: ScanResult, *, in_memory: bool = True) -> None:
@@ -147,7 +167,7 @@ class OrderedSink:
         i = self.index[result.scan_id]
         if i < self.next or i in self._held:
             raise ValueError(f"scan {result.scan_id!r} was already written")
-        size = self._size(result) if in_memory else 0
+        size = self._size(result) if in_memory and i != self.next else 0
         if in_memory and i != self.next and self._held_bytes + size > self.budget:
             in_memory = False
         self._held[i] = result if in_memory else None
@@ -166,7 +186,7 @@ class OrderedSink:
             self.next += 1
 
     def _write(self, r: ScanResult) -> None:
-        self.writers["scans"].append(self.scan_frame([r.row]))
+        self.writers["scans"].append_rows([r.row])
         if r.ok:
             self.writers["regions"].append(r.regions)
             if "ratings" in self.writers and r.ratings is not None:
