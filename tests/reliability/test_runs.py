@@ -148,7 +148,7 @@ def test_a_truncated_model_is_refused_before_any_scan(compose, tmp_path, archive
     weights.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:1000])
     shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
     cfg = compose([f"data.input={archive}", "data.kind=mask", "report.html=false",
-                   f"+anomaly.scorers.shape.weights={weights}"])  # the default scorers include the autoencoder
+                   f"anomaly.scorers.shape={{weights: '{weights}'}}"])  # the autoencoder on, with these weights
     with caplog.at_level("ERROR"):
         code = run_pipeline(pipeline_config(cfg), tmp_path / "run")
     assert code == EXIT_USAGE and "do not match their model card" in caplog.text

@@ -31,7 +31,7 @@ def test_eval_anomaly_runs(compose, tmp_path, tiny_scans):
 def test_eval_area_runs(compose, tmp_path, tiny_scans):
     from experiments.evaluation.area import run
 
-    cfg = compose(["+exp=eval_area", "anomaly.scorers.spatial.k=10", "~anomaly.scorers.shape"])
+    cfg = compose(["+exp=eval_area", "anomaly.scorers.spatial.k=10", "anomaly.scorers.shape=null"])
     OmegaConf.update(cfg, "eval.scans", tiny_scans, merge=False)
     assert run(cfg, tmp_path) == 0
     m = json.loads((tmp_path / "metrics.json").read_text())["metrics"]

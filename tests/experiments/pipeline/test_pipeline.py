@@ -214,7 +214,7 @@ def test_warm_up_loads_the_configured_models(compose, tmp_path, caplog):
     from experiments.pipeline.stage import ScanAnalyzer
     from segmentation import models
 
-    pc = pipeline_config(compose(["+exp=demo", "report.html=false"]))  # U-Net, grains, shape AE
+    pc = pipeline_config(compose(["+exp=demo", "report.html=false", "anomaly.scorers.shape={min_area_px: 20}"]))  # U-Net, grains, shape AE
     models._load.cache_clear()
     shape_ae._load_cached.cache_clear()
     ScanAnalyzer(pc).warm_up()
