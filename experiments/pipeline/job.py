@@ -153,12 +153,13 @@ class _Run:
     def _record_config(self) -> None:
         """Keep every configuration this run dir has seen (Hydra's .hydra/ holds only the last)."""
         hist = self.layout.config_history
+        # A sequence number first, so the names sort in the order the runs happened (two runs in
+        # the same second would otherwise sort by their config hashes).
+        hist.mkdir(parents=True, exist_ok=True)
+        seq = 1 + max((int(p.name.split("-", 1)[0]) for p in hist.iterdir()
+                       if p.name.split("-", 1)[0].isdigit()), default=0)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = hist / f"{stamp}-{self.config_hash[:8]}"
-        n = 1
-        while dest.exists():
-            n += 1
-            dest = hist / f"{stamp}-{self.config_hash[:8]}-{n}"
+        dest = hist / f"{seq:04d}-{stamp}-{self.config_hash[:8]}"
         dest.mkdir(parents=True)
         for name in ("config.yaml", "overrides.yaml"):
             src = self.layout.hydra_dir / name
