@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) -m experiments.run +exp=bench_regions
 	$(PY) -m experiments.run +exp=bench_anomaly
 	$(PY) -m experiments.run +exp=bench_area
+	$(PY) -m experiments.run +exp=bench_process
 	$(PY) -m experiments.run +exp=bench_archive
 	$(PY) -m experiments.run +exp=bench_segmentation
 

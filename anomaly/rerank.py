@@ -33,9 +33,10 @@ logistic regression, no clipping).  A kind of false alarm that the expert has no
 seen yet is then neither promoted nor buried on the strength of one unrelated
 coefficient; it stays at the base rate until verdicts on it arrive.
 
-With verdicts of one class only (all confirmed, or all dismissed) nothing can be
-learned: the model keeps the unsupervised order (``learned_score`` is then the
-cluster's ``norm_score``; the card says so).
+With verdicts of one class only (all confirmed, or all dismissed), or fewer than
+:attr:`RerankConfig.min_per_class` (2) of either class, nothing is learned: the model
+keeps the unsupervised order (``learned_score`` is then the cluster's ``norm_score``;
+the card says so).
 
 Files
 -----
@@ -128,11 +129,17 @@ class RerankConfig:
     novelty_scale : float or None
         ``tau`` of the pull towards the base rate for clusters outside the training range
         (module docstring); ``None`` = plain logistic regression (no clipping, no pull).
+    min_per_class : int
+        Verdicts of each class (confirmed, dismissed) needed before anything is learned; with
+        fewer the unsupervised order is kept. One dismissed cluster among 19 confirmed ones does
+        not say what the expert dismisses, but with balanced class weights it alone would weigh
+        as much as all the confirmations.
     """
 
     C: float = 1.0
     class_weight: str | None = "balanced"
     novelty_scale: float | None = 1.0
+    min_per_class: int = 2
 
     def __post_init__(self) -> None:
         if not (isinstance(self.C, (int, float)) and math.isfinite(self.C) and self.C > 0):
@@ -142,6 +149,9 @@ class RerankConfig:
             raise ValueError(f"novelty_scale must be a positive finite number or None, got {t!r}")
         if self.class_weight not in ("balanced", None):
             raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if not (isinstance(self.min_per_class, int) and not isinstance(self.min_per_class, bool)
+                and self.min_per_class >= 1):
+            raise ValueError(f"min_per_class must be an integer >= 1, got {self.min_per_class!r}")
 
 
 @dataclass(frozen=True)
@@ -428,15 +438,18 @@ def train_reranker(
             "C": cfg.C,
             "class_weight": cfg.class_weight,
             "novelty_scale": cfg.novelty_scale,
+            "min_per_class": cfg.min_per_class,
         },
         "features": feats,
         "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__},
         "safe_format": "JSON numbers only; load with anomaly.rerank.load_reranker",
     }
-    if n_pos == 0 or n_neg == 0:
+    if min(n_pos, n_neg) < cfg.min_per_class:
         card["fallback"] = (
             "verdicts of one class only: nothing to learn, the unsupervised order "
-            "(norm_score) is kept"
+            "(norm_score) is kept" if min(n_pos, n_neg) == 0 else
+            f"{n_pos} confirmed and {n_neg} dismissed: fewer than {cfg.min_per_class} of a "
+            "class, the unsupervised order (norm_score) is kept"
         )
         return RerankModel(
             tuple(feats),

@@ -77,7 +77,7 @@ def test_report_preset(tmp_path, mask_archive):
 
 @pytest.mark.slow
 def test_bench_archive_preset(tmp_path):
-    _cli("+exp=bench_archive", "bench.n_real=1", "bench.workers=[1]", "bench.small_counts=[2,3]",
+    _cli("+exp=bench_archive", "bench.n_real=1", "bench.workers=[1]", "bench.repeats=1", "bench.small_counts=[2,3]",
          "bench.small_workers=1", 'bench.extra_overrides=["report.top_n=2"]',
          f"hydra.run.dir={tmp_path}")
     md = (tmp_path / "bench_archive.md").read_text()

@@ -41,7 +41,8 @@ class ArchiveBenchConfig:
     real_masks: str = ""  # folder of real masks; the preset sets ${paths.mlography}/impurity_scan_masks
     n_real: int = 48
     workers: tuple = (1, 2)
-    small_counts: tuple = (500, 1000, 2000)
+    repeats: int = 3  # rounds over `workers` (interleaved); the table gives the median wall clock
+    small_counts: tuple = (500, 1000, 2000, 4000)
     small_workers: int = 2
     project_scans: int = 100_000
     extra_overrides: tuple = ()  # more Hydra overrides for every run (e.g. report.html=false)

@@ -39,7 +39,7 @@ from ..reporting.stats import RegionStats
 from .checkpoint import OldRunDirError, PartStore, commit_scan, write_atomic
 from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
 from .lock import RunDirWriteError, RunLock, write_error
-from .runners import StageFactory, local_cpus, run_stage
+from .runners import StageFactory, local_cpus, release_ray, run_stage
 from .sink import OrderedSink, TableWriter
 from .stage import RenderOptions, ScanResult, ScanTask, scan_rows_frame
 from .validate import validate_pipeline
@@ -114,6 +114,7 @@ class _Run:
     def __init__(self, pc: PipelineConfig, layout: RunLayout, run_config: dict, digests: dict[str, str]):
         self.pc = pc
         self.layout = layout
+        self._ray_release = None  # the thread stopping a local Ray (runners.release_ray)
         self.run_config = run_config
         self.settings = per_scan_settings(run_config, models=digests)
         self.config_hash = settings_hash(self.settings)
@@ -314,6 +315,8 @@ class _Run:
                 self.worker_stats = run_stage(todo, StageFactory(pc, self.render), pc.runtime, self.on_result,
                                               self.prepare) or {}
             self.worker_stats["stage_s"] = time.perf_counter() - t_stage
+            # a local Ray stops while the clusters are ranked and the report is built
+            self._ray_release = release_ray()
             t_close = time.perf_counter()
             self.sink.close()
             self.driver_s += time.perf_counter() - t_close
@@ -330,6 +333,8 @@ class _Run:
         self._exports()
         self._report(clusters)
         t_end = time.perf_counter()
+        if self._ray_release is not None:
+            self._ray_release.join()
         self._write_stats({"scans": len(items), "computed": len(todo), "reused": len(reuse),
                            "clusters": len(clusters), "regions": self.n_regions, "wall_s": t_end - t0,
                            "driver_per_result_s": self.driver_s, "rank_s": t_report - t_finish,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ from data.inputs import ScanInput
 from ..config import PipelineConfig, RuntimeConfig
 from .stage import RenderOptions, ScanAnalyzer, ScanResult, ScanTask, failed_result
 
-__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session", "local_cpus"]
+__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session", "release_ray", "local_cpus"]
+
+# Scans queued per Ray worker (one running, one waiting).
+_TASKS_PER_WORKER = 2
+
+# Set when this process started (or joined) Ray itself, so that it is also the one to let it go.
+_OWNED_SESSION = False
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +130,7 @@ def ray_session(runtime: RuntimeConfig):
     """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address``)."""
     import ray
 
+    global _OWNED_SESSION
     if ray.is_initialized():
         return ray
     kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
@@ -140,7 +148,26 @@ def ray_session(runtime: RuntimeConfig):
            "QUANTMET_NO_PROGRESS": "1"}
     kwargs["runtime_env"] = {"env_vars": env}
     ray.init(**kwargs)
+    _OWNED_SESSION = True
     return ray
+
+
+def release_ray() -> threading.Thread | None:
+    """Shut down the Ray session this run started, in a background thread; join it before exit.
+
+    Stopping a local Ray (its GCS, raylet and worker processes) takes 1-2 s; the driver ranks
+    the clusters and builds the report meanwhile instead of waiting for it at interpreter exit.
+    A session that the caller had started (``ray.init`` before the run) is left alone.
+    """
+    global _OWNED_SESSION
+    if not _OWNED_SESSION:
+        return None
+    _OWNED_SESSION = False
+    import ray
+
+    thread = threading.Thread(target=ray.shutdown, name="ray-shutdown", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig,
@@ -148,8 +175,8 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     """Run the stage on Ray actors (one per worker), with backpressure and crash retries.
 
     The actors start (and load their models) in parallel; scans are dispatched once
-    all are up.  Each actor has at most one scan in flight; ``ray.wait`` returns
-    finished scans as they complete.  A scan whose worker process dies is retried
+    all are up.  Each actor has two scans queued (it starts the next while the driver
+    takes in the last); ``ray.wait`` returns finished scans as they complete.  A scan whose worker process dies is retried
     on a fresh actor up to ``runtime.max_retries`` times, then recorded as failed.
     Returns ``{"workers": n, "startup_s": seconds until every actor was up}``.
     """
@@ -179,35 +206,60 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     log.info("%d Ray worker(s) up in %.1f s", n_workers, stats["startup_s"])
     queue = list(items)[::-1]
     attempts: dict[str, int] = {}
-    in_flight: dict = {}  # ref -> (actor index, item)
+    in_flight: dict = {}  # ref -> (actor index, the actor, item, submission number)
     failed = 0
+    seq = 0
 
     def submit(idx: int) -> None:
+        nonlocal seq
         item = queue.pop()
-        in_flight[actors[idx].run.remote(prepare(item))] = (idx, item)
+        seq += 1
+        in_flight[actors[idx].run.remote(prepare(item))] = (idx, actors[idx], item, seq)
+
+    def _queued(idx: int) -> list:
+        return [r for r, v in in_flight.items() if v[0] == idx]
+
+    def kind() -> str:
+        cfg = getattr(factory, "cfg", None)
+        return cfg.data.kind if cfg is not None else "scan"
 
     with _progress(len(items), f"scans on {n_workers} Ray workers") as bar:
-        for idx in range(n_workers):
-            if queue:
-                submit(idx)
+        # _TASKS_PER_WORKER scans queued per worker: it starts the next one while the driver
+        # takes in the last result (no idle round trip between scans)
+        for _ in range(_TASKS_PER_WORKER):
+            for idx in range(n_workers):
+                if queue:
+                    submit(idx)
         while in_flight:
             done, _ = ray.wait(list(in_flight), num_returns=1)
             ref = done[0]
-            idx, item = in_flight.pop(ref)
+            idx, actor, item, n = in_flight.pop(ref)
             try:
                 result = ray.get(ref)
             except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
-                attempts[item.scan_id] = attempts.get(item.scan_id, 0) + 1
-                actors[idx] = new_actor()  # replace the dead worker
-                if attempts[item.scan_id] <= runtime.max_retries:
-                    log.warning("worker died on %s; retrying (%d)", item.scan_id, attempts[item.scan_id])
-                    queue.append(item)
-                    submit(idx)
+                # The worker died (or the task could not run). An actor runs its scans in order, so
+                # the earliest submitted of a dead actor's scans was running (the culprit); the ones
+                # queued behind it are innocent and go back to the queue without counting an attempt.
+                died = isinstance(exc, (RayActorError, WorkerCrashedError))
+                mates = {r: v for r, v in in_flight.items() if died and v[1] is actor}
+                for r in mates:
+                    del in_flight[r]
+                victims = sorted([(n, item), *((v[3], v[2]) for v in mates.values())], key=lambda t: t[0])
+                (_, culprit), innocent = victims[0], [it for _, it in victims[1:]]
+                if died:
+                    actors[idx] = new_actor()  # replace the dead worker
+                queue.extend(reversed(innocent))  # next to run, in their order
+                attempts[culprit.scan_id] = attempts.get(culprit.scan_id, 0) + 1
+                if attempts[culprit.scan_id] <= runtime.max_retries:
+                    log.warning("worker died on %s; retrying (%d)", culprit.scan_id, attempts[culprit.scan_id])
+                    queue.append(culprit)
+                    for _ in range(min(_TASKS_PER_WORKER - len(_queued(idx)), len(queue))):
+                        submit(idx)
                     continue
-                kind = getattr(factory, "cfg", None)
-                kind = kind.data.kind if kind is not None else "scan"
-                msg = f"worker crashed {attempts[item.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
-                result = failed_result(item, kind, msg)
+                msg = f"worker crashed {attempts[culprit.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
+                result = failed_result(culprit, kind(), msg)
+                for _ in range(min(_TASKS_PER_WORKER - 1 - len(_queued(idx)), len(queue))):
+                    submit(idx)
             failed += not result.ok
             on_result(result)
             bar.set_postfix(failed=failed)

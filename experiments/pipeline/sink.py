@@ -28,18 +28,21 @@ _ROW_GROUP_ROWS = 65_536
 class TableWriter:
     """Append pandas frames (or row dicts) of one schema to a Parquet file, in row groups.
 
-    Frames and rows wait in memory until about ``row_group_rows`` rows are pending, then go to the
-    file as one row group (one conversion per row group, not per scan).  The schema is the first
+    Frames and rows wait in memory until about ``row_group_rows`` rows (or ``max_frames`` frames:
+    a small pandas frame costs tens of KB whatever its rows, so an archive of small scans would
+    otherwise hold thousands) are pending, then go to the file as one row group (one conversion per
+    row group, not per scan).  The schema is the first
     non-empty row group's; later ones are cast to it (other columns are an error, with their names).
     Empty frames add no rows; when every frame is empty, the file still gets the columns of the
     first one.  ``frame_of_rows`` turns pending row dicts into a frame (``append_rows``).
     """
 
-    def __init__(self, path: Path, *, row_group_rows: int = _ROW_GROUP_ROWS,
+    def __init__(self, path: Path, *, row_group_rows: int = _ROW_GROUP_ROWS, max_frames: int = 256,
                  frame_of_rows: Callable[[list[dict]], pd.DataFrame] | None = None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.row_group_rows = int(row_group_rows)
+        self.max_frames = int(max_frames)
         self.frame_of_rows = frame_of_rows
         self._writer: pq.ParquetWriter | None = None
         self._schema: pa.Schema | None = None
@@ -69,7 +72,7 @@ class TableWriter:
             self._frame_dicts()
         self._pending.append(df)
         self._pending_rows += len(df)
-        if self._pending_rows >= self.row_group_rows:
+        if self._pending_rows >= self.row_group_rows or len(self._pending) >= self.max_frames:
             self._flush()
 
     def append_rows(self, rows: list[dict]) -> None:

@@ -8,7 +8,7 @@ HTTP API (stable; README "Review app"):
     written); with ``order=learned`` also ``learned_score`` (null for reviewed clusters).
     ``order=learned``: the unreviewed clusters by the re-ranker's ``learned_score`` (highest
     first), then the reviewed ones by rank; the re-ranker is trained on this run's verdicts
-    (needs both a confirmed and a dismissed cluster) or, before that, is the model given with
+    (needs two confirmed and two dismissed clusters) or, before that, is the model given with
     ``model=PATH``; without either the order stays the rank order (``/api/summary`` says which).
 ``POST /api/feedback`` (``Content-Type: application/json``)
     ``{"scan_id": str, "cluster_id": int, "verdict": "confirmed" | "dismissed" | null,
@@ -50,7 +50,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from anomaly.rerank import RerankModel, apply_reranker, train_reranker
+from anomaly.rerank import RerankConfig, RerankModel, apply_reranker, train_reranker
 
 from .rundata import RunData, fmt_value
 from .store import MAX_NOTE, VERDICTS, VerdictStore
@@ -199,11 +199,12 @@ class ReviewApp:
                 if i is not None and r["verdict"] in VERDICTS:
                     keys.append(i)
                     verdicts.append(r["verdict"])
+            need = RerankConfig().min_per_class
             model, source = (
                 None,
-                "rank order (the re-ranker needs a confirmed and a dismissed cluster)",
+                f"rank order (the re-ranker needs {need} confirmed and {need} dismissed clusters)",
             )
-            if len(set(verdicts)) == 2:
+            if min(verdicts.count("confirmed"), verdicts.count("dismissed")) >= need:
                 try:
                     model = train_reranker(
                         self.run.clusters.iloc[keys],

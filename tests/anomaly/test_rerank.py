@@ -156,3 +156,14 @@ def test_bad_training_input():
 
 def test_docstring_examples():
     assert doctest.testmod(rerank_mod).failed == 0
+
+
+def test_one_verdict_of_a_class_is_not_enough_to_learn():
+    df = clusters()
+    v = ["confirmed"] * (len(df) - 1) + ["dismissed"]
+    m = train_reranker(df, v)
+    assert m.fallback and "fewer than 2" in m.card["fallback"]
+    learned = train_reranker(df, v, cfg=RerankConfig(min_per_class=1))
+    assert not learned.fallback
+    with pytest.raises(ValueError, match="min_per_class"):
+        RerankConfig(min_per_class=0)

@@ -70,11 +70,12 @@ class _CrashingFactory:
         return run
 
 
-def test_a_scan_that_kills_its_worker_is_retried_then_failed(compose, tmp_path, mask_archive, local_ray):
+@pytest.mark.parametrize("workers", [2, 1])  # on 1 worker, lot2/c waits queued behind the crashing scan
+def test_a_scan_that_kills_its_worker_is_retried_then_failed(compose, tmp_path, mask_archive, local_ray, workers):
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    pc = _cfg(compose, mask_archive, "runtime=ray", "runtime.num_workers=2", "runtime.max_retries=1")
+    pc = _cfg(compose, mask_archive, "runtime=ray", f"runtime.num_workers={workers}", "runtime.max_retries=1")
     from data import discover_inputs
 
     items = discover_inputs(mask_archive)
