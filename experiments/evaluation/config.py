@@ -136,7 +136,7 @@ class EvalInpaintingConfig:
 class EvalReviewConfig:
     """Options of ``eval_review`` (section ``eval:`` of ``conf/exp/eval_review.yaml``)."""
 
-    seeds: tuple[int, ...] = (21, 22, 23, 24, 25)  # archive seeds; scan i of seed s has seed 1000 s + i
+    seeds: tuple[int, ...] = (31, 32, 33, 34, 35)  # archive seeds; scan i of seed s has seed 1000 s + i
     n_scans: int = 24
     shape: tuple[int, int] = (1024, 1024)
     n_impurities: int = 600
