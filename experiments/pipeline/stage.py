@@ -369,7 +369,7 @@ class ScanAnalyzer:
         else:
             grains = self._grains(scan.pixels, labels > 0, ps)
         t6 = time.perf_counter()
-        ratings, rating_values = self._rate(table, scan, labels, item.scan_id)
+        ratings, rating_values = self._rate(table, scan, labels, item.scan_id, ps)
         t7 = time.perf_counter()
         table.insert(0, "scan_id", item.scan_id)
         clusters.insert(0, "scan_id", item.scan_id)
@@ -419,14 +419,18 @@ class ScanAnalyzer:
         stats = region_stats(table, calibrated=ps is not None, size_min_area_px=size_min).to_dict()
         return ScanResult(item.scan_id, row, table, clusters, ratings, files, crops, stats)
 
-    def _rate(self, table: pd.DataFrame, scan, labels: np.ndarray, scan_id: str) -> tuple[pd.DataFrame | None, dict]:
-        """ASTM E45 / ISO 4967 worst fields and E1245 values (``ratings``); types in ``inclusion_type``."""
+    def _rate(self, table: pd.DataFrame, scan, labels: np.ndarray, scan_id: str,
+              pixel_size_um: float | None) -> tuple[pd.DataFrame | None, dict]:
+        """ASTM E45 / ISO 4967 worst fields and E1245 values (``ratings``); types in ``inclusion_type``.
+
+        ``pixel_size_um`` is the scan's resolved calibration (config, csv, metadata or scale bar).
+        """
         from data.standards import RATING_FIELD_COLUMNS, rate_scan, unrated_scan_values
 
         if not self._ratings.enabled:
             table["inclusion_type"] = ""
             return None, unrated_scan_values("ratings disabled (ratings.enabled=false)")
-        r = rate_scan(table, shape=labels.shape, pixel_size_um=scan.pixel_size_um, cfg=self._ratings,
+        r = rate_scan(table, shape=labels.shape, pixel_size_um=pixel_size_um, cfg=self._ratings,
                       pixels=scan.pixels if self.cfg.data.kind == "scan" else None, labels=labels, scan_id=scan_id)
         table["inclusion_type"] = np.asarray(r.region_types, dtype=object).astype(str)
         fields = r.fields if r.fields is not None else pd.DataFrame(columns=list(RATING_FIELD_COLUMNS))

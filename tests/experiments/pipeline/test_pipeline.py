@@ -245,3 +245,19 @@ def test_worker_threads_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="worker_threads"):
         RuntimeConfig(mode="ray", worker_threads=bad)
     assert RuntimeConfig(mode="ray", worker_threads=None).worker_threads is None
+
+
+@pytest.mark.parametrize("how", ["config", "csv"])
+def test_ratings_use_the_resolved_calibration(compose, tmp_path, how):
+    """A scan calibrated by data.pixel_size_um or a calibration CSV (no metadata in the file) is rated."""
+    mask = REPO / "data" / "samples" / "large_masks" / "scan4tag-19.png"
+    extra = ["data.pixel_size_um=1.0"]
+    if how == "csv":
+        (tmp_path / "cal.csv").write_text(f"path,pixel_size_um\n{mask},1.0\n")
+        extra = [f"data.calibration_csv={tmp_path / 'cal.csv'}"]
+    cfg = compose(["+exp=mlography", f"data.input={mask}", "report.html=false", *extra])
+    assert run_pipeline(pipeline_config(cfg), tmp_path / "r") == 0
+    scan = pd.read_parquet(tmp_path / "r" / "scans.parquet").iloc[0]
+    assert scan["pixel_size_source"] == how
+    assert scan["rating_n_fields"] > 0 and scan["e45_DS_worst"] >= 0.5, scan["rating_note"]
+    assert len(pd.read_parquet(tmp_path / "r" / "ratings.parquet")) > 0
