@@ -62,14 +62,28 @@ class InputListing:
     root: Path | None = None
 
 
+# Double extensions that name one file type (OME-TIFF): the scan id drops them whole.
+_COMPOUND_SUFFIXES = (".ome.tif", ".ome.tiff")
+
+
+def _without_extension(rel: Path) -> Path:
+    low = rel.name.lower()
+    for suffix in _COMPOUND_SUFFIXES:
+        if low.endswith(suffix) and len(rel.name) > len(suffix):
+            return rel.with_name(rel.name[: -len(suffix)])
+    return rel.with_suffix("")
+
+
 def scan_id_for(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` without extension, with '/' separators.
+    """``path`` relative to ``root`` without extension (``.ome.tif`` is one), with '/' separators.
 
     >>> scan_id_for(Path("/a/b/c/x.tif"), Path("/a/b"))
     'c/x'
+    >>> scan_id_for(Path("/a/b/lot1.ome.tif"), Path("/a/b"))
+    'lot1'
     """
     rel = Path(os.path.normpath(Path(path))).relative_to(os.path.normpath(Path(root)))
-    return rel.with_suffix("").as_posix()
+    return _without_extension(rel).as_posix()
 
 
 def _file_reason(p: Path, *, hidden_ok: bool = False) -> str | None:
@@ -283,7 +297,7 @@ def discover(spec: str | Path, *, base_dir: str | Path | None = None) -> InputLi
         reason = _file_reason(path, hidden_ok=True)
         if reason is not None:
             raise InputNotFoundError(f"input {path} is not a scan: {reason}")
-        items = [ScanInput(path, path.stem)]
+        items = [ScanInput(path, _without_extension(Path(path.name)).as_posix())]
         return InputListing(items, [], path.parent)
     elif os.path.islink(path):
         raise InputNotFoundError(f"input {path} is a broken symlink (to {os.readlink(path)})")

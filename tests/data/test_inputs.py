@@ -52,3 +52,15 @@ def test_errors(tree, tmp_path):
     cv2.imwrite(str(tree / "a.bmp"), np.zeros((2, 2), np.uint8))
     with pytest.raises(InputNotFoundError, match="same scan_id"):
         discover_inputs(tree)
+
+
+def test_ome_tiff_scan_ids_drop_the_whole_double_extension(tmp_path):
+    img = np.zeros((4, 4), np.uint8)
+    for rel in ["lot1/s1.ome.tif", "lot1/s2.OME.TIFF", "s3.tif"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / rel), img)
+    assert [i.scan_id for i in discover_inputs(tmp_path)] == ["lot1/s1", "lot1/s2", "s3"]
+    assert discover_inputs(tmp_path / "lot1" / "s1.ome.tif")[0].scan_id == "s1"
+    cv2.imwrite(str(tmp_path / "lot1" / "s1.tif"), img)  # s1.tif and s1.ome.tif would share an id
+    with pytest.raises(InputNotFoundError, match="same scan_id"):
+        discover_inputs(tmp_path)
