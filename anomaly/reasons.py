@@ -51,7 +51,7 @@ import pandas as pd
 
 from .rank import percentile_label
 
-__all__ = ["FEATURE_COLUMNS", "SCORE_NAMES", "cluster_features", "cluster_reasons"]
+__all__ = ["FEATURE_COLUMNS", "SCORE_NAMES", "cluster_features", "with_cluster_features", "cluster_reasons"]
 
 #: Scorers whose member statistics are features, in the order used to break ties in reasons.
 SCORE_NAMES: tuple[str, ...] = ("spatial", "circle", "shape", "combined")
@@ -225,6 +225,19 @@ def cluster_features(
 
 
 # --------------------------------------------------------------------------- sentences
+
+
+def with_cluster_features(
+    regions: pd.DataFrame,
+    clusters: pd.DataFrame,
+    *,
+    pixel_size_um: float | None,
+    shape: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """``clusters`` (the market's table) with the :func:`cluster_features` columns appended."""
+    feats = cluster_features(regions, clusters, pixel_size_um=pixel_size_um, shape=shape)
+    return pd.concat([clusters.reset_index(drop=True),
+                      feats.drop(columns=["cluster_id"]).reset_index(drop=True)], axis=1)
 
 
 def _length(v: float) -> str:

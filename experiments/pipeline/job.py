@@ -357,12 +357,10 @@ class _Run:
         clusters = pd.read_parquet(unranked)
         unranked.unlink(missing_ok=True)
         if not len(clusters):  # no clusters at all: an empty table with the right columns and dtypes
-            from anomaly.reasons import cluster_features
+            from anomaly.reasons import with_cluster_features
 
-            clusters = market_clustering(empty_regions(), np.zeros(0))[1]
-            feats = cluster_features(empty_regions().assign(cluster_id=pd.Series(dtype=np.int64)), clusters,
-                                     pixel_size_um=None)
-            clusters = pd.concat([clusters, feats.drop(columns=["cluster_id"])], axis=1)
+            clusters = with_cluster_features(empty_regions().assign(cluster_id=pd.Series(dtype=np.int64)),
+                                             market_clustering(empty_regions(), np.zeros(0))[1], pixel_size_um=None)
             clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
             clusters.insert(0, "scan_id", pd.Series(dtype=str))
         clusters = rank_clusters(clusters, key=self.order_key)

@@ -355,11 +355,9 @@ class ScanAnalyzer:
         market = dataclass_from(MarketConfig, resolve_physical(self.cfg.anomaly.area, ps), where="anomaly.area")
         cluster_ids, clusters = market_clustering(table, table["combined_score"].to_numpy(), market)
         table["cluster_id"] = np.asarray(cluster_ids, dtype=np.int64)
-        from anomaly.reasons import cluster_features
+        from anomaly.reasons import with_cluster_features
 
-        feats = cluster_features(table, clusters, pixel_size_um=ps, shape=scan.shape)
-        clusters = pd.concat([clusters.reset_index(drop=True),
-                              feats.drop(columns=["cluster_id"]).reset_index(drop=True)], axis=1)
+        clusters = with_cluster_features(table, clusters, pixel_size_um=ps, shape=scan.shape)
         clusters.insert(1, "scan_rank", scan_ranks(clusters, self._order_key))
         t5 = time.perf_counter()
         if d.kind != "scan":
@@ -377,6 +375,7 @@ class ScanAnalyzer:
         t8 = time.perf_counter()
         h, w = scan.shape
         n = len(table)
+        analysed_px = max(1, h * w - (int(np.count_nonzero(exclude)) if exclude is not None else 0))
         row = scan_row(
             item,
             d.kind,
@@ -394,9 +393,9 @@ class ScanAnalyzer:
             scale_bar_label=(ann.scale_bars[0].label or "") if ann is not None and ann.scale_bars else "",
             exclusion_file=RunLayout.exclusion_rel(item.scan_id) if exclude is not None else "",
             # fractions and densities of the analysed area (the scan less its exclusions)
-            area_fraction=float(np.count_nonzero(labels)) / max(1, labels.size - n_excl_px(exclude)),
-            number_density_per_mpx=n / (max(1, h * w - n_excl_px(exclude)) / 1e6),
-            number_density_per_mm2=(n / (max(1, h * w - n_excl_px(exclude)) * (ps * 1e-3) ** 2) if ps else np.nan),
+            area_fraction=float(np.count_nonzero(labels)) / analysed_px,
+            number_density_per_mpx=n / (analysed_px / 1e6),
+            number_density_per_mm2=(n / (analysed_px * (ps * 1e-3) ** 2) if ps else np.nan),
             n_clusters=len(clusters),
             labels_file=RunLayout.labels_rel(item.scan_id) if RunLayout.labels_rel(item.scan_id) in files else "",
             heatmap_file=RunLayout.heatmap_rel(item.scan_id) if RunLayout.heatmap_rel(item.scan_id) in files else "",
@@ -520,10 +519,6 @@ class ScanAnalyzer:
                          if k not in ("rank", "cluster score", "normalised", "percentile")]
                 crops[cid] = {"file": rel, "facts": facts}
         return files, crops
-
-
-def n_excl_px(exclude: np.ndarray | None) -> int:
-    return 0 if exclude is None else int(np.count_nonzero(exclude))
 
 
 def _box_text(box) -> str:
