@@ -80,6 +80,7 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
     d = pc.data
     _check(d.input not in (None, ""), "data.input is required: a scan file, a folder or a glob")
     _pixel_size(d.pixel_size_um, "data.pixel_size_um")
+
     def positive_int(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 

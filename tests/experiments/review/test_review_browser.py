@@ -31,6 +31,12 @@ def goto(page, objs, cur: int, target: int) -> int:
     return target
 
 
+def _launch(p, chromium):
+    """Headless Chromium (the system one, see conftest.chromium)."""
+    return p.chromium.launch(executable_path=str(chromium),
+                             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
 def test_review_flow_in_chromium(chromium, review_run):
     import requests
     from playwright.sync_api import sync_playwright
@@ -45,15 +51,7 @@ def test_review_flow_in_chromium(chromium, review_run):
     tiles: list[str] = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(chromium),
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                ],
-            )
+            browser = _launch(p, chromium)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -134,15 +132,7 @@ def test_review_flow_in_chromium(chromium, review_run):
         srv.kill()  # SIGKILL, then a new server on the same run dir
         srv = ProcessServer(review_run)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=str(chromium),
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                ],
-            )
+            browser = _launch(p, chromium)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(srv.url + "/")
             page.wait_for_function(
