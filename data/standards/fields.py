@@ -51,6 +51,13 @@ class FieldGrid:
         re, ce = self.row_edges, self.col_edges
         return a[re[0]:re[-1], ce[0]:ce[-1]], re - re[0], ce - ce[0]
 
+    def touched(self, mask: np.ndarray) -> np.ndarray:
+        """Whether each field holds a nonzero pixel of ``mask`` (M, N), shape (n_rows, n_cols)."""
+        m = np.asarray(mask) != 0
+        re, ce = self.row_edges, self.col_edges
+        return np.array([[bool(m[re[i]:re[i + 1], ce[j]:ce[j + 1]].any()) for j in range(self.n_cols)]
+                         for i in range(self.n_rows)], dtype=bool).reshape(self.n_rows, self.n_cols)
+
     def field_areas_px(self) -> np.ndarray:
         """Pixel count of each field, shape (n_rows, n_cols)."""
         return np.outer(np.diff(self.row_edges), np.diff(self.col_edges)).astype(np.float64)

@@ -265,6 +265,7 @@ def rate_scan(
     pixels: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     scan_id: str = "",
+    exclude: np.ndarray | None = None,
 ) -> ScanRating:
     """Inclusion ratings (worst fields, E45 / ISO 4967 Method A) and E1245 values of one scan.
 
@@ -283,6 +284,9 @@ def rate_scan(
         Label image, pixel value = ``region_id``: exact E1245 area fractions and intercepts per field.
     scan_id : str
         Written into the ``scan_id`` column of the tables.
+    exclude : ndarray of bool, shape (M, N), optional
+        Excluded pixels (annotations, outside the ROI, user masks): a field holding any of them is
+        not a field of the specimen and is not rated, like a partial field at the border.
 
     Returns
     -------
@@ -340,14 +344,29 @@ def rate_scan(
         )
         return ScanRating(_empty_fields(scan_id), region_types, values, features=typing.features)
 
-    fields = _field_rows(typing, grid, s, cfg, scan_id)
+    if exclude is not None and tuple(np.shape(exclude)) != shape:
+        raise RatingError(f"exclude has shape {np.shape(exclude)}, expected {shape}")
+    touched = grid.touched(exclude) if exclude is not None else np.zeros((grid.n_rows, grid.n_cols), bool)
+    n_rated = grid.n_fields - int(touched.sum())
+    if n_rated == 0:
+        values["rating_note"] = f"not rated: each of the {grid.n_fields} whole field(s) holds excluded pixels"
+        return ScanRating(_empty_fields(scan_id), region_types, values, features=typing.features)
+    if touched.any():
+        values["rating_info"] = "; ".join(x for x in (values["rating_info"],
+                                                      f"{int(touched.sum())} field(s) with excluded pixels not rated") if x)
+
+    def rated(df: pd.DataFrame) -> pd.DataFrame:
+        keep = ~touched[df["field_row"].to_numpy(np.int64), df["field_col"].to_numpy(np.int64)]
+        return df[keep].reset_index(drop=True)
+
+    fields = rated(_field_rows(typing, grid, s, cfg, scan_id))
     for (t, ser), grp in fields.groupby(["type", "series"], sort=False):
         values[worst_column(t, ser)] = float(grp["severity"].max())
-    values["rating_n_fields"] = grid.n_fields
+    values["rating_n_fields"] = n_rated
 
-    stats_df = field_measures(regions, grid, pixel_size_um=s, labels=labels)
+    stats_df = rated(field_measures(regions, grid, pixel_size_um=s, labels=labels))
     stats_df.insert(0, "scan_id", scan_id)
-    values["e1245_n_fields"] = grid.n_fields
+    values["e1245_n_fields"] = n_rated
     for m in E1245_MEASURES:
         summ = summarize(stats_df[m].to_numpy())
         for st in _E1245_STATS:

@@ -367,7 +367,7 @@ class ScanAnalyzer:
         else:
             grains = self._grains(scan.pixels, labels > 0, ps)
         t6 = time.perf_counter()
-        ratings, rating_values = self._rate(table, scan, labels, item.scan_id, ps)
+        ratings, rating_values = self._rate(table, scan, labels, item.scan_id, ps, exclude)
         t7 = time.perf_counter()
         table.insert(0, "scan_id", item.scan_id)
         clusters.insert(0, "scan_id", item.scan_id)
@@ -419,10 +419,11 @@ class ScanAnalyzer:
         return ScanResult(item.scan_id, row, table, clusters, ratings, files, crops, stats)
 
     def _rate(self, table: pd.DataFrame, scan, labels: np.ndarray, scan_id: str,
-              pixel_size_um: float | None) -> tuple[pd.DataFrame | None, dict]:
+              pixel_size_um: float | None, exclude: np.ndarray | None) -> tuple[pd.DataFrame | None, dict]:
         """ASTM E45 / ISO 4967 worst fields and E1245 values (``ratings``); types in ``inclusion_type``.
 
-        ``pixel_size_um`` is the scan's resolved calibration (config, csv, metadata or scale bar).
+        ``pixel_size_um`` is the scan's resolved calibration (config, csv, metadata or scale bar);
+        fields holding ``exclude`` pixels are not rated.
         """
         from data.standards import RATING_FIELD_COLUMNS, rate_scan, unrated_scan_values
 
@@ -430,7 +431,8 @@ class ScanAnalyzer:
             table["inclusion_type"] = ""
             return None, unrated_scan_values("ratings disabled (ratings.enabled=false)")
         r = rate_scan(table, shape=labels.shape, pixel_size_um=pixel_size_um, cfg=self._ratings,
-                      pixels=scan.pixels if self.cfg.data.kind == "scan" else None, labels=labels, scan_id=scan_id)
+                      pixels=scan.pixels if self.cfg.data.kind == "scan" else None, labels=labels, scan_id=scan_id,
+                      exclude=exclude)
         table["inclusion_type"] = np.asarray(r.region_types, dtype=object).astype(str)
         fields = r.fields if r.fields is not None else pd.DataFrame(columns=list(RATING_FIELD_COLUMNS))
         return fields, dict(r.scan_values)

@@ -311,3 +311,30 @@ def test_real_masks_stable_under_rotation(name):
     # the typing does not depend on the image axes: the same stringers and particles both ways
     for t in ("AC", "B", "D", "DS"):
         assert base.scan_values[f"rating_n_{t}"] == rot.scan_values[f"rating_n_{t}"], t
+
+
+def test_fields_with_excluded_pixels_are_not_rated():
+    m = np.zeros((1500, 1500), np.uint8)
+    for k in range(10):  # field (1, 0): ten thin D particles (as in test_d_counts_and_ds_diameter)
+        _disc(m, 800 + 60 * (k // 5), 60 + 60 * (k % 5), 2)
+    _disc(m, 100, 100, 2)  # field (0, 0): one
+    labels, _ = label_mask(m)
+    regions = regions_from_labels(labels, pixel_size_um=1.0)
+    cfg = RatingConfig(field_origin="corner", rolling_direction=0)
+    full = rate_scan(regions, shape=m.shape, pixel_size_um=1.0, cfg=cfg, labels=labels)
+    assert full.scan_values["rating_n_fields"] == 4 and full.scan_values["e45_D_thin_worst"] == 1.5
+    bar = np.zeros(m.shape, bool)
+    bar[1430:1500, :] = True  # a data bar along the bottom, below the fields (they end at 1420 px) ...
+    assert rate_scan(regions, shape=m.shape, pixel_size_um=1.0, cfg=cfg, labels=labels,
+                     exclude=bar).scan_values["rating_n_fields"] == 4  # ... leaves all 4 rated
+    bar[1000:1010, :] = True  # ... and one that crosses the fields of row 1
+    out = rate_scan(regions, shape=m.shape, pixel_size_um=1.0, cfg=cfg, labels=labels, exclude=bar)
+    v = out.scan_values
+    assert v["rating_n_fields"] == 2 and v["e1245_n_fields"] == 2
+    assert set(out.fields["field_row"]) <= {0} and len(out.field_stats) == 2
+    assert v["e45_D_thin_worst"] == 0.5  # the one particle of field (0, 0): 1 <= 1 < 4
+    assert "2 field(s) with excluded pixels not rated" in v["rating_info"]
+    everything = rate_scan(regions, shape=m.shape, pixel_size_um=1.0, cfg=cfg, labels=labels,
+                           exclude=np.ones(m.shape, bool))
+    assert everything.scan_values["rating_n_fields"] == 0
+    assert "holds excluded pixels" in everything.scan_values["rating_note"]
