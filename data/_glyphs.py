@@ -239,21 +239,21 @@ class GlyphReader:
         cands = [self._topk(g, top, base, top_k) for g in comps]
         INF = float("inf")
         # best[(k, state)] = (cost, tokens): comps[:k] read, grammar in `state`
-        best: dict = {(0, 0): (0.0, [])}
+        # best[(k, state, number)] = (cost, tokens): comps[:k] read as `number` so far, grammar in `state`
+        best: dict = {(0, 0, ""): (0.0, [])}
         for k in range(n):
-            for state in range(7):
-                if (k, state) not in best:
-                    continue
-                cost_k, toks = best[(k, state)]
+            for key_k in sorted((key for key in best if key[0] == k), key=lambda key: key[1:]):
+                _, state, num = key_k
+                cost_k, toks = best[key_k]
                 g = comps[k]
                 options = []  # (step, [(label, d, glyph)], extra cost)
                 if speck[k]:
                     options.append((1, [], 1.5))  # dropped, unless read as a '.' the grammar wants
-                elif state in (0, 5) and (
+                elif state == 5 or (state == 0 and (
                         not cands[k] or cands[k][0][1] > 0.6  # not a confident glyph
-                        or (state == 0 and (k + 1 == n or comps[k + 1].c0 - g.c1 > 0.35 * H))
-                        or (state == 5 and g.c0 - comps[k - 1].c1 > 0.35 * H)):
-                    options.append((1, [], 1.0))  # a neighbouring blob before or after the label
+                        or k + 1 == n or comps[k + 1].c0 - g.c1 > 0.35 * H)):
+                    # a neighbouring blob before the label, or anything after its final 'm'
+                    options.append((1, [], 1.0))
                 for lab, d in cands[k]:
                     options.append((1, [(lab, d, g)], d + penalty))
                 if not cands[k] and not speck[k]:
@@ -271,22 +271,27 @@ class GlyphReader:
                         if len(lab) == 1:
                             options.append((step, [(lab, d, m)], d + penalty))
                 for step, new, extra in options:
-                    st = state
+                    st, number = state, num
                     for lab, _, _ in new:
                         for ch in lab:
                             st = _GRAMMAR.get((st, _CHAR_CLASS.get(ch, ch)), -1)
                             if st < 0:
                                 break
+                            if ch in _NUMBER_CHARS:
+                                number += ch
                         if st < 0:
                             break
                     if st < 0:
                         continue
-                    key = (k + step, st)
+                    key = (k + step, st, number)
                     if cost_k + extra < best.get(key, (INF, None))[0]:
                         best[key] = (cost_k + extra, toks + new)
-        final = best.get((n, 5))
-        if final is None or not final[1]:
+        finals = [(v[0], key[2], v[1]) for key, v in best.items() if key[0] == n and key[1] == 5 and v[1]]
+        if not finals:
             return None
+        # a usual scale-bar number (1, 1.5, 2, 2.5, 3, ... x 10^k) wins over a cheaper unusual one
+        usual = [f for f in finals if is_usual_number(f[1])]
+        final = min(usual or finals, key=lambda f: (f[0], f[1]))[::2]
         text, dists, prev = [], [], None
         for lab, d, g in final[1]:
             if prev is not None and g.c0 - prev > 0.35 * H:
@@ -406,6 +411,18 @@ _CHAR_CLASS = {**{d: "d" for d in "123456789"}, "0": "z", "µ": "p", "u": "p", "
 _GRAMMAR = {(0, "d"): 1, (1, "d"): 1, (1, "z"): 1, (1, "."): 2, (2, "d"): 3, (2, "z"): 3, (3, "d"): 3, (3, "z"): 3,
             (0, "z"): 6, (6, "."): 2,
             (1, "p"): 4, (3, "p"): 4, (1, "m"): 4, (3, "m"): 4, (4, "m"): 5}
+
+_NUMBER_CHARS = frozenset("0123456789.")
+#: Significant digits of the numbers scale bars are labelled with: 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 7.5, 8, 9
+#: times a power of ten (the generated test files use 1, 2, 2.5 and 5 only).
+USUAL_MANTISSAS = frozenset({"1", "15", "2", "25", "3", "4", "5", "6", "7", "75", "8", "9"})
+
+
+def is_usual_number(number: str) -> bool:
+    """Whether ``number`` (digits, maybe one '.') is a usual scale-bar number: '100', '0.25', '750', not '191'."""
+    digits = number.replace(".", "").replace(",", "").strip("0")
+    return digits in USUAL_MANTISSAS
+
 
 _TRAIN_STRINGS = ("0123456789", "0.5", "8µm", "8um", "8nm", "8mm", "1.25")  # a digit in each: line metrics
 

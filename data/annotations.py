@@ -114,14 +114,24 @@ class AnnotationConfig:
     # a reading whose mean glyph distance is above this is not trusted (on the tuning files: keeps 99.6 %
     # of the right readings, drops 4 of 15 wrong ones)
     max_label_distance: float = 0.6
+    # a reading whose number is not a usual scale-bar number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 7.5, 8, 9 x 10^k;
+    # '191 um' from '100 um' touching an impurity) is not trusted; False trusts any number
+    usual_numbers_only: bool = True
     ink_level: float = 0.45  # label ink: this share of the way from the background to the bar's level ...
     seed_level: float = 0.7  # ... within one pixel of a glyph core at least this far (hysteresis)
+    # when no label is read at those levels, stricter (ink, seed) pairs are tried in turn: a label burned in
+    # the bar's colour on dark matrix, or touching a dark impurity, separates from it closer to the bar's level
+    stricter_ink_levels: tuple[tuple[float, float], ...] = ((0.65, 0.85), (0.8, 0.92))
 
     def __post_init__(self) -> None:
         if self.margin_px < 0 or self.min_bar_length_px < 2 or self.min_bar_thickness_px < 1:
             raise ValueError("margin_px must be >= 0, min_bar_length_px >= 2, min_bar_thickness_px >= 1")
         object.__setattr__(self, "dark_levels", tuple(float(x) for x in self.dark_levels))
         object.__setattr__(self, "light_levels", tuple(float(x) for x in self.light_levels))
+        object.__setattr__(self, "stricter_ink_levels",
+                           tuple((float(a), float(b)) for a, b in self.stricter_ink_levels))
+        if any(not 0 < a <= b <= 1 for a, b in ((self.ink_level, self.seed_level), *self.stricter_ink_levels)):
+            raise ValueError("ink levels must satisfy 0 < ink_level <= seed_level <= 1")
 
 
 @dataclass(frozen=True)
@@ -389,15 +399,13 @@ def _text_lines(ink: np.ndarray, near: str, max_h: int, tries: int = 6):
 def _read_label(px: np.ndarray, c: _Candidate, cfg: AnnotationConfig, taken: np.ndarray):
     """(label text, label box, mean glyph distance) for a bar; (None, box, None) when a text line is
     there but not read."""
-    from ._glyphs import glyph_reader
+    from ._glyphs import glyph_reader, is_usual_number
 
     M, N = px.shape
     r0, c0, r1, c1 = c.box
     L = max(r1 - r0, c1 - c0) + 1
     t = c.core[1] - c.core[0] + 1
-    S = int(max(40, min(120, 6 * t + 20)))
-    thr = c.bg + cfg.ink_level * (c.level - c.bg)
-    seed_thr = c.bg + cfg.seed_level * (c.level - c.bg)
+    S = int(max(64, min(120, 6 * t + 20)))
     windows = []
     if c.orientation == "horizontal":
         ca, cb = max(c0 - L // 2 - S, 0), min(c1 + L // 2 + S, N - 1)
@@ -413,32 +421,40 @@ def _read_label(px: np.ndarray, c: _Candidate, cfg: AnnotationConfig, taken: np.
     found_box = None
     unsure: list[str] = []
     reader = glyph_reader() if cfg.read_labels else None
-    for near, (wr0, wc0, wr1, wc1) in windows:
-        if wr1 - wr0 < 5 or wc1 - wc0 < 5:
-            continue
-        win = px[wr0:wr1 + 1, wc0:wc1 + 1].astype(np.float32)
-        # hysteresis: glyph cores near the bar's level, grown by one pixel into the anti-aliased edge
-        sign = -1.0 if c.polarity == "dark" else 1.0
-        seeds = sign * (win - seed_thr) >= 0
-        loose = sign * (win - thr) >= 0
-        ink = loose & (cv2.dilate(seeds.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-        ink &= ~taken[wr0:wr1 + 1, wc0:wc1 + 1]
-        for sub, (br0, bc0, br1, bc1) in _text_lines(ink, near, max_h=S):
-            box = (wr0 + br0, wc0 + bc0, wr0 + br1, wc0 + bc1)
-            if found_box is None and (reader is None or reader.looks_like_text(sub)):
-                found_box = box
-            if reader is None:
-                break
-            res = reader.read_line(sub)
-            if res is None:
+    levels = ((cfg.ink_level, cfg.seed_level),) + (cfg.stricter_ink_levels if reader is not None else ())
+    sign = -1.0 if c.polarity == "dark" else 1.0
+    for ink_level, seed_level in levels:
+        thr = c.bg + ink_level * (c.level - c.bg)
+        seed_thr = c.bg + seed_level * (c.level - c.bg)
+        for near, (wr0, wc0, wr1, wc1) in windows:
+            if wr1 - wr0 < 5 or wc1 - wc0 < 5:
                 continue
-            text = _clean(res[0])
-            if parse_length(text) is not None:
-                if res[1] > cfg.max_label_distance:
-                    unsure.append(f"label read as {_pretty(text)!r} but unsure (glyph distance {res[1]:.2f})")
+            win = px[wr0:wr1 + 1, wc0:wc1 + 1].astype(np.float32)
+            # hysteresis: glyph cores near the bar's level, grown by one pixel into the anti-aliased edge
+            seeds = sign * (win - seed_thr) >= 0
+            loose = sign * (win - thr) >= 0
+            ink = loose & (cv2.dilate(seeds.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+            ink &= ~taken[wr0:wr1 + 1, wc0:wc1 + 1]
+            for sub, (br0, bc0, br1, bc1) in _text_lines(ink, near, max_h=S):
+                box = (wr0 + br0, wc0 + bc0, wr0 + br1, wc0 + bc1)
+                if found_box is None and (reader is None or reader.looks_like_text(sub)):
+                    found_box = box
+                if reader is None:
+                    break
+                res = reader.read_line(sub)
+                if res is None:
                     continue
-                return _pretty(text), box, res[1]
-    return None, found_box, ("; ".join(unsure) or None)
+                text = _clean(res[0])
+                if parse_length(text) is not None:
+                    if res[1] > cfg.max_label_distance:
+                        unsure.append(f"label read as {_pretty(text)!r} but unsure (glyph distance {res[1]:.2f})")
+                        continue
+                    number = _LABEL_RE.match(text).group(1)
+                    if cfg.usual_numbers_only and not is_usual_number(number):
+                        unsure.append(f"label read as {_pretty(text)!r} but {number} is not a usual scale-bar number")
+                        continue
+                    return _pretty(text), box, res[1]
+    return None, found_box, ("; ".join(dict.fromkeys(unsure)) or None)
 
 
 def _clean(text: str) -> str:

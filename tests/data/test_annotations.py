@@ -180,3 +180,22 @@ def test_reader_grammar():
         assert got is not None and got[0].replace(" ", "") == want
     # text that is no length is not read as one
     assert reader.read_line(render_text("WD 8", "dejavu_sans", 20) > 0.45) is None
+
+
+def test_usual_scale_bar_numbers():
+    from data._glyphs import is_usual_number
+
+    assert all(is_usual_number(x) for x in ("1", "100", "0.25", "250", "750", "1.5", "30", "0.1"))
+    assert not any(is_usual_number(x) for x in ("191", "55", "288", "11", "0", "12"))
+
+
+@pytest.mark.slow
+def test_reader_drops_a_blob_right_after_the_unit():
+    from data._glyphs import glyph_reader, render_text
+
+    ink = render_text("5 µm", "dejavu_sans", 24) > 0.45
+    line = np.zeros((ink.shape[0], ink.shape[1] + 16), bool)
+    line[:, :ink.shape[1]] = ink
+    line[-12:-2, -10:] = True  # an impurity 6 px after the 'm'
+    got = glyph_reader().read_line(line)
+    assert got is not None and got[0].replace(" ", "") == "5µm"
