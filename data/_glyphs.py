@@ -238,7 +238,6 @@ class GlyphReader:
         speck = [g.h < 0.25 * H and g.w < 0.25 * H for g in comps]
         cands = [self._topk(g, top, base, top_k) for g in comps]
         INF = float("inf")
-        # best[(k, state)] = (cost, tokens): comps[:k] read, grammar in `state`
         # best[(k, state, number)] = (cost, tokens): comps[:k] read as `number` so far, grammar in `state`
         best: dict = {(0, 0, ""): (0.0, [])}
         for k in range(n):
@@ -291,9 +290,9 @@ class GlyphReader:
             return None
         # a usual scale-bar number (1, 1.5, 2, 2.5, 3, ... x 10^k) wins over a cheaper unusual one
         usual = [f for f in finals if is_usual_number(f[1])]
-        final = min(usual or finals, key=lambda f: (f[0], f[1]))[::2]
+        _, _, tokens = min(usual or finals, key=lambda f: (f[0], f[1]))
         text, dists, prev = [], [], None
-        for lab, d, g in final[1]:
+        for lab, d, g in tokens:
             if prev is not None and g.c0 - prev > 0.35 * H:
                 text.append(" ")
             prev = g.c1

@@ -115,7 +115,8 @@ class AnnotationConfig:
     # of the right readings, drops 4 of 15 wrong ones)
     max_label_distance: float = 0.6
     # a reading whose number is not a usual scale-bar number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 7.5, 8, 9 x 10^k;
-    # '191 um' from '100 um' touching an impurity) is not trusted; False trusts any number
+    # '191 um' from '100 um' touching an impurity) is not trusted; False trusts any number (the reader prefers
+    # a usual number among the readings its grammar accepts either way)
     usual_numbers_only: bool = True
     ink_level: float = 0.45  # label ink: this share of the way from the background to the bar's level ...
     seed_level: float = 0.7  # ... within one pixel of a glyph core at least this far (hysteresis)
@@ -423,18 +424,18 @@ def _read_label(px: np.ndarray, c: _Candidate, cfg: AnnotationConfig, taken: np.
     reader = glyph_reader() if cfg.read_labels else None
     levels = ((cfg.ink_level, cfg.seed_level),) + (cfg.stricter_ink_levels if reader is not None else ())
     sign = -1.0 if c.polarity == "dark" else 1.0
+    crops = [(near, (wr0, wc0, wr1, wc1), px[wr0:wr1 + 1, wc0:wc1 + 1].astype(np.float32),
+              taken[wr0:wr1 + 1, wc0:wc1 + 1])
+             for near, (wr0, wc0, wr1, wc1) in windows if wr1 - wr0 >= 5 and wc1 - wc0 >= 5]
     for ink_level, seed_level in levels:
         thr = c.bg + ink_level * (c.level - c.bg)
         seed_thr = c.bg + seed_level * (c.level - c.bg)
-        for near, (wr0, wc0, wr1, wc1) in windows:
-            if wr1 - wr0 < 5 or wc1 - wc0 < 5:
-                continue
-            win = px[wr0:wr1 + 1, wc0:wc1 + 1].astype(np.float32)
+        for near, (wr0, wc0, wr1, wc1), win, win_taken in crops:
             # hysteresis: glyph cores near the bar's level, grown by one pixel into the anti-aliased edge
             seeds = sign * (win - seed_thr) >= 0
             loose = sign * (win - thr) >= 0
             ink = loose & (cv2.dilate(seeds.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-            ink &= ~taken[wr0:wr1 + 1, wc0:wc1 + 1]
+            ink &= ~win_taken
             for sub, (br0, bc0, br1, bc1) in _text_lines(ink, near, max_h=S):
                 box = (wr0 + br0, wc0 + bc0, wr0 + br1, wc0 + bc1)
                 if found_box is None and (reader is None or reader.looks_like_text(sub)):
