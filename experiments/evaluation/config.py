@@ -172,8 +172,10 @@ class EvalCalibrationConfig:
     n_files: int = 120  # generated micrographs with burned-in bars
     # Generator seed: files seed + i, i < n_files. The detector was tuned on seeds 1000-1029, 2000-2079 and
     # 3000-3199 (data.labfiles.make_lab_micrograph). Earlier evaluations used 7, 8, 9, 10 and 11 million; their
-    # misses were looked at and the detector (or the generator) changed after each, so the set is now 12_000_000.
-    seed: int = 12_000_000
+    # misses were looked at and the detector (or the generator) changed after each; 12 million too (stop 21).
+    # The reader was then tuned on seeds 20_000_000-20_000299 (scale-bar part only), and 13_000_000 was first
+    # generated and looked at in the run the README reports.
+    seed: int = 13_000_000
     shape: tuple[int, int] = (768, 1024)  # synthetic bases (real bases keep their size)
     real_fraction: float = 0.5  # share of files on real dev scans (never the validation scans)
     jpeg_fraction: float = 0.33  # share saved as JPEG (as many lab files are)
@@ -188,7 +190,7 @@ class EvalCalibrationConfig:
     # Whole runs (the pipeline, default U-Net segmentation) on this many more generated files (seeds
     # pipeline_seed + i), with annotations excluded and not: regions and top-3 clusters on the annotation
     pipeline_files: int = 12
-    pipeline_seed: int = 12_500_000
+    pipeline_seed: int = 13_500_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
