@@ -318,7 +318,8 @@ def _pooled_g(ok: pd.DataFrame) -> str:
         return "–"
     if lo is not None and hi is not None and math.isfinite(float(lo)) and math.isfinite(float(hi)):
         return f"{float(g):.2f} [{float(lo):.2f}, {float(hi):.2f}]"
-    return f"{float(g):.2f} (no interval: {p.get('grain_note', '')})"
+    note = p.get("grain_note") or "no interval"  # the note says why ('no interval: 2 field(s) ...')
+    return f"{float(g):.2f} ({note})"
 
 
 def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[list[dict], list[list[dict]]]:
