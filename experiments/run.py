@@ -7,6 +7,7 @@ end with a one-line message and exit code 2, not a traceback.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -67,7 +68,13 @@ def main(cfg: DictConfig) -> int:
 def cli() -> None:
     """The ``quantmet`` console script: ``quantmet +exp=demo`` = ``python -m experiments.run +exp=demo``."""
     sys.argv[1:] = _quote_plain_paths(sys.argv[1:])
-    main()
+    try:
+        main()
+    finally:
+        # The task is over and its files are closed. At exit the interpreter's last garbage
+        # collection walks every object of the ~2,000 modules a run imports (~0.3 s of every run);
+        # frozen objects are skipped (objects freed by reference counting are still finalised).
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from data.errors import QuantmetError
 
@@ -144,6 +143,8 @@ def group_summary(values: np.ndarray, groups: Sequence[str], *, metric: str = ""
     DataFrame
         Columns ``metric, group, n, mean, sd, ci95, min, median, max, note``.
     """
+    from scipy import stats  # here: scipy.stats costs ~0.5 s to import, and a run assigns groups first
+
     rows = []
     for name, x in _finite_by_group(values, groups).items():
         n = int(x.size)
@@ -191,6 +192,8 @@ def anova_table(values: np.ndarray, groups: Sequence[str], *, metric: str = "") 
                df_between=len(names) - 1 if names else 0, df_within=n_tot - len(names),
                F=math.nan, p_value=math.nan, note=note)
     if not note:
+        from scipy import stats
+
         res = stats.f_oneway(*samples)
         row.update(F=float(res.statistic), p_value=float(res.pvalue))
     return pd.DataFrame([row])
@@ -208,6 +211,8 @@ def tukey_table(values: np.ndarray, groups: Sequence[str], *, metric: str = "") 
     names, samples, note = _testable(values, groups)
     if note:
         return pd.DataFrame(columns=cols)
+    from scipy import stats
+
     res = stats.tukey_hsd(*samples)
     ci = res.confidence_interval(confidence_level=0.95)
     rows = []

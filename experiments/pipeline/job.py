@@ -335,6 +335,7 @@ class _Run:
         t_end = time.perf_counter()
         if self._ray_release is not None:
             self._ray_release.join()
+        self.worker_stats["ray_stop_wait_s"] = time.perf_counter() - t_end
         self._write_stats({"scans": len(items), "computed": len(todo), "reused": len(reuse),
                            "clusters": len(clusters), "regions": self.n_regions, "wall_s": t_end - t0,
                            "driver_per_result_s": self.driver_s, "rank_s": t_report - t_finish,

@@ -4,7 +4,6 @@ log-normal fit, score histograms; Matplotlib on the Agg canvas, nothing left ope
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["plot_score_counts", "plot_size_counts"]
 
@@ -59,7 +58,7 @@ def plot_size_counts(
     -------
     ndarray, shape (H, W, 3), uint8
     """
-    from .stats import LOG10_EDGES
+    from .stats import LOG10_EDGES, lognormal_cdf
 
     c = np.asarray(counts, dtype=np.float64)
     edges = 10.0 ** LOG10_EDGES
@@ -75,7 +74,7 @@ def plot_size_counts(
     ax.bar(edges[lo:hi], c[lo:hi], width=np.diff(edges)[lo:hi], align="edge", color="#6baed6", ec="#2171b5",
            lw=0.5, label=f"impurities (n={n:,})")
     if fit is not None:
-        cdf = stats.lognorm.cdf(edges[lo : hi + 1], fit["sigma"], 0, fit["median"])
+        cdf = lognormal_cdf(edges[lo : hi + 1], median=fit["median"], sigma=fit["sigma"])
         centres = np.sqrt(edges[lo:hi] * edges[lo + 1 : hi + 1])
         ax.plot(centres, n * np.diff(cdf), color="#d62728", lw=2,
                 label=f"log-normal fit: median {fit['median']:.3g} {unit}, σ(log) {fit['sigma']:.3g}")

@@ -14,12 +14,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["RegionStats", "region_stats", "LOG10_EDGES", "SCORE_EDGES"]
+__all__ = ["RegionStats", "region_stats", "lognormal_cdf", "LOG10_EDGES", "SCORE_EDGES"]
 
 #: Bin edges of log10(equivalent diameter): 0.01 to 10^5 units, 20 bins per decade.
 LOG10_EDGES = np.linspace(-2.0, 5.0, 141)
 #: Bin edges of the scores, on [0, 1].
 SCORE_EDGES = np.linspace(0.0, 1.0, 51)
+
+
+def lognormal_cdf(x: np.ndarray, *, median: float, sigma: float) -> np.ndarray:
+    """CDF of the log-normal law with location 0: ``Φ((ln x − ln median) / sigma)``, 0 for x <= 0.
+
+    The same values as ``scipy.stats.lognorm.cdf(x, sigma, 0, median)``, from :func:`scipy.special.ndtr`
+    (a run's report then does not import :mod:`scipy.stats`, ~0.4 s).
+    """
+    from scipy.special import ndtr
+
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        z = (np.log(np.where(x > 0, x, 0.0)) - math.log(median)) / sigma
+    return ndtr(z)
 
 
 @dataclass
@@ -123,11 +137,8 @@ class RegionStats:
         sigma = math.sqrt(var)
         if sigma == 0:
             return None
-        from scipy import stats
-
         cdf_emp = np.cumsum(s.counts) / s.n
-        upper = 10.0 ** LOG10_EDGES[1:]
-        cdf_fit = stats.lognorm.cdf(upper, s=sigma, scale=math.exp(mu))
+        cdf_fit = lognormal_cdf(10.0 ** LOG10_EDGES[1:], median=math.exp(mu), sigma=sigma)
         return {"n": s.n, "median": math.exp(mu), "sigma": sigma, "mean": math.exp(mu + var / 2),
                 "ks_stat": float(np.max(np.abs(cdf_emp - cdf_fit)))}
 

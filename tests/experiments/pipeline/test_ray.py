@@ -139,6 +139,37 @@ def test_sigkill_then_resume_gives_the_uninterrupted_tables(tmp_path):
     assert scans["scan_id"].is_unique and len(scans) == 8
 
 
+_PRESTARTED = """
+import os, sys, time
+from experiments.config import RuntimeConfig
+from experiments.pipeline.runners import _StageActor, ray_session
+
+ray = ray_session(RuntimeConfig(mode="ray", num_workers=2))
+time.sleep(1.0)  # the workers Ray starts with the node are up by now
+tick = os.sysconf("SC_CLK_TCK")
+
+def started(pid):  # seconds after boot
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19]) / tick
+
+asked = float(open("/proc/uptime").read().split()[0])
+actor = ray.remote(num_cpus=1)(_StageActor)
+factory = lambda: (lambda task: task)
+pids = ray.get([a.pid.remote() for a in [actor.remote(factory), actor.remote(factory)]])
+print("late:", [round(started(p) - asked, 2) for p in pids if started(p) > asked - 0.05])
+ray.shutdown()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads process start times from /proc")
+def test_a_local_session_runs_its_actors_on_the_workers_ray_started_with_it(tmp_path):
+    """A run's own local Ray hands its env to the workers by inheritance, not a runtime_env: with one,
+    Ray cannot use the workers it pre-starts with the node, and every actor waits for a new Python."""
+    r = subprocess.run([sys.executable, "-c", _PRESTARTED], cwd=tmp_path, env=_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "late: []" in r.stdout, r.stdout
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -123,6 +123,18 @@ def test_lognormal_fit_from_merged_histograms_recovers_parameters():
     assert RegionStats.from_dict(merged.to_dict()).lognormal() == fit
 
 
+@pytest.mark.parametrize("median,sigma", [(2.5, 0.7), (0.03, 1.9), (4000.0, 0.05)])
+def test_lognormal_cdf_equals_scipy_stats(median, sigma):
+    """The report's CDF (scipy.special.ndtr, so a run does not import scipy.stats) is scipy.stats.lognorm's."""
+    from scipy import stats
+
+    from experiments.reporting.stats import lognormal_cdf
+
+    x = np.concatenate([[-1.0, 0.0], np.geomspace(1e-6, 1e7, 300)])
+    np.testing.assert_allclose(lognormal_cdf(x, median=median, sigma=sigma),
+                               stats.lognorm.cdf(x, sigma, 0, median), rtol=1e-12, atol=1e-15)
+
+
 def test_plots_render():
     rng = np.random.default_rng(0)
     st = _stats_of(rng.lognormal(1.0, 0.5, 300), {"a_score": rng.random(300),
