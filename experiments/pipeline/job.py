@@ -304,7 +304,7 @@ class _Run:
                 self._accept(r, fresh=False)
                 self.sink.add(ScanResult(r.scan_id, r.row), in_memory=False)
             log.info("processing %d scan(s) from %s (%s runner)", len(todo), pc.data.input, pc.runtime.mode)
-            if pc.runtime.mode == "ray" and pc.runtime.num_workers and not pc.runtime.address:
+            if pc.runtime.mode == "ray" and pc.runtime.num_workers and not (pc.runtime.address or os.environ.get("RAY_ADDRESS")):
                 if pc.runtime.num_workers > local_cpus():
                     log.warning("runtime.num_workers=%d is more than this machine's %d CPUs: using %d",
                                 pc.runtime.num_workers, local_cpus(), local_cpus())

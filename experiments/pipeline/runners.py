@@ -127,15 +127,17 @@ class _StageActor:
 
 
 def ray_session(runtime: RuntimeConfig):
-    """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address``)."""
+    """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address`` or ``RAY_ADDRESS``)."""
     import ray
 
     global _OWNED_SESSION
     if ray.is_initialized():
         return ray
     kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
-    if runtime.address:
-        kwargs["address"] = runtime.address
+    # inside a Ray job (`ray job submit`) Ray sets RAY_ADDRESS: the run joins that cluster
+    address = runtime.address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        kwargs["address"] = address
     else:
         # A local Ray: this machine's node, advertised on loopback only (Ray 2.60 still opens its
         # gRPC ports on every interface; they require Ray's token, which local Ray turns on).
@@ -146,7 +148,7 @@ def ray_session(runtime: RuntimeConfig):
     paths = os.environ.get("PYTHONPATH", "")
     env = {"PYTHONPATH": paths if root in paths.split(os.pathsep) else os.pathsep.join(p for p in (root, paths) if p),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    if runtime.address:
+    if address:
         # a cluster's workers get them from the job's runtime_env
         kwargs["runtime_env"] = {"env_vars": {**env, "QUANTMET_NO_PROGRESS": "1"}}
     else:

@@ -218,6 +218,15 @@ def test_archive_on_a_real_ray_cluster(tmp_path, mask_archive):
         assert (scans["status"] == "ok").all() and len(scans) == 3
         assert len(pd.read_parquet(out / "clusters.parquet")) > 0
         assert "2 Ray workers" in r.stdout + r.stderr or scans["worker_pid"].nunique() == 2
+        # inside `ray job submit` there is no runtime.address, but Ray sets RAY_ADDRESS: join it too
+        # (starting a local Ray with num_cpus there is an error)
+        r = subprocess.run(
+            [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={mask_archive}",
+             "data.kind=mask", "report.html=false", f"hydra.run.dir={tmp_path / 'job'}"],
+            cwd=REPO, env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, capture_output=True, text=True, timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert pd.read_parquet(tmp_path / "job" / "regions.parquet").equals(pd.read_parquet(out / "regions.parquet"))
     finally:
         for p in (worker, head):
             if p is not None and p.poll() is None:
