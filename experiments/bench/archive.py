@@ -86,7 +86,11 @@ def _run(input_dir: Path, workers: int, out: Path, extra: list[str]) -> dict:
         "failed": int((scans["status"] != "ok").sum()),
         "wall_s": round(wall, 2),
         "scans_per_min": round(60 * len(scans) / wall, 1),
+        "ray_init_s": round(float(stats.get("workers_ray_init_s", float("nan"))), 2),
         "worker_startup_s": round(float(stats.get("workers_startup_s", float("nan"))), 2),
+        # the scans themselves: the stage less starting Ray and the workers
+        "scans_s": round(float(stats["workers_stage_s"] - stats.get("workers_ray_init_s", 0.0)
+                               - stats.get("workers_startup_s", 0.0)), 2),
         "driver_per_scan_ms": round(1000 * stats["driver_per_result_s"] / max(1, len(scans)), 2),
         "rank_s": round(stats["rank_s"], 2),
         "report_s": round(stats["report_s"], 2),

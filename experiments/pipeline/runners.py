@@ -187,9 +187,12 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     all are up.  Each actor has two scans queued (it starts the next while the driver
     takes in the last); ``ray.wait`` returns finished scans as they complete.  A scan whose worker process dies is retried
     on a fresh actor up to ``runtime.max_retries`` times, then recorded as failed.
-    Returns ``{"workers": n, "startup_s": seconds until every actor was up}``.
+    Returns ``{"workers": n, "ray_init_s": seconds to start or join Ray (0 if it was running),
+    "startup_s": seconds until every actor was up}``.
     """
+    t_init = time.perf_counter()
     ray = ray_session(runtime)
+    ray_init_s = time.perf_counter() - t_init
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
     cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -211,7 +214,7 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
         # a worker that cannot start: the scans below replace it and retry as for a crash
         log.warning("a Ray worker failed to start: %s", str(exc)[:300])
-    stats = {"workers": n_workers, "startup_s": time.perf_counter() - t0}
+    stats = {"workers": n_workers, "ray_init_s": ray_init_s, "startup_s": time.perf_counter() - t0}
     log.info("%d Ray worker(s) up in %.1f s", n_workers, stats["startup_s"])
     queue = list(items)[::-1]
     attempts: dict[str, int] = {}
