@@ -39,7 +39,7 @@ from ..reporting.stats import RegionStats
 from .checkpoint import OldRunDirError, PartStore, commit_scan, write_atomic
 from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
 from .lock import RunDirWriteError, RunLock, write_error
-from .runners import StageFactory, local_cpus, release_ray, run_stage
+from .runners import StageFactory, local_cpus, ray_address, release_ray, run_stage
 from .sink import OrderedSink, TableWriter
 from .stage import RenderOptions, ScanResult, ScanTask, scan_rows_frame
 from .validate import validate_pipeline
@@ -304,7 +304,7 @@ class _Run:
                 self._accept(r, fresh=False)
                 self.sink.add(ScanResult(r.scan_id, r.row), in_memory=False)
             log.info("processing %d scan(s) from %s (%s runner)", len(todo), pc.data.input, pc.runtime.mode)
-            if pc.runtime.mode == "ray" and pc.runtime.num_workers and not (pc.runtime.address or os.environ.get("RAY_ADDRESS")):
+            if pc.runtime.mode == "ray" and pc.runtime.num_workers and not ray_address(pc.runtime):
                 if pc.runtime.num_workers > local_cpus():
                     log.warning("runtime.num_workers=%d is more than this machine's %d CPUs: using %d",
                                 pc.runtime.num_workers, local_cpus(), local_cpus())

@@ -26,7 +26,8 @@ from data.inputs import ScanInput
 from ..config import PipelineConfig, RuntimeConfig
 from .stage import RenderOptions, ScanAnalyzer, ScanResult, ScanTask, failed_result
 
-__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_session", "release_ray", "local_cpus"]
+__all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_address", "ray_session", "release_ray",
+           "local_cpus"]
 
 # Scans queued per Ray worker (one running, one waiting).
 _TASKS_PER_WORKER = 2
@@ -126,6 +127,12 @@ class _StageActor:
         return os.getpid()
 
 
+def ray_address(runtime: RuntimeConfig) -> str | None:
+    """The cluster this run joins: ``runtime.address``, else ``RAY_ADDRESS`` (which Ray sets inside a
+    job of ``ray job submit``); None = a local Ray of this run's own."""
+    return runtime.address or os.environ.get("RAY_ADDRESS") or None
+
+
 def ray_session(runtime: RuntimeConfig):
     """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address`` or ``RAY_ADDRESS``)."""
     import ray
@@ -134,8 +141,7 @@ def ray_session(runtime: RuntimeConfig):
     if ray.is_initialized():
         return ray
     kwargs: dict = {"include_dashboard": False, "log_to_driver": True}
-    # inside a Ray job (`ray job submit`) Ray sets RAY_ADDRESS: the run joins that cluster
-    address = runtime.address or os.environ.get("RAY_ADDRESS") or None
+    address = ray_address(runtime)
     if address:
         kwargs["address"] = address
     else:
@@ -145,8 +151,8 @@ def ray_session(runtime: RuntimeConfig):
         kwargs["num_cpus"] = min(int(runtime.num_workers), local_cpus()) if runtime.num_workers else local_cpus()
     # Workers import the project's packages from the driver's checkout.
     root = str(Path(__file__).resolve().parents[2])
-    paths = os.environ.get("PYTHONPATH", "")
-    env = {"PYTHONPATH": paths if root in paths.split(os.pathsep) else os.pathsep.join(p for p in (root, paths) if p),
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {"PYTHONPATH": os.pathsep.join(paths if root in paths else [root, *paths]),
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     if address:
         # a cluster's workers get them from the job's runtime_env
