@@ -22,7 +22,7 @@ All constants are fields of :class:`MarketConfig` (paper values by default).
 intermediate overflow).
 
 The market, precisely (this is the specification; the fast implementation
-and the naive oracle ``experiments/bench/naive_market.py`` follow it exactly)
+and the naive oracle ``experiments/research/bench/naive_market.py`` follow it exactly)
 -----------------------------------------------------------------------------
 1. Participants are the rows with ``s > 0``, handled in ``region_id`` order.
    Seeds: the ``min(k, n_participants)`` largest ``(s, -region_id)``.  Seed

@@ -15,10 +15,10 @@ __all__ = ["SCHEMAS", "register"]
 
 
 def _schemas() -> dict[str, dict[str, type]]:
-    from experiments.bench import config as bench
-    from experiments.evaluation import config as evaluation
+    from experiments.research.bench import config as bench
+    from experiments.research.evaluation import config as evaluation
     from experiments.reporting.config_compare import CompareConfig
-    from experiments.training import config as training
+    from experiments.research.training import config as training
 
     return {
         "train": {

@@ -24,7 +24,7 @@ from anomaly.area import (
     merge_prices,
     purchase_prices,
 )
-from experiments.bench.naive_market import naive_market_assign  # the one allowed bench import: the oracle
+from experiments.research.bench.naive_market import naive_market_assign  # the one allowed bench import: the oracle
 
 NO_MERGE = MarketConfig(n_clusters=2, merge_penalty_power=400.0)  # (2-|ds|)^400: merges never affordable
 

@@ -289,7 +289,7 @@ def test_a_model_of_the_wrong_shape_is_rejected(tmp_path):
 
 
 def test_split_files_is_seeded_disjoint_and_by_file():
-    from experiments.training.shape_ae import split_files
+    from experiments.research.training.shape_ae import split_files
 
     files = [Path(f"m{i}.png") for i in range(10)]
     train, val = split_files(files, val_fraction=0.2, seed=0)
@@ -302,7 +302,7 @@ def test_training_run_writes_model_and_card(tmp_path):
     pytest.importorskip("keras")
     from omegaconf import OmegaConf
 
-    from experiments.training.shape_ae import run
+    from experiments.research.training.shape_ae import run
 
     masks = tmp_path / "masks"
     masks.mkdir()

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 keras = pytest.importorskip("keras")
 
-from experiments.datasets.mlography import grain_regions
+from experiments.research.datasets.mlography import grain_regions
 from segmentation import models
 from segmentation.metrics import impurity_metrics
 from segmentation.models import (
@@ -255,7 +255,7 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
     from omegaconf import OmegaConf
 
     from conftest import fake_mlography_root
-    from experiments.evaluation.segmentation import run
+    from experiments.research.evaluation.segmentation import run
 
     root = fake_mlography_root(tmp_path)
     cfg = compose(["+exp=eval_segmentation", f"eval.data_root={root}", "eval.scans=[12,13]",
@@ -289,7 +289,7 @@ def test_eval_segmentation_runs_and_reports_recall_by_size(tmp_path, compose):
 
 
 def test_error_map_colours_objects_by_match_status():
-    from experiments.evaluation.segmentation import ERROR_COLOURS, error_map
+    from experiments.research.evaluation.segmentation import ERROR_COLOURS, error_map
     from segmentation.metrics import match_objects
 
     img = np.full((40, 40), 180, np.uint8)

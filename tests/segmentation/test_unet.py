@@ -202,7 +202,7 @@ def test_augment_rejects_bad_input():
 def test_patch_sampling_oversamples_impurities():
     from types import SimpleNamespace
 
-    from experiments.training.unet import TrainUNetConfig, sample_impurity_patches
+    from experiments.research.training.unet import TrainUNetConfig, sample_impurity_patches
 
     rng = np.random.default_rng(0)
     y = np.zeros((300, 400), bool)

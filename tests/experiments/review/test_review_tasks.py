@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_eval_review_task_tiny(compose, tmp_path):
-    from experiments.evaluation.review import run
+    from experiments.research.evaluation.review import run
 
     cfg = compose(
         [
@@ -44,7 +44,7 @@ def test_eval_review_task_tiny(compose, tmp_path):
 
 @pytest.mark.slow
 def test_bench_review_task_tiny(compose, tmp_path):
-    from experiments.bench.review import run
+    from experiments.research.bench.review import run
 
     cfg = compose(
         ["+exp=bench_review", "bench.shape=[512,640]", "bench.n_tiles=8", "bench.chromium="]

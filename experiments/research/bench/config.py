@@ -1,0 +1,139 @@
+"""Typed options of the bench tasks (the ``bench:`` section of their presets).
+
+Light on purpose: ``experiments.schemas`` registers these dataclasses as Hydra structured configs, so every
+key has its default here and a preset in ``conf/exp`` lists only its deltas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AnomalyBenchConfig:
+    """Options of ``bench_anomaly`` (section ``bench:`` of ``conf/exp/bench_anomaly.yaml``)."""
+
+    repeats: int = 5
+    masks: str = "large_masks"
+    naive: bool = True
+    naive_max_regions: int | None = None  # None: the whole mask
+    synthetic: bool = True
+    synthetic_shape: tuple = (6000, 6000)
+    synthetic_cell: int = 18
+    synthetic_seed: int = 0
+    ray: bool = True
+    ray_sizes: tuple = (10_000, 30_000, 100_000)
+    ray_num_cpus: int | None = None  # None: all cores
+    naive_scaling_sizes: tuple = (500, 1000, 2000)
+    target_speedup: float = 200.0
+    target_spatial_100k_s: float = 10.0
+    target_spatial_100k_mb: float = 2048.0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
+class ArchiveBenchConfig:
+    """Options of ``bench_archive`` (see experiments/research/bench/archive.py)."""
+
+    real_masks: str = ""  # folder of real masks; the preset sets ${paths.mlography}/impurity_scan_masks
+    n_real: int = 48
+    workers: tuple = (1, 2)
+    repeats: int = 3  # rounds over `workers` (interleaved); the table gives the median wall clock
+    small_counts: tuple = (500, 1000, 2000, 4000)
+    small_workers: int = 2
+    project_scans: int = 100_000
+    extra_overrides: tuple = ()  # more Hydra overrides for every run (e.g. report.html=false)
+    keep_runs: bool = False
+
+
+@dataclass(frozen=True)
+class AreaBenchConfig:
+    """Options of ``bench_area`` (section ``bench:`` of ``conf/exp/bench_area.yaml``)."""
+
+    n_scored: int = 5000
+    seed: int = 0
+    naive_n: int = 1000
+    repeats: int = 3
+    n_clusters: int = 10
+    price_from: tuple[str, ...] = ("members", "cores")  # anomaly.area.PRICE_FROM
+    sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10000)
+    masks: str = "large_masks"  # folder under data/samples, or a path; "" to skip
+    target_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "price_from", tuple(self.price_from))
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if self.n_scored < 1 or self.naive_n < 1 or self.repeats < 1:
+            raise ValueError("bench.n_scored, bench.naive_n and bench.repeats must be >= 1")
+        from anomaly.area import PRICE_FROM
+
+        bad = [p for p in self.price_from if p not in PRICE_FROM]
+        if bad:
+            raise ValueError(f"bench.price_from entries must be in {PRICE_FROM}, got {bad}")
+
+
+@dataclass(frozen=True)
+class RegionsBenchConfig:
+    """Options of ``bench_regions`` (section ``bench:`` of ``conf/exp/bench_regions.yaml``)."""
+
+    repeats: int = 7
+    masks: str = "large_masks"  # folder under data/samples, or a path
+    target_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ValueError(f"bench.repeats must be >= 1, got {self.repeats}")
+
+
+@dataclass(frozen=True)
+class SegmentationBenchConfig:
+    """Options of the ``bench:`` section of ``conf/exp/bench_segmentation.yaml``."""
+
+    scan: str = "scans/10.jpg"  # under data/samples, or a path
+    repeats: int = 3
+    tile: int = 256
+    overlap: int = 32
+    batch_size: int = 8
+    prior_tile: int = 128
+    prior_stride: int = 16
+    sample_tiles: int = 200
+    threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default (all cores)
+    target_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.sample_tiles < 1:
+            raise ValueError("repeats and sample_tiles must be >= 1")
+
+
+@dataclass(frozen=True)
+class BenchReviewConfig:
+    """Options of ``bench_review`` (section ``bench:`` of ``conf/exp/bench_review.yaml``)."""
+
+    shape: tuple = (5000, 5000)
+    seed: int = 0
+    viewport: tuple = (640, 740)  # the viewer area of the page in a 1280 x 800 browser window
+    n_tiles: int = 300
+    zoom_levels: int = 3  # finest levels sampled for pan / zoom tiles
+    chromium: str = "/usr/bin/chromium"  # "" = over HTTP only
+    target_first_view_s: float = 2.0
+    target_tile_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "viewport", tuple(int(s) for s in self.viewport))
+        if len(self.shape) != 2 or min(self.shape) < 64 or self.n_tiles < 1 or self.zoom_levels < 1:
+            raise ValueError("bench.shape must be (rows, cols) >= 64; n_tiles and zoom_levels >= 1")
+
+
+@dataclass(frozen=True)
+class ProcessBenchConfig:
+    """Options of ``bench_process`` (see experiments/research/bench/process.py)."""
+
+    masks: tuple = ("large_masks/scan4tag-19.png", "large_masks/scan1tag-52.png")  # under data/samples, or paths
+    repeats: int = 3
+    prior_art: bool = True
+    target_speedup: float = 100.0
+    extra_overrides: tuple = ()

@@ -1,0 +1,71 @@
+"""The U-Net trainers on a tiny fake dataset: split by scan, tuning vs held-out validation, card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import fake_mlography_root
+
+pytest.importorskip("keras")
+
+TINY = [
+    "train.unet={depth: 2, base_width: 4, batch_norm: true, dropout: 0.0}", "train.patch=32",
+    "train.patches_per_epoch=32", "train.batch_size=16", "train.epochs=2", "train.patience=5",
+    "train.tile=64", "train.overlap=16", "train.max_minutes=2", "train.threads=2",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["impurities", "grains"])
+def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_path, kind):
+    from experiments.research.training import unet as train_unet
+
+    root = fake_mlography_root(tmp_path)
+    cfg = compose([f"+exp=train_unet_{kind}", f"train.data_root={root}", "train.val_scans=[20]",
+                   "train.tune_scans=[17]", *TINY])
+    out = tmp_path / "run"
+    assert getattr(train_unet, f"run_{kind}")(cfg, out) == 0
+    name = {"impurities": "unet_impurities", "grains": "unet_grains"}[kind]
+    card = json.loads((out / f"{name}.json").read_text())
+    data = card["data"]
+    assert data["val_scans"] == ["20"] and data["tune_scans"] == ["17"]
+    assert set(data["train_scans"]) == {"12", "13"}
+    assert card["training"]["selected_on"] == "tune_scans"
+    # threshold chosen on the tuning scans, then applied unchanged to the held-out scans
+    tuned, held = card["metrics_tuning"], card["metrics_validation"]
+    assert held["threshold"] == tuned["threshold"] == card["threshold"]
+    assert held["min_size"] == tuned["min_size"]
+    key = "object_f1" if kind == "impurities" else "boundary_f1"
+    assert 0.0 <= held[key] <= 1.0 and 0.0 <= tuned[key] <= 1.0
+    assert (out / f"{name}.keras").stat().st_size < 1 << 20
+    if kind == "impurities":  # the preset trains and tunes on registered labels
+        assert card["config"]["register_labels"] is True
+        assert "registered" in card["data"]["labels"]
+        reg = card["metrics_validation_registered_labels"]
+        assert reg["threshold"] == held["threshold"] and 0.0 <= reg["object_f1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_train_on_raw_labels_reports_raw_heldout_only(compose, tmp_path):
+    from experiments.research.training import unet as train_unet
+
+    root = fake_mlography_root(tmp_path)
+    cfg = compose(["+exp=train_unet_impurities", f"train.data_root={root}", "train.val_scans=[20]",
+                   "train.tune_scans=[17]", "train.register_labels=false", *TINY])
+    out = tmp_path / "run"
+    assert train_unet.run_impurities(cfg, out) == 0
+    card = json.loads((out / "unet_impurities.json").read_text())
+    assert card["config"]["register_labels"] is False
+    assert "registered" not in card["data"]["labels"]
+    assert "metrics_validation_registered_labels" not in card
+    assert 0.0 <= card["metrics_validation"]["object_f1"] <= 1.0
+
+
+def test_tune_and_val_scans_must_differ():
+    from experiments.research.training.unet import TrainUNetConfig
+
+    with pytest.raises(ValueError, match="overlap"):
+        TrainUNetConfig(val_scans=("15",), tune_scans=("15", "17"))
+    with pytest.raises(ValueError, match="bundled"):
+        TrainUNetConfig(val_scans=("15",), tune_scans=("10",))
