@@ -33,6 +33,8 @@ def _schemas() -> dict[str, dict[str, type]]:
             "area": evaluation.EvalAreaConfig,
             "review": evaluation.EvalReviewConfig,
             "calibration": evaluation.EvalCalibrationConfig,
+            "truth": evaluation.EvalTruthConfig,
+            "repeatability": evaluation.EvalRepeatabilityConfig,
         },
         "bench": {
             "anomaly": bench.AnomalyBenchConfig,

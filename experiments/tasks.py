@@ -36,6 +36,8 @@ TASKS: dict[str, str] = {
     "train_inpainting": "experiments.research.training.inpainting:run",
     "eval_inpainting": "experiments.research.evaluation.inpainting:run",
     "eval_calibration": "experiments.research.evaluation.calibration:run",
+    "eval_truth": "experiments.research.evaluation.truth:run",
+    "eval_repeatability": "experiments.research.evaluation.repeatability:run",
     "compare": "experiments.reporting.compare:run",
 }
 

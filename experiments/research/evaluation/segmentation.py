@@ -51,6 +51,11 @@ from .config import EvalSegmentationConfig
 __all__ = [
     "EvalSegmentationConfig",
     "bootstrap_interval",
+    "cached_probabilities",
+    "cross_validate",
+    "cv_table",
+    "kfold_groups",
+    "out_of_training_scans",
     "drop_small",
     "error_map",
     "evaluate_grains",
@@ -638,6 +643,27 @@ def _run_tuning(ecfg: EvalSegmentationConfig, scans: list[str], gscans: list[str
     return 0
 
 
+def _run_cv(ecfg: EvalSegmentationConfig, output_dir: Path) -> int:
+    from experiments._markdown import markdown_table
+
+    res = cross_validate(ecfg)
+    (output_dir / "cross_validation.json").write_text(json.dumps(res, indent=2, default=float) + "\n")
+    table = cv_table(res)
+    md = ["# Post-processing chosen by k-fold cross-validation (out-of-training scans)", "",
+          f"Impurities: scans {', '.join(res['impurities']['scans'])}; grains: "
+          f"{res['grains']['n_regions']} regions of scans {', '.join(res['grains']['scans'])}. "
+          "Fold mean ± sd (worst fold).", "", markdown_table(table), "",
+          "Chosen per fold (impurities): " + "; ".join(
+              f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["impurities"]["folds"]),
+          "", "Chosen per fold (grains): " + "; ".join(
+              f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["grains"]["folds"]),
+          "", f"Chosen on all folds together: impurities {res['impurities']['chosen_on_all']}, "
+          f"grains {res['grains']['chosen_on_all']}.", ""]
+    (output_dir / "cross_validation.md").write_text("\n".join(md))
+    log.info("\n%s", "\n".join(md))
+    return 0
+
+
 _NAMES = {"unet": "U-Net (quantmet)", "classical": "classical (quantmet)", "reference": "MLography published"}
 
 
@@ -697,6 +723,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     scans = list(ecfg.scans) if ecfg.scans is not None else _card_val_scans("impurities")
     gscans = list(ecfg.grain_scans) if ecfg.grain_scans is not None else _card_val_scans("grains")
     log.info("impurity scans %s; grain-boundary scans %s", scans, gscans)
+    if ecfg.tune == "cv":
+        return _run_cv(ecfg, output_dir)
     if ecfg.tune is not None:
         return _run_tuning(ecfg, scans, gscans, output_dir)
     imp = evaluate_impurities(ecfg, scans, output_dir)
@@ -789,3 +817,227 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     (output_dir / "segmentation_eval.md").write_text("\n".join(md))
     log.info("\n%s", "\n".join(md))
     return 0
+
+
+# --------------------------------------------------------------------------- cached probability maps
+
+def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: str | Path | None,
+                         weights: str | None = None, **options) -> np.ndarray:
+    """The shipped U-Net's probabilities of ``image``, cached as ``<cache_dir>/<kind>_<key>.npz``.
+
+    The cache file also records the sha256 of the weights and the image's own
+    checksum, so a changed model or image is predicted again.  ``cache_dir``
+    None = no cache.  ``options`` go to :func:`segmentation.models.predict_probabilities`.
+    """
+    import hashlib
+
+    from segmentation.models import model_card, predict_probabilities
+
+    img = np.ascontiguousarray(image)
+    stamp = f"{model_card(kind, weights).get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
+            f"{sorted(options.items())}"
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{kind}_{key}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                if str(z["stamp"]) == stamp:
+                    return z["prob"].astype(np.float32)
+    prob, _ = predict_probabilities(img, kind, weights=weights, **options)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, prob=prob.astype(np.float16), stamp=np.array(stamp))
+        prob = prob.astype(np.float16).astype(np.float32)  # identical whether cached or not
+    return prob
+
+
+# --------------------------------------------------------------------------- cross-validation (out-of-training scans)
+
+#: Impurity post-processing settings of the cross-validation (threshold x depth outline; sigma 1 px).
+CV_IMPURITY_GRID = {
+    "threshold": [0.1, 0.15, 0.2, 0.3, 0.4, 0.5],
+    "depth_fraction": [None, 0.45, 0.5, 0.55, 0.6, 0.65],
+}
+#: Grain post-processing settings of the cross-validation.
+CV_GRAIN_GRID = {
+    "threshold": [0.15, 0.2, 0.25, 0.3],
+    "spur_length_px": [0, 10, 20],
+    "min_mean_prob": [0.0, 0.3],
+}
+
+
+def out_of_training_scans(kind: str) -> list[str]:
+    """Scans the shipped ``kind`` model did not train on (its card's tuning and validation scans)."""
+    from segmentation.models import model_card
+
+    d = model_card(kind)["data"]
+    return sorted({str(s) for s in list(d["tune_scans"]) + list(d["val_scans"])} - {str(s) for s in d["train_scans"]},
+                  key=int)
+
+
+def impurity_cv_objective(rows: list[dict]) -> float:
+    """The impurity selection merit on a set of scans: mean object F1 + mean IoU - mean |area-fraction error|.
+
+    Fixed before any fold was scored; every term is one of the issue's measures.
+    """
+    return float(np.mean([r["f1"] for r in rows]) + np.mean([r["iou"] for r in rows])
+                 - np.mean([abs(r["area_fraction_rel_error"]) for r in rows]))
+
+
+def grain_cv_objective(rows: list[dict]) -> float:
+    """The grain selection merit on a set of regions: mean boundary F1 - mean |Heyn error|."""
+    f1 = np.array([r["f1"] for r in rows], float)
+    h = np.abs(np.array([r["heyn_rel_error"] for r in rows], float))
+    return float(np.nanmean(f1) - np.mean(np.where(np.isfinite(h), h, 1.0)))
+
+
+def kfold_groups(items: list[str], k: int, *, seed: int = 0) -> list[list[str]]:
+    """``items`` cut into ``k`` folds of near-equal size after a seeded shuffle (k >= len = leave-one-out)."""
+    if k < 2:
+        raise ValueError(f"k must be >= 2, got {k}")
+    order = list(np.random.default_rng(seed).permutation(len(items)))
+    k = min(k, len(items))
+    return [sorted([items[i] for i in order[j::k]], key=int) for j in range(k)]
+
+
+def _fold_stats(values) -> dict:
+    v = np.asarray(values, float)
+    return {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v, ddof=1)) if v.size > 1 else float("nan"),
+            "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
+
+
+def cross_validate(cfg: EvalSegmentationConfig) -> dict:
+    """k-fold cross-validation of the post-processing over the scans the models did not train on.
+
+    The U-Net weights stay fixed (they trained on 19 / 20 of the 27 scans;
+    retraining per fold is not affordable on 2 CPU cores), so the folds are
+    made of the out-of-training scans only (:func:`out_of_training_scans`).
+    In each fold the setting with the best merit on the other folds
+    (:func:`impurity_cv_objective`, :func:`grain_cv_objective`) is chosen and
+    scored on the held-out fold, beside the shipped default and the prior
+    art's published outputs on the same scans.  Probability maps are cached
+    (:func:`cached_probabilities`, ``cfg.cache_dir``).
+    """
+    from segmentation.grains import grain_postprocess
+    from segmentation.models import model_card
+    from segmentation.refine import impurity_postprocess
+
+    root = dev_root(cfg.data_root)
+    limit = int(cfg.min_area_px)
+    out: dict = {"k": cfg.cv_folds, "seed": cfg.seed}
+    # ---- impurities
+    scans = list(cfg.scans) if cfg.scans is not None else out_of_training_scans("impurities")
+    card = model_card("impurities")
+    post = card.get("postprocess", {})
+    default = {"threshold": float(card["threshold"]), "depth_fraction": post.get("depth_fraction")}
+    grid = [{"threshold": t, "depth_fraction": d} for t in CV_IMPURITY_GRID["threshold"]
+            for d in CV_IMPURITY_GRID["depth_fraction"]]
+    if default not in grid:
+        grid.append(default)
+    per: dict[tuple, dict[str, dict]] = {}
+    prior: dict[str, dict] = {}
+    for s in scans:
+        img = read_gray(root / "scans" / "images" / f"{s}.jpg")
+        truth_all = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
+        truth = drop_small(truth_all, limit) if cfg.limit_labels else truth_all
+        prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir)
+        for g in grid:
+            pred = impurity_postprocess(prob, img, g["threshold"], min_area_px=limit,
+                                        depth_fraction=g["depth_fraction"],
+                                        depth_smooth_sigma=float(post.get("depth_smooth_sigma", 1.0)))
+            r = impurity_metrics(pred, truth)
+            per.setdefault(tuple(g.items()), {})[s] = {k: r[k] for k in ("f1", "iou", "area_fraction_rel_error",
+                                                                          "n_pred", "n_true", "n_matched")}
+        ref = drop_small(read_gray(root / "reference_outputs" / "impurity_masks" / f"{s}.png") > 127, limit)
+        r = impurity_metrics(ref, truth)
+        prior[s] = {k: r[k] for k in ("f1", "iou", "area_fraction_rel_error")}
+        log.info("cv impurities: scan %s scored on %d settings", s, len(grid))
+    folds = kfold_groups(scans, cfg.cv_folds, seed=cfg.seed)
+    imp_folds = []
+    for held in folds:
+        train = [s for s in scans if s not in held]
+        best = max(grid, key=lambda g: (round(impurity_cv_objective([per[tuple(g.items())][s] for s in train]), 6),
+                                        -g["threshold"]))
+        row = {"held_out": held, "chosen": best}
+        for name, rows in (("cv", [per[tuple(best.items())][s] for s in held]),
+                           ("default", [per[tuple(default.items())][s] for s in held]),
+                           ("prior_art", [prior[s] for s in held])):
+            row[name] = {"object_f1": float(np.mean([r["f1"] for r in rows])),
+                         "iou": float(np.mean([r["iou"] for r in rows])),
+                         "area_fraction_abs_rel_error": float(np.mean([abs(r["area_fraction_rel_error"])
+                                                                       for r in rows]))}
+        imp_folds.append(row)
+    overall = max(grid, key=lambda g: (round(impurity_cv_objective(list(per[tuple(g.items())].values())), 6),
+                                       -g["threshold"]))
+    out["impurities"] = {"scans": scans, "folds": imp_folds, "default": default,
+                         "chosen_on_all": overall, "grid": grid,
+                         "summary": {m: {k: _fold_stats([f[m][k] for f in imp_folds])
+                                         for k in ("object_f1", "iou", "area_fraction_abs_rel_error")}
+                                     for m in ("cv", "default", "prior_art")}}
+    # ---- grains
+    gscans = list(cfg.grain_scans) if cfg.grain_scans is not None else out_of_training_scans("grains")
+    regions = grain_regions(root, gscans)
+    gscans = sorted({r.scan for r in regions}, key=int)
+    gcard = model_card("grains")
+    gdefault = {"threshold": float(gcard["threshold"]), "spur_length_px": 0, "min_mean_prob": 0.0}
+    ggrid = [{"threshold": t, "spur_length_px": sp, "min_mean_prob": mp} for t in CV_GRAIN_GRID["threshold"]
+             for sp in CV_GRAIN_GRID["spur_length_px"] for mp in CV_GRAIN_GRID["min_mean_prob"] if not mp or mp > t]
+    if gdefault not in ggrid:
+        ggrid.append(gdefault)
+    gper: dict[tuple, dict[str, list]] = {}
+    gprior: dict[str, list] = {}
+    for s in gscans:
+        prob = cached_probabilities(read_gray(root / "reference_outputs" / "inpainted" / f"{s}.png"), "grains",
+                                    key=f"inpainted_{s}", cache_dir=cfg.cache_dir)
+        regs = [r for r in regions if r.scan == s]
+        for g in ggrid:
+            pred = grain_postprocess(prob, g["threshold"], spur_length_px=g["spur_length_px"],
+                                     min_mean_prob=g["min_mean_prob"],
+                                     min_length_px=int(gcard.get("postprocess", {}).get("min_length_px", 0)))
+            gper.setdefault(tuple(g.items()), {})[s] = [
+                boundary_region_metrics(pred[r.slices], r.boundaries, tolerance=cfg.tolerance,
+                                        line_spacing=cfg.line_spacing) for r in regs]
+        ref = read_gray(root / "reference_outputs" / "grain_boundaries" / f"{s}.png") > 127
+        gprior[s] = [boundary_region_metrics(ref[r.slices], r.boundaries, tolerance=cfg.tolerance,
+                                             line_spacing=cfg.line_spacing) for r in regs]
+        log.info("cv grains: scan %s (%d regions) scored on %d settings", s, len(regs), len(ggrid))
+
+    def gsum(rows):
+        return {"boundary_f1": float(np.nanmean([r["f1"] for r in rows])),
+                "heyn_abs_rel_error": float(np.nanmean([abs(r["heyn_rel_error"]) for r in rows]))}
+
+    gfolds = []
+    for held in kfold_groups(gscans, cfg.cv_folds, seed=cfg.seed):
+        train = [s for s in gscans if s not in held]
+        best = max(ggrid, key=lambda g: (round(grain_cv_objective(
+            [r for s in train for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
+        gfolds.append({"held_out": held, "chosen": best,
+                       "cv": gsum([r for s in held for r in gper[tuple(best.items())][s]]),
+                       "default": gsum([r for s in held for r in gper[tuple(gdefault.items())][s]]),
+                       "prior_art": gsum([r for s in held for r in gprior[s]])})
+    goverall = max(ggrid, key=lambda g: (round(grain_cv_objective(
+        [r for s in gscans for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
+    out["grains"] = {"scans": gscans, "n_regions": len(regions), "folds": gfolds, "default": gdefault,
+                     "chosen_on_all": goverall, "grid": ggrid,
+                     "summary": {m: {k: _fold_stats([f[m][k] for f in gfolds])
+                                     for k in ("boundary_f1", "heyn_abs_rel_error")}
+                                 for m in ("cv", "default", "prior_art")}}
+    return out
+
+
+def cv_table(res: dict) -> pd.DataFrame:
+    """One row per measure: fold mean ± sd and min (max for errors) of the CV choice, the default and the prior art."""
+    rows = []
+    for part, keys in (("impurities", ("object_f1", "iou", "area_fraction_abs_rel_error")),
+                       ("grains", ("boundary_f1", "heyn_abs_rel_error"))):
+        s = res[part]["summary"]
+        for k in keys:
+            worst = "max" if "error" in k else "min"
+            row = {"measure": k, "folds": len(res[part]["folds"])}
+            for m in ("cv", "default", "prior_art"):
+                row[m] = f"{s[m][k]['mean']:.3f} ± {s[m][k]['sd']:.3f} ({worst} {s[m][k][worst]:.3f})"
+            better = s["cv"][k]["mean"] <= s["prior_art"][k]["mean"] if "error" in k \
+                else s["cv"][k]["mean"] >= s["prior_art"][k]["mean"]
+            row["cv not worse than prior art"] = "yes" if better else "NO"
+            rows.append(row)
+    return pd.DataFrame(rows)
