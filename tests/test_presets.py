@@ -32,6 +32,8 @@ RUN_BY = {
     "eval_inpainting": "tests/experiments/research/evaluation/test_inpainting_tasks.py",
     "eval_review": "tests/experiments/review/test_review_tasks.py",
     "eval_segmentation": "tests/segmentation/test_models.py::test_eval_segmentation_runs_and_reports_recall_by_size",
+    "eval_truth": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_truth_tiny_run",
+    "eval_repeatability": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_repeatability_tiny_run",
     "train_inpainting": "tests/experiments/research/evaluation/test_inpainting_tasks.py::test_train_inpainting_tiny",
     "train_shape_ae": "tests/anomaly/test_shape.py",
     "train_unet_grains": "tests/experiments/research/training/test_unet.py",

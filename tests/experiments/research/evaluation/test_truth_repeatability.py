@@ -1,0 +1,111 @@
+"""eval_truth, eval_repeatability and the cross-validation of eval_segmentation: their pieces and tiny runs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.research.evaluation import repeatability as rep
+from experiments.research.evaluation import truth
+from experiments.research.evaluation.config import EvalRepeatabilityConfig
+from experiments.research.evaluation.segmentation import (
+    grain_cv_objective, impurity_cv_objective, kfold_groups)
+
+
+def _disc_mask(shape, centres, r):
+    m = np.zeros(shape, np.uint8)
+    for rr, cc in centres:
+        cv2.circle(m, (cc, rr), r, 1, -1)
+    return m.astype(bool)
+
+
+def test_size_counts_and_detection_limit():
+    truth_m = _disc_mask((100, 100), [(10, 10), (30, 30), (60, 60)], 3) | _disc_mask((100, 100), [(85, 85)], 0)
+    pred = _disc_mask((100, 100), [(10, 10), (30, 30), (60, 60)], 3) | _disc_mask((100, 100), [(85, 20)], 2)
+    edges = (1, 4, 16, np.inf)
+    c = truth.size_counts(pred, truth_m, edges)
+    assert c["n_true"].tolist() == [1, 0, 3] and c["m_true"].tolist() == [0, 0, 3]
+    assert c["n_pred"].tolist() == [0, 1, 3] and c["m_pred"].tolist() == [0, 0, 3]
+    t = truth.by_size_table([c, c], edges)
+    assert t["recall"].tolist()[0] == 0 and t["f1"].iloc[2] == 1
+    assert truth.detection_limit(t, min_objects=1) == 4  # the empty 4-16 class does not decide
+    assert np.isnan(truth.detection_limit(t.assign(recall=0.0), min_objects=1))
+
+
+def test_perturbations_map_back_to_the_original_frame():
+    cfg = EvalRepeatabilityConfig(shift_fraction=0.1)
+    img = (np.arange(40 * 60).reshape(40, 60) % 251).astype(np.uint8)
+    for kind in ("original", "rot90", "shift"):
+        back = rep.unperturb(rep.perturb(img, kind, cfg), kind, img.shape, cfg)
+        dr, dc = (4, 6) if kind == "shift" else (0, 0)
+        assert np.array_equal(back[dr:, dc:], img[dr:, dc:]), kind
+    assert rep.perturb(img, "brighter", cfg).mean() > img.mean() > rep.perturb(img, "darker", cfg).mean()
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        rep.perturb(img, "upside", cfg)
+    # cluster boxes of the rotated scan come back onto the original's boxes
+    box = pd.DataFrame({"bbox_rmin": [2], "bbox_cmin": [5], "bbox_rmax": [4], "bbox_cmax": [9]})
+    m = np.zeros(img.shape, bool)
+    m[2:5, 5:10] = True
+    rm = np.rot90(m)
+    rows, cols = np.nonzero(rm)
+    rot = pd.DataFrame({"bbox_rmin": [rows.min()], "bbox_cmin": [cols.min()],
+                        "bbox_rmax": [rows.max()], "bbox_cmax": [cols.max()]})
+    assert rep._boxes_back(rot, "rot90", img.shape, cfg).to_dict("records") == box.to_dict("records")
+
+
+def test_cv_and_box_overlap():
+    assert rep.cv([1, 1, 1]) == 0 and np.isnan(rep.cv([1]))
+    assert rep.cv([9, 11]) == pytest.approx(np.std([9, 11], ddof=1) / 10)
+    a = pd.DataFrame({"bbox_rmin": [0, 50], "bbox_cmin": [0, 50], "bbox_rmax": [10, 60], "bbox_cmax": [10, 60]})
+    b = pd.DataFrame({"bbox_rmin": [5], "bbox_cmin": [5], "bbox_rmax": [8], "bbox_cmax": [8]})
+    assert rep.box_overlap_count(a, b) == 1 and rep.box_overlap_count(a, a) == 2
+    assert rep.box_overlap_count(a, b.iloc[:0]) == 0
+
+
+def test_kfold_groups_and_objectives():
+    f = kfold_groups(["15", "17", "22", "24", "27", "34", "36", "39"], 4, seed=0)
+    assert len(f) == 4 and sorted(s for g in f for s in g) == ["15", "17", "22", "24", "27", "34", "36", "39"]
+    assert all(len(g) == 2 for g in f)
+    assert kfold_groups(["1", "2", "3"], 10) == [["1"], ["2"], ["3"]] or len(kfold_groups(["1", "2", "3"], 10)) == 3
+    rows = [{"f1": 0.8, "iou": 0.4, "area_fraction_rel_error": -0.1}, {"f1": 0.6, "iou": 0.2,
+                                                                       "area_fraction_rel_error": 0.3}]
+    assert impurity_cv_objective(rows) == pytest.approx(0.7 + 0.3 - 0.2)
+    assert grain_cv_objective([{"f1": 0.5, "heyn_rel_error": float("nan")}]) == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="k must be"):
+        kfold_groups(["1"], 1)
+
+
+def test_eval_truth_tiny_run(compose, tmp_path):
+    """+exp=eval_truth end to end on one small rendered scan (the shipped U-Nets)."""
+    cfg = compose(["+exp=eval_truth", "eval.n_scans=1", "eval.seed=5", "+eval.truth.shape=[256,320]",
+                   "+eval.truth.n_grains=100"])
+    assert truth.run(cfg, tmp_path) == 0
+    out = json.loads((tmp_path / "truth_eval.json").read_text())
+    s = out["summary"]
+    assert s["n_scans"] == 1 and np.isfinite(s["area_fraction_abs_rel_error"])
+    assert {"G_true", "G_pred", "grain_count_true"} <= set(out["per_scan"][0])
+    assert (tmp_path / "truth_eval.md").read_text().startswith("# Segmentation against exact truth")
+
+
+def test_eval_repeatability_tiny_run(compose, tmp_path):
+    """+exp=eval_repeatability on a fake data root holding one rendered scan."""
+    from data.synthetic_truth import TruthConfig, make_truth_scan
+
+    root = tmp_path / "root"
+    (root / "scans" / "images").mkdir(parents=True)
+    s = make_truth_scan(TruthConfig(shape=(256, 256), n_grains=60, jpeg_quality=0), seed=2)
+    cv2.imwrite(str(root / "scans" / "images" / "7.jpg"), s.pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cfg = compose(["+exp=eval_repeatability", f"eval.data_root={root}", "eval.scans=[7]", "eval.grains=false",
+                   "eval.perturbations=[original,rot90,shift,tiling]", "eval.cache_dir=null"])
+    assert rep.run(cfg, tmp_path / "out") == 0
+    out = json.loads((tmp_path / "out" / "repeatability.json").read_text())
+    per = pd.DataFrame(out["per_imaging"])
+    assert per["perturbation"].tolist() == ["original", "rot90", "shift", "tiling"]
+    # a 90-degree turn of the same pixels: the same impurities, within the watershed's tie-breaking
+    a = per.set_index("perturbation")["area_fraction"]
+    assert abs(a["rot90"] / a["original"] - 1) < 0.05
+    assert out["per_scan"][0]["top_overlap_min"] >= 0 and np.isfinite(out["summary"]["cv_count_median"])
