@@ -102,6 +102,7 @@ def impurity_postprocess(
     extent_threshold: float | None = None,
     depth_fraction: float | None = None,
     depth_smooth_sigma: float = 1.0,
+    min_peak_prob: float | None = None,
 ) -> np.ndarray:
     """Impurity probabilities (and the scan) to a mask: the shipped post-processing chain.
 
@@ -126,6 +127,10 @@ def impurity_postprocess(
         In (0, 1); None or 0 = off.
     depth_smooth_sigma : float
         See :func:`depth_extent`.
+    min_peak_prob : float, optional
+        Objects (8-connected, at ``threshold``) whose highest probability is
+        below this are dropped (hysteresis: an object needs one confident
+        pixel; its extent still comes from ``threshold``).  None = off.
 
     Returns
     -------
@@ -133,11 +138,17 @@ def impurity_postprocess(
     """
     from .tiling import prob_to_mask
 
+    if min_peak_prob is not None and not float(threshold) <= float(min_peak_prob) < 1.0:
+        raise ValueError(f"min_peak_prob must be in [threshold, 1), got {min_peak_prob}")
+    mask = prob_to_mask(prob, threshold, min_area_px=int(min_area_px), extent_threshold=extent_threshold)
+    if min_peak_prob is not None and mask.any():
+        lab, n = ndimage.label(mask, np.ones((3, 3), bool))
+        peak = ndimage.maximum(np.asarray(prob, np.float32), lab, np.arange(1, n + 1))
+        mask = np.concatenate([[False], np.asarray(peak) >= float(min_peak_prob)])[lab]
     if not depth_fraction:
-        return prob_to_mask(prob, threshold, min_area_px=int(min_area_px), extent_threshold=extent_threshold)
+        return mask
     if pixels is None:
         raise ValueError("depth_fraction needs the scan (pixels)")
-    mask = prob_to_mask(prob, threshold, min_area_px=int(min_area_px), extent_threshold=extent_threshold)
     mask = depth_extent(pixels, mask, fraction=float(depth_fraction), smooth_sigma=float(depth_smooth_sigma))
     if int(min_area_px) > 1 and mask.any():
         lab, n = ndimage.label(mask, np.ones((3, 3), bool))

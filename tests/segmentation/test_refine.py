@@ -61,3 +61,17 @@ def test_depth_extent_bad_options(kw):
         depth_extent(np.zeros((5, 5)), np.zeros((5, 5), bool), **kw)
     with pytest.raises(ValueError, match="one shape"):
         depth_extent(np.zeros((5, 5)), np.zeros((5, 4), bool))
+
+
+def test_min_peak_prob_drops_objects_without_a_confident_pixel():
+    from segmentation.refine import impurity_postprocess
+
+    prob = np.zeros((30, 30), np.float32)
+    prob[2:6, 2:6] = 0.2          # faint object: peak 0.2
+    prob[10:15, 10:15] = 0.2
+    prob[12, 12] = 0.9            # confident object: its extent still comes from the threshold
+    m = impurity_postprocess(prob, None, 0.1, min_peak_prob=0.5)
+    assert not m[2:6, 2:6].any() and m[10:15, 10:15].all()
+    assert impurity_postprocess(prob, None, 0.1).sum() == 16 + 25
+    with pytest.raises(ValueError, match="min_peak_prob"):
+        impurity_postprocess(prob, None, 0.3, min_peak_prob=0.2)
