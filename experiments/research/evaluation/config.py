@@ -74,6 +74,7 @@ class EvalSegmentationConfig:
     tune: str | None = None
     # eval.tune=cv: k-fold cross-validation over the out-of-training scans (cross_validate); cached U-Net maps
     cv_folds: int = 4
+    calibration_bins: int = 200  # probability bins of the isotonic calibration (eval.tune=cv)
     cache_dir: str | None = "/tmp/quantmet_trust_cache"
     tune_grid: dict = field(default_factory=dict)  # overrides of the default grid's axes
     # Object recall per bin of labelled object area (px): where the misses are.

@@ -53,7 +53,10 @@ __all__ = [
     "bootstrap_interval",
     "cached_probabilities",
     "cross_validate",
+    "calibrated_area_fraction",
     "cv_table",
+    "fit_isotonic",
+    "probability_histogram",
     "kfold_groups",
     "out_of_training_scans",
     "drop_small",
@@ -657,6 +660,8 @@ def _run_cv(ecfg: EvalSegmentationConfig, output_dir: Path) -> int:
               f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["impurities"]["folds"]),
           "", "Chosen per fold (grains): " + "; ".join(
               f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["grains"]["folds"]),
+          "", "Area fraction from isotonic-calibrated probabilities (fitted on the other folds' pixels), "
+          f"mean |error| over folds: {res['impurities']['summary']['calibrated']['area_fraction_abs_rel_error']}",
           "", f"Chosen on all folds together: impurities {res['impurities']['chosen_on_all']}, "
           f"grains {res['grains']['chosen_on_all']}.", ""]
     (output_dir / "cross_validation.md").write_text("\n".join(md))
@@ -936,11 +941,13 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         grid.append(default)
     per: dict[tuple, dict[str, dict]] = {}
     prior: dict[str, dict] = {}
+    hist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for s in scans:
         img = read_gray(root / "scans" / "images" / f"{s}.jpg")
         truth_all = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
         truth = drop_small(truth_all, limit) if cfg.limit_labels else truth_all
         prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir)
+        hist[s] = probability_histogram(prob, truth, n_bins=cfg.calibration_bins)
         for g in grid:
             pred = impurity_postprocess(prob, img, g["threshold"], min_area_px=limit,
                                         depth_fraction=g["depth_fraction"],
@@ -966,6 +973,14 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
                          "iou": float(np.mean([r["iou"] for r in rows])),
                          "area_fraction_abs_rel_error": float(np.mean([abs(r["area_fraction_rel_error"])
                                                                        for r in rows]))}
+        # area fraction from probabilities calibrated (isotonic) on the other folds' pixels
+        cal = fit_isotonic([hist[s] for s in train])
+        errs = []
+        for s in held:
+            n, pos = hist[s]
+            errs.append(calibrated_area_fraction(n, cal) / (pos.sum() / n.sum()) - 1)
+        row["calibrated"] = {"area_fraction_abs_rel_error": float(np.mean(np.abs(errs))),
+                             "area_fraction_rel_error": [float(e) for e in errs]}
         imp_folds.append(row)
     overall = max(grid, key=lambda g: (round(impurity_cv_objective(list(per[tuple(g.items())].values())), 6),
                                        -g["threshold"]))
@@ -974,6 +989,9 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
                          "summary": {m: {k: _fold_stats([f[m][k] for f in imp_folds])
                                          for k in ("object_f1", "iou", "area_fraction_abs_rel_error")}
                                      for m in ("cv", "default", "prior_art")}}
+    out["impurities"]["summary"]["calibrated"] = {
+        "area_fraction_abs_rel_error": _fold_stats([f["calibrated"]["area_fraction_abs_rel_error"]
+                                                    for f in imp_folds])}
     # ---- grains
     gscans = list(cfg.grain_scans) if cfg.grain_scans is not None else out_of_training_scans("grains")
     regions = grain_regions(root, gscans)
@@ -1023,6 +1041,46 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
                                      for k in ("boundary_f1", "heyn_abs_rel_error")}
                                  for m in ("cv", "default", "prior_art")}}
     return out
+
+
+def probability_histogram(prob: np.ndarray, truth: np.ndarray, *, n_bins: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and labelled pixels per probability bin (``n_bins`` equal bins of [0, 1]).
+
+    Enough to fit an isotonic calibration and to sum calibrated probabilities
+    exactly (up to the binning) without keeping the pixels.
+    """
+    p = np.clip(np.asarray(prob, np.float64).ravel(), 0, 1)
+    t = np.asarray(truth, bool).ravel()
+    if p.size != t.size:
+        raise ValueError(f"prob and truth differ in size: {p.size} vs {t.size}")
+    b = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    return (np.bincount(b, minlength=n_bins).astype(np.float64),
+            np.bincount(b, weights=t.astype(np.float64), minlength=n_bins))
+
+
+def fit_isotonic(hists: list[tuple[np.ndarray, np.ndarray]]):
+    """Isotonic map probability -> P(labelled) from :func:`probability_histogram` of several scans.
+
+    Returns
+    -------
+    sklearn.isotonic.IsotonicRegression
+        Fitted on the bin centres, weighted by their pixel counts.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    n = np.sum([h[0] for h in hists], axis=0)
+    pos = np.sum([h[1] for h in hists], axis=0)
+    centres = (np.arange(n.size) + 0.5) / n.size
+    ok = n > 0
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
+    iso.fit(centres[ok], pos[ok] / n[ok], sample_weight=n[ok])
+    return iso
+
+
+def calibrated_area_fraction(n: np.ndarray, iso) -> float:
+    """Expected labelled area fraction of a scan: its pixels per bin times the calibrated probability."""
+    centres = (np.arange(n.size) + 0.5) / n.size
+    return float(np.sum(n * iso.predict(centres)) / n.sum())
 
 
 def cv_table(res: dict) -> pd.DataFrame:

@@ -81,8 +81,8 @@ def test_kfold_groups_and_objectives():
 
 def test_eval_truth_tiny_run(compose, tmp_path):
     """+exp=eval_truth end to end on one small rendered scan (the shipped U-Nets)."""
-    cfg = compose(["+exp=eval_truth", "eval.n_scans=1", "eval.seed=5", "+eval.truth.shape=[256,320]",
-                   "+eval.truth.n_grains=100"])
+    cfg = compose(["+exp=eval_truth", "eval.n_scans=1", "eval.seed=5", "+eval.truth.shape=[192,256]",
+                   "+eval.truth.n_grains=60"])
     assert truth.run(cfg, tmp_path) == 0
     out = json.loads((tmp_path / "truth_eval.json").read_text())
     s = out["summary"]
@@ -109,3 +109,49 @@ def test_eval_repeatability_tiny_run(compose, tmp_path):
     a = per.set_index("perturbation")["area_fraction"]
     assert abs(a["rot90"] / a["original"] - 1) < 0.05
     assert out["per_scan"][0]["top_overlap_min"] >= 0 and np.isfinite(out["summary"]["cv_count_median"])
+
+
+def test_isotonic_calibration_recovers_the_labelled_fraction():
+    from experiments.research.evaluation.segmentation import (
+        calibrated_area_fraction, fit_isotonic, probability_histogram)
+
+    rng = np.random.default_rng(0)
+    prob = rng.random((200, 200))
+    truth_m = rng.random((200, 200)) < prob ** 2  # over-confident network: P(label | p) = p^2
+    h = probability_histogram(prob, truth_m, n_bins=50)
+    assert h[0].sum() == prob.size and h[1].sum() == truth_m.sum()
+    iso = fit_isotonic([h])
+    assert calibrated_area_fraction(h[0], iso) == pytest.approx(truth_m.mean(), rel=1e-6)
+    other = rng.random((200, 200))
+    n2, _ = probability_histogram(other, np.zeros_like(other, bool), n_bins=50)
+    assert calibrated_area_fraction(n2, iso) == pytest.approx(1 / 3, abs=0.02)  # E[p^2]
+
+
+def test_cross_validation_tiny(tmp_path, monkeypatch):
+    """eval.tune=cv on a miniature dataset: folds, the prior art beside, a table per measure."""
+    from conftest import fake_mlography_root
+
+    from experiments.research.evaluation import segmentation as seg
+    from experiments.research.evaluation.config import EvalSegmentationConfig
+
+    names = ("12", "13", "17", "20")
+    root = fake_mlography_root(tmp_path, names=names)
+    for sub in ("reference_outputs/impurity_masks", "reference_outputs/grain_boundaries"):
+        (root / sub).mkdir(parents=True)
+    for n in names:
+        m = cv2.imread(str(root / "scans/impurity_masks" / f"{n}.png"), 0)
+        cv2.imwrite(str(root / "reference_outputs/impurity_masks" / f"{n}.png"), m)
+        cv2.imwrite(str(root / "reference_outputs/grain_boundaries" / f"{n}.png"), np.zeros((152, 200), np.uint8))
+    monkeypatch.setattr(seg, "CV_IMPURITY_GRID", {"threshold": [0.1, 0.5], "depth_fraction": [None]})
+    monkeypatch.setattr(seg, "CV_GRAIN_GRID", {"threshold": [0.2], "spur_length_px": [0], "min_mean_prob": [0.0]})
+    cfg = EvalSegmentationConfig(data_root=str(root), scans=names, grain_scans=names, cv_folds=2,
+                                 cache_dir=str(tmp_path / "cache"), tune="cv")
+    res = seg.cross_validate(cfg)
+    assert len(res["impurities"]["folds"]) == 2 and len(res["grains"]["folds"]) == 2
+    f = res["impurities"]["folds"][0]
+    assert f["prior_art"]["object_f1"] == pytest.approx(1.0)  # the "prior art" here is the label itself
+    assert {"cv", "default", "prior_art", "calibrated"} <= set(res["impurities"]["summary"])
+    table = seg.cv_table(res)
+    assert table["measure"].tolist() == ["object_f1", "iou", "area_fraction_abs_rel_error", "boundary_f1",
+                                         "heyn_abs_rel_error"]
+    assert list((tmp_path / "cache").glob("impurities_*.npz"))  # the maps are cached
