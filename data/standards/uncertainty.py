@@ -146,7 +146,8 @@ def combined_interval(
     u = math.sqrt(sum(t[0] ** 2 for t in terms))
     den_ws = sum(t[0] ** 4 / t[1] for t in terms if np.isfinite(t[1]))
     dof = u ** 4 / den_ws if den_ws > 0 else math.inf
-    k = float(stats.t.ppf(0.5 + confidence / 2, dof)) if np.isfinite(dof) else float(stats.norm.ppf(0.5 + confidence / 2))
+    q = 0.5 + confidence / 2
+    k = float(stats.t.ppf(q, dof)) if np.isfinite(dof) else float(stats.norm.ppf(q))
     return {"value": value, "u_field": u_f, "u_repeat": u_r, "u": u, "dof": dof, "k": k,
             "low": max(value - k * u, 0.0), "high": value + k * u}
 
