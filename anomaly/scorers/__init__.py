@@ -2,8 +2,8 @@
 
 A scorer is a pure function ``score(table, cfg, ctx) -> ndarray`` (one float per RegionTable row,
 in [0, 1] unless documented otherwise) with a frozen config dataclass beside it, in its own module
-named after it (``spatial`` in ``anomaly/spatial.py``, ``circle`` in ``anomaly/circle.py``,
-``shape`` in ``anomaly/shape.py``).  This table imports the scorer modules, never the reverse, and
+named after it (``spatial`` in ``anomaly/scorers/spatial.py``, ``circle`` in ``anomaly/scorers/circle.py``,
+``shape`` in ``anomaly/scorers/shape.py``).  This table imports the scorer modules, never the reverse, and
 only when a scorer is asked for: listing the names imports nothing, and the Keras-based ``shape``
 scorer imports Keras only when it scores.  Plugins add entries with :func:`register_scorer`.
 
@@ -82,11 +82,11 @@ class ScorerSpec:
 
 
 _TABLE: dict[str, ScorerSpec] = {
-    "spatial": ScorerSpec("spatial", "anomaly.spatial:spatial_score", "anomaly.spatial:SpatialConfig",
+    "spatial": ScorerSpec("spatial", "anomaly.scorers.spatial:spatial_score", "anomaly.scorers.spatial:SpatialConfig",
                           "spatial_score"),
-    "circle": ScorerSpec("circle", "anomaly.circle:circle_score", "anomaly.circle:CircleConfig",
+    "circle": ScorerSpec("circle", "anomaly.scorers.circle:circle_score", "anomaly.scorers.circle:CircleConfig",
                          "circle_score"),
-    "shape": ScorerSpec("shape", "anomaly.shape:shape_score", "anomaly.shape:ShapeAEConfig",
+    "shape": ScorerSpec("shape", "anomaly.scorers.shape:shape_score", "anomaly.scorers.shape:ShapeAEConfig",
                         "shape_score", needs_keras=True, needs_labels=True),
 }
 

@@ -5,7 +5,8 @@ inputs, a picklable factory that builds the stage (once per worker, so models
 load once per worker), a ``prepare`` function that turns an input into the
 task handed out (called when the scan is dispatched, so it carries what the
 driver knows then) and a callback that receives each :class:`ScanResult` as
-soon as it is done (the driver writes its files and checkpoints it).
+soon as it is done.  The stage a factory builds commits each scan into the run dir itself
+(:class:`.commit.CommittingStage`, on the worker); the callback only takes in what it returns.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from tqdm.auto import tqdm
 from data.inputs import ScanInput
 
 from ..config import PipelineConfig, RuntimeConfig
-from .stage import RenderOptions, ScanAnalyzer, ScanResult, ScanTask, failed_result
+from .commit import CommittingStage
+from .render import RenderOptions
+from .result import ScanResult, ScanTask, failed_result
+from .stage import ScanAnalyzer
 
 __all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_address", "ray_session", "release_ray",
            "local_cpus"]
@@ -43,12 +47,12 @@ Prepare = Callable[[ScanInput], ScanTask]
 
 @dataclass(frozen=True)
 class StageFactory:
-    """Picklable recipe for the per-scan stage."""
+    """Picklable recipe for the per-scan stage: a :class:`.stage.ScanAnalyzer` that commits its scans."""
 
     cfg: PipelineConfig
     render: RenderOptions | None = None
 
-    def __call__(self) -> ScanAnalyzer:
+    def __call__(self) -> CommittingStage:
         map_rows = None
         rt = self.cfg.runtime
         if rt.spatial_on_ray and rt.mode == "serial":
@@ -59,7 +63,7 @@ class StageFactory:
             map_rows = ray_map_rows
         elif rt.spatial_on_ray:
             log.warning("runtime.spatial_on_ray is ignored with runtime.mode=ray (scans already fill the CPUs)")
-        return ScanAnalyzer(self.cfg, self.render, map_rows=map_rows)
+        return CommittingStage(ScanAnalyzer(self.cfg, self.render, map_rows=map_rows))
 
 
 def local_cpus() -> int:

@@ -66,7 +66,7 @@ def models_in_use(pc: PipelineConfig) -> dict[str, str]:
 
     scorers = configured_scorers(pc.anomaly.scorers)
     if "shape" in scorers:
-        from anomaly.shape import DEFAULT_WEIGHTS
+        from anomaly.scorers.shape import DEFAULT_WEIGHTS
 
         out["shape_ae"] = str(scorers["shape"].get("weights") or DEFAULT_WEIGHTS)
     return out
@@ -141,7 +141,7 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
                 except ValueError as exc:
                     raise ConfigError(f"inpainting: {exc}") from None
 
-    from anomaly.area import MarketConfig
+    from anomaly.market import MarketConfig
     from anomaly.combine import CombineConfig
     from anomaly.scorers import get_scorer, make_config
     from anomaly.scoring import configured_scorers

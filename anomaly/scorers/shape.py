@@ -38,7 +38,7 @@ import pandas as pd
 
 from data.errors import QuantmetError
 
-from ._geometry import as_boxes, boxes_of
+from .._geometry import as_boxes, boxes_of
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -55,7 +55,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "shape_ae.keras"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_ae.keras"
 ERROR_MEASURES = ("dice", "mse")
 _CHUNK_ROWS = 8192  # impurities cropped and predicted per chunk (bounds memory on huge scans)
 
