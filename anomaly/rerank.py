@@ -389,8 +389,8 @@ def train_reranker(
     >>> bool(m.predict(c)[3] > 0.5 > m.predict(c)[0])
     True
     """
-    import sklearn
-    from sklearn.linear_model import LogisticRegression
+    import sklearn  # lazy: scikit-learn only to train
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn only to train
 
     cfg = cfg or RerankConfig()
     if not isinstance(clusters, pd.DataFrame):

@@ -13,13 +13,14 @@ What a scorer may need besides the table comes in one explicit :class:`ScoreCont
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from data.configs import dataclass_from
 
 __all__ = [
     "ScoreContext",
@@ -115,14 +116,5 @@ def available_scorers() -> list[str]:
 
 
 def make_config(spec: ScorerSpec, options: Mapping[str, Any] | None) -> Any:
-    """Build ``spec.config_cls`` from a mapping, rejecting unknown keys with a clear message."""
-    options = dict(options or {})
-    cls = spec.config_cls
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for scorer {spec.name!r}; known: {sorted(known)}")
-    try:
-        return cls(**options)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid options for scorer {spec.name!r}: {exc}") from None
+    """Build ``spec.config_cls`` from a mapping, rejecting unknown keys with a clear message (ValueError)."""
+    return dataclass_from(spec.config_cls, options, where=f"scorer {spec.name!r}")

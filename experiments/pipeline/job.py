@@ -44,7 +44,7 @@ from data.errors import QuantmetError
 from data.inputs import discover
 from data.standards import assign_groups
 
-from ..config import ConfigError, PipelineConfig, pipeline_config, resolve_input
+from ..config import ConfigError, PipelineConfig, domain_config, pipeline_config, resolve_input
 from ..layout import RunLayout
 from ..reporting import ReportConfig, ReportData, score_settings, write_report
 from ..reporting.exports import export_tables
@@ -73,18 +73,15 @@ def run_task(cfg: DictConfig, output_dir: Path) -> int:
 
 
 def _default_run_config(pc: PipelineConfig) -> dict:
-    return {
-        "data": dataclasses.asdict(pc.data),
-        "segmentation": dataclasses.asdict(pc.segmentation),
-        "inpainting": dict(pc.inpainting),
-        "anomaly": dataclasses.asdict(pc.anomaly),
-        "runtime": dataclasses.asdict(pc.runtime),
-        "report": dict(pc.report),
-    }
+    return {f.name: dataclasses.asdict(getattr(pc, f.name)) for f in dataclasses.fields(pc)}
+
+
+def _report_config(pc: PipelineConfig) -> ReportConfig:
+    return domain_config(ReportConfig, pc.report, where="report")
 
 
 def _render_options(pc: PipelineConfig, run_config: dict) -> RenderOptions:
-    rc = ReportConfig.from_mapping(pc.report)
+    rc = _report_config(pc)
     return RenderOptions(
         heatmap=rc.heatmaps != "never",
         score=rc.score,
@@ -129,7 +126,7 @@ class _Run:
         self.settings = per_scan_settings(run_config, models=digests)
         self.config_hash = settings_hash(self.settings)
         self.render = _render_options(pc, run_config)
-        self.order_key = str(pc.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
+        self.order_key = pc.anomaly.area.order_key
         self.store = PartStore(layout.parts_dir)
         self.top = _TopClusters(self.render.top_n)
         self.stats = RegionStats()
@@ -292,7 +289,7 @@ class _Run:
         # scan rows are wide (~100 columns): row groups of 2,048 scans keep the pending rows small
         writers = {"scans": TableWriter(L.scans, row_group_rows=2048, frame_of_rows=scan_rows_frame),
                    "regions": TableWriter(L.regions)}
-        if (pc.ratings or {}).get("enabled", True):
+        if pc.ratings.enabled:
             writers["ratings"] = TableWriter(L.ratings)
         groups = assign_groups([it.scan_id for it in items], [str(it.path) for it in items], pc.data.groups) \
             if pc.data.groups else [""] * len(items)
@@ -379,7 +376,7 @@ class _Run:
         clusters = rank_clusters(clusters, key=self.order_key)
         clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
         clusters["reason"] = cluster_reasons(clusters).astype(str).to_numpy() if len(clusters) else pd.Series(dtype=str)
-        model = (self.pc.anomaly.rerank or {}).get("model")
+        model = self.pc.anomaly.rerank.model
         if model:
             clusters = apply_reranker(clusters, model)
         tmp = self.layout.clusters.with_name(self.layout.clusters.name + ".partial")
@@ -393,7 +390,7 @@ class _Run:
         return clusters
 
     def _exports(self) -> None:
-        formats = list(ReportConfig.from_mapping(self.pc.report).exports)
+        formats = list(_report_config(self.pc).exports)
         if not formats:
             return
         try:
@@ -403,7 +400,7 @@ class _Run:
             log.error("exports failed: %s: %s", type(exc).__name__, exc)
 
     def _report(self, clusters: pd.DataFrame) -> None:
-        rc = ReportConfig.from_mapping(self.pc.report)
+        rc = _report_config(self.pc)
         if not rc.html:
             return
         data = ReportData(clusters=clusters, stats=self.stats, crops=self.crops)

@@ -72,7 +72,7 @@ def ray_map_rows(
     Ray must be initialised by the caller (``experiments.pipeline.runners.ray_session``);
     if it is not, a local Ray is started on this machine's cores.
     """
-    import ray
+    import ray  # lazy: Ray
 
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -14,23 +14,25 @@ its error, so one broken file cannot stop an archive.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from pathlib import Path
 
 import numpy as np
 
-from anomaly.scoring import configured_scorers
+from anomaly.scorers import get_scorer, make_config
+from anomaly.scorers.shape import load_shape_ae  # Keras only when the model loads
 from data import binarize_mask, label_mask, read_scan
 from data.annotations import AnnotationConfig, find_annotations, load_exclusion, roi_mask
 from data.calibration import calibration_key, load_calibration_csv, resolve_pixel_size
 from data.inputs import ScanInput
 from data.standards import RatingConfig
 
-from ..config import PipelineConfig, dataclass_from
+from ..config import PipelineConfig, domain_config, scorer_options
 from ..layout import RunLayout
 from .analysis import AnalysisOptions, Clock, analyse
-from .options import resolved_settings_note
+from .options import resolve_physical, resolved_settings_note
 from .render import RenderOptions, render_scan, report_stats
 from .result import ScanResult, ScanTask, scan_row
 
@@ -38,14 +40,10 @@ __all__ = ["ScanAnalyzer", "analysis_options"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_ORDER_KEY = "weighted_area2_sum_mult_diameter_mult_amount"
-
-
 def analysis_options(cfg: PipelineConfig) -> AnalysisOptions:
     """The :class:`.analysis.AnalysisOptions` of a run's configuration."""
-    combine = dict(cfg.anomaly.combine or {})
-    grains = dict(cfg.segmentation.grains or {})
-    enabled = bool(grains.pop("enabled", False))
+    grains = dataclasses.asdict(cfg.segmentation.grains)
+    enabled = bool(grains.pop("enabled"))
     if cfg.data.kind != "scan":
         note = "not measured: grain size needs a raw scan (data.kind=mask)"
     elif not enabled:
@@ -56,15 +54,15 @@ def analysis_options(cfg: PipelineConfig) -> AnalysisOptions:
         kind=cfg.data.kind,
         min_area_px=cfg.data.min_area_px,
         min_area_um2=cfg.data.min_area_um2,
-        scorers=configured_scorers(cfg.anomaly.scorers),
-        combine_inputs=tuple(combine.get("inputs", ("spatial", "circle"))),
-        combine_method=combine.get("method", "product"),
-        area=dict(cfg.anomaly.area or {}),
-        order_key=str(cfg.anomaly.area.get("order_key", _DEFAULT_ORDER_KEY)),
-        ratings=dataclass_from(RatingConfig, cfg.ratings, where="ratings"),
+        scorers=scorer_options(cfg.anomaly.scorers),
+        combine_inputs=tuple(cfg.anomaly.combine.inputs),
+        combine_method=cfg.anomaly.combine.method,
+        area=dataclasses.asdict(cfg.anomaly.area),
+        order_key=cfg.anomaly.area.order_key,
+        ratings=domain_config(RatingConfig, cfg.ratings, where="ratings"),
         grains=grains if not note else None,
         grain_note=note,
-        inpainting=dict(cfg.inpainting or {}),
+        inpainting=dataclasses.asdict(cfg.inpainting),
     )
 
 
@@ -100,9 +98,9 @@ class ScanAnalyzer:
         self.map_rows = map_rows
         self._segmenter = None
         self.options = analysis_options(cfg)
-        ann = dict(cfg.data.annotations or {})
-        self._find_annotations = bool(ann.pop("enabled", True)) and cfg.data.kind == "scan"
-        self._annotations = dataclass_from(AnnotationConfig, ann, where="data.annotations")
+        self._find_annotations = cfg.data.annotations.enabled and cfg.data.kind == "scan"
+        self._annotations = domain_config(AnnotationConfig, cfg.data.annotations, where="data.annotations",
+                                          drop=("enabled",))
         self._csv = load_calibration_csv(cfg.data.calibration_csv) if cfg.data.calibration_csv else {}
 
     # ------------------------------------------------------------------ models
@@ -115,15 +113,14 @@ class ScanAnalyzer:
         try:
             if self.cfg.data.kind != "mask":
                 self._segmenter_fn()
-                if (self.cfg.segmentation.grains or {}).get("enabled"):
+                if self.cfg.segmentation.grains.enabled:
                     from segmentation.models import load_model  # lazy: Keras
 
                     load_model("grains")
             if "shape" in self.options.scorers:
-                from anomaly.scorers import get_scorer, make_config
-                from anomaly.scorers.shape import load_shape_ae
 
-                load_shape_ae(make_config(get_scorer("shape"), self.options.scorers["shape"]).weights)
+                shape = resolve_physical(self.options.scorers["shape"], None)
+                load_shape_ae(make_config(get_scorer("shape"), shape).weights)
         except Exception as exc:  # noqa: BLE001 - reported per scan
             log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
 
@@ -133,7 +130,7 @@ class ScanAnalyzer:
             from segmentation import make_segmenter  # lazy: Keras for the U-Net
 
             seg = self.cfg.segmentation
-            options = dict(seg.classical if seg.method == "classical" else seg.unet)
+            options = dataclasses.asdict(seg.classical if seg.method == "classical" else seg.unet)
             if seg.method == "unet" and options.get("min_area_px") is None:
                 # one detection limit: the run's data.min_area_px (/ _um2), applied after the watershed
                 options["min_area_px"] = 1
@@ -199,7 +196,7 @@ class ScanAnalyzer:
         """Which µm settings replaced their pixel twins on this (calibrated) scan."""
         d = self.cfg.data
         parts = [resolved_settings_note({"min_area_px": d.min_area_px, "min_area_um2": d.min_area_um2}, ps, where="data"),
-                 resolved_settings_note(self.cfg.anomaly.area, ps, where="anomaly.area")]
+                 resolved_settings_note(self.options.area, ps, where="anomaly.area")]
         parts += [resolved_settings_note(o, ps, where=f"anomaly.scorers.{n}") for n, o in self.options.scorers.items()]
         return "; ".join(x for x in parts if x)
 
