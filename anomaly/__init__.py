@@ -5,14 +5,14 @@ imports Keras only when it scores).
 """
 
 from .scorers import ScoreContext, ScorerSpec, available_scorers, get_scorer, make_config, register_scorer
-from .area import ORDER_KEYS, MarketConfig, market_clustering
+from .market import ORDER_KEYS, MarketConfig, market_clustering
 from .combine import CombineConfig, combine_scores
 from .rank import rank_clusters
 from .reasons import FEATURE_COLUMNS, cluster_features, cluster_reasons
 from .rerank import RerankConfig, RerankModel, apply_reranker, load_reranker, train_reranker
 from .scoring import score_regions
-from .circle import CircleConfig, circle_scores
-from .spatial import SpatialConfig, weighted_kth_nn_scores
+from .scorers.circle import CircleConfig, circle_scores
+from .scorers.spatial import SpatialConfig, weighted_kth_nn_scores
 
 __all__ = [
     "FEATURE_COLUMNS",

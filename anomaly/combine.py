@@ -98,7 +98,7 @@ def combine_scores(columns: Mapping[str, np.ndarray], *, method: str = "product"
     elif method == "max":
         combined = stack.max(axis=0)
     else:
-        from scipy.stats import rankdata  # here: scipy.stats costs ~0.3 s to import
+        from scipy.stats import rankdata  # lazy: scipy.stats costs ~0.3 s to import
 
         ranks = rankdata(stack, axis=1)  # average ranks of ties, 1..N
         combined = ((ranks - 1.0) / max(n - 1, 1)).mean(axis=0)

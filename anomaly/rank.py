@@ -1,12 +1,12 @@
 """Archive-wide ranking of area-anomaly clusters.
 
-The clusters of every scan of a run (:func:`anomaly.area.market_clustering`,
+The clusters of every scan of a run (:func:`anomaly.market.market_clustering`,
 concatenated, with a ``scan_id`` column) are ranked together on one ordering
 key, so the expert reads the most anomalous places of the whole archive first.
 
 Definitions (``n`` clusters, ``x`` the key value of a cluster):
 
-- ``score`` = ``x``.  Every ordering key of :func:`anomaly.area.cluster_measures`
+- ``score`` = ``x``.  Every ordering key of :func:`anomaly.market.cluster_measures`
   is strictly positive (a cluster's diameter is never 0), so clusters tie only
   when their measures are equal.
 - ``norm_score`` = ``x / max(x)`` over the run: in ``(0, 1]`` for positive keys,
@@ -38,7 +38,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .area import DEFAULT_ORDER_KEY
+from .market import DEFAULT_ORDER_KEY
 
 __all__ = ["RANK_COLUMNS", "percentile_label", "rank_clusters"]
 
@@ -73,7 +73,7 @@ def rank_clusters(clusters: pd.DataFrame, *, key: str = DEFAULT_ORDER_KEY) -> pd
         Concatenated clusters tables with at least ``scan_id``, ``cluster_id``
         and the ``key`` column (numeric, finite); ``(scan_id, cluster_id)`` unique.
     key : str
-        Column to rank on (one of :data:`anomaly.area.ORDER_KEYS` usually).
+        Column to rank on (one of :data:`anomaly.market.ORDER_KEYS` usually).
 
     Returns
     -------

@@ -111,7 +111,7 @@ def cluster_features(
         ``feret_min_px``, ``solidity``, the ``*_score`` columns it has and
         ``cluster_id`` (-1 = in no cluster), as returned with the market's labels.
     clusters : DataFrame
-        The scan's clusters (:func:`anomaly.area.market_clustering`): ``cluster_id``
+        The scan's clusters (:func:`anomaly.market.market_clustering`): ``cluster_id``
         and the box columns.
     pixel_size_um : float or None
         Pixel size; ``None`` (or NaN) = uncalibrated, the ``*_um`` columns are NaN.

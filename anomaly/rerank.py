@@ -8,7 +8,7 @@ verdicts of one or more runs and re-orders the clusters nobody has reviewed yet.
 Model
 -----
 Logistic regression (scikit-learn, L2, ``class_weight="balanced"``) on
-standardised features: the 15 ordering keys of :func:`anomaly.area.cluster_measures`,
+standardised features: the 15 ordering keys of :func:`anomaly.market.cluster_measures`,
 ``n_regions`` and the pixel-unit columns of :func:`anomaly.reasons.cluster_features`
 (:data:`CANDIDATE_FEATURES`; the ``*_um`` twins are left out so that runs with and
 without a pixel size train one model).  Positive heavy-tailed features (the keys,
@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .area import ORDER_KEYS
+from .market import ORDER_KEYS
 from .reasons import FEATURE_COLUMNS
 
 __all__ = [
@@ -389,8 +389,8 @@ def train_reranker(
     >>> bool(m.predict(c)[3] > 0.5 > m.predict(c)[0])
     True
     """
-    import sklearn
-    from sklearn.linear_model import LogisticRegression
+    import sklearn  # lazy: scikit-learn only to train
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn only to train
 
     cfg = cfg or RerankConfig()
     if not isinstance(clusters, pd.DataFrame):

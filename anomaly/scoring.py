@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .combine import combine_scores
 from .scorers import ScoreContext, get_scorer, make_config
 
 __all__ = ["score_regions", "configured_scorers"]
@@ -58,8 +59,6 @@ def score_regions(
     context : ScoreContext, optional
         The label image (pixel-based scorers such as ``shape``) and a parallel row mapper.
     """
-    from .combine import combine_scores
-
     ctx = context or ScoreContext()
     enabled = configured_scorers(scorers)
     missing = [n for n in combine_inputs if n not in enabled]

@@ -28,6 +28,7 @@ import numpy as np
 
 from data.errors import QuantmetError
 
+from ._weights import DEFAULT_WEIGHTS, resolve_weights
 from .classical import (
     CLASSICAL_METHODS,
     composite,
@@ -54,7 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 METHODS = ("none", *CLASSICAL_METHODS, "generative")
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "inpaint_net.keras"
 _DEFAULT_TILE = {"telea": 1024, "ns": 1024, "biharmonic": 1024, "generative": 512}
 _DEFAULT_MARGIN = {"telea": 32, "ns": 32, "biharmonic": 32, "generative": 32}
 
@@ -131,11 +131,6 @@ def inpaint_config(options: Mapping[str, Any] | None = None, **overrides: Any) -
     if unknown:
         raise InpaintingError(f"unknown inpainting option(s) {unknown}; known: {sorted(names)}")
     return InpaintConfig(**values)
-
-
-def resolve_weights(weights: str | Path | None = None) -> Path:
-    """The generative network's ``.keras`` file: ``weights`` or :data:`DEFAULT_WEIGHTS`."""
-    return DEFAULT_WEIGHTS if weights is None else Path(weights).expanduser()
 
 
 def _validate(pixels: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ from keras import layers, ops
 
 from data.errors import QuantmetError
 
+from ._weights import resolve_weights
 from .classical import composite, hole_tiles
 
 __all__ = [
@@ -285,8 +286,6 @@ def load_inpaint_net(weights: str | Path | None = None) -> Any:
         Missing or unreadable file, a file that does not match the sha256 of its model card,
         or a wrong input/output shape.
     """
-    from . import resolve_weights
-
     path = resolve_weights(weights)
     if not path.is_file():
         raise InpaintNetWeightsError(

@@ -9,46 +9,45 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PRESETS = sorted(p.stem for p in (REPO / "conf" / "exp").glob("*.yaml"))
+from experiments.tasks import DECLARED, PRESETS, TASKS, Task, _derive
 
-#: Where each preset is run end to end on tiny data (a new preset must be added here).
-RUN_BY = {
-    "archive": "tests/test_presets.py::test_multirun_of_the_mask_presets",
-    "mlography": "tests/test_presets.py::test_multirun_of_the_mask_presets",
-    "demo": "tests/experiments/pipeline/test_pipeline.py::test_multirun_sweeps_presets_and_values",
-    "report": "tests/test_presets.py::test_report_preset",
-    "bench_anomaly": "tests/experiments/research/bench/test_bench_smoke.py::test_bench_anomaly_small",
-    "bench_area": "tests/experiments/research/bench/test_bench_smoke.py::test_bench_area_small",
-    "bench_regions": "tests/experiments/research/bench/test_bench_smoke.py::test_bench_regions",
-    "bench_archive": "tests/test_presets.py::test_bench_archive_preset",
-    "bench_segmentation": "tests/test_presets.py::test_bench_segmentation_preset",
-    "bench_process": "tests/test_presets.py::test_bench_process_preset",
-    "bench_review": "tests/experiments/review/test_review_tasks.py::test_bench_review_task_tiny",
-    "compare": "tests/experiments/reporting/test_compare.py",
-    "eval_anomaly": "tests/experiments/research/evaluation/test_anomaly_area.py",
-    "eval_area": "tests/experiments/research/evaluation/test_anomaly_area.py",
-    "eval_calibration": "tests/experiments/research/evaluation/test_calibration_eval.py",
-    "eval_inpainting": "tests/experiments/research/evaluation/test_inpainting_tasks.py",
-    "eval_review": "tests/experiments/review/test_review_tasks.py",
-    "eval_segmentation": "tests/segmentation/test_models.py::test_eval_segmentation_runs_and_reports_recall_by_size",
-    "eval_truth": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_truth_tiny_run",
-    "eval_repeatability": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_repeatability_tiny_run",
-    "train_inpainting": "tests/experiments/research/evaluation/test_inpainting_tasks.py::test_train_inpainting_tiny",
-    "train_shape_ae": "tests/anomaly/test_shape.py",
-    "train_unet_grains": "tests/experiments/research/training/test_unet.py",
-    "train_unet_impurities": "tests/experiments/research/training/test_unet.py",
-}
+REPO = Path(__file__).resolve().parents[1]
+PRESET_FILES = sorted(p.stem for p in (REPO / "conf" / "exp").glob("*.yaml"))
+
+#: Where each preset is run end to end on tiny data: from the tasks' declarations
+#: (experiments/tasks.py DECLARED; a new preset is declared with its task).
+RUN_BY = PRESETS
 
 
 def test_every_preset_has_a_tiny_run():
-    assert sorted(RUN_BY) == PRESETS, "add the new preset's tiny end-to-end run to RUN_BY"
+    assert sorted(RUN_BY) == PRESET_FILES, "declare the new preset's tiny end-to-end run with its task (experiments/tasks.py)"
     for preset, where in RUN_BY.items():
         path = where.split("::")[0]
         assert (REPO / path).is_file(), where
         text = (REPO / path).read_text(encoding="utf-8")
         # the preset's name, or its family in a parametrised test (train_unet_{kind})
         assert preset in text or preset.rsplit("_", 1)[0] + "_{" in text, where
+
+
+def test_each_preset_runs_the_task_that_declares_it(compose):
+    for task in DECLARED:
+        for preset in task.presets:
+            cfg = compose([f"+exp={preset}"])
+            assert cfg.task == task.name, preset
+            if task.options is not None:
+                group, option, _ = task.options
+                text = (REPO / "conf" / "exp" / f"{preset}.yaml").read_text(encoding="utf-8")
+                assert f"/{group}: {option}" in text, preset
+    assert set(TASKS) == {t.name for t in DECLARED}
+
+
+def test_a_task_is_declared_once():
+    twice = (Task("a", "m:f"), Task("a", "m:g"))
+    with pytest.raises(ValueError, match="declared twice"):
+        _derive(twice)
+    clash = (Task("a", "m:f", ("eval", "x", "m:A")), Task("b", "m:g", ("eval", "x", "m:B")))
+    with pytest.raises(ValueError, match="eval/x"):
+        _derive(clash)
 
 
 def _cli(*args, cwd=REPO, timeout=600):

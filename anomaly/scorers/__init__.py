@@ -2,8 +2,8 @@
 
 A scorer is a pure function ``score(table, cfg, ctx) -> ndarray`` (one float per RegionTable row,
 in [0, 1] unless documented otherwise) with a frozen config dataclass beside it, in its own module
-named after it (``spatial`` in ``anomaly/spatial.py``, ``circle`` in ``anomaly/circle.py``,
-``shape`` in ``anomaly/shape.py``).  This table imports the scorer modules, never the reverse, and
+named after it (``spatial`` in ``anomaly/scorers/spatial.py``, ``circle`` in ``anomaly/scorers/circle.py``,
+``shape`` in ``anomaly/scorers/shape.py``).  This table imports the scorer modules, never the reverse, and
 only when a scorer is asked for: listing the names imports nothing, and the Keras-based ``shape``
 scorer imports Keras only when it scores.  Plugins add entries with :func:`register_scorer`.
 
@@ -13,13 +13,14 @@ What a scorer may need besides the table comes in one explicit :class:`ScoreCont
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from data.configs import dataclass_from
 
 __all__ = [
     "ScoreContext",
@@ -82,11 +83,11 @@ class ScorerSpec:
 
 
 _TABLE: dict[str, ScorerSpec] = {
-    "spatial": ScorerSpec("spatial", "anomaly.spatial:spatial_score", "anomaly.spatial:SpatialConfig",
+    "spatial": ScorerSpec("spatial", "anomaly.scorers.spatial:spatial_score", "anomaly.scorers.spatial:SpatialConfig",
                           "spatial_score"),
-    "circle": ScorerSpec("circle", "anomaly.circle:circle_score", "anomaly.circle:CircleConfig",
+    "circle": ScorerSpec("circle", "anomaly.scorers.circle:circle_score", "anomaly.scorers.circle:CircleConfig",
                          "circle_score"),
-    "shape": ScorerSpec("shape", "anomaly.shape:shape_score", "anomaly.shape:ShapeAEConfig",
+    "shape": ScorerSpec("shape", "anomaly.scorers.shape:shape_score", "anomaly.scorers.shape:ShapeAEConfig",
                         "shape_score", needs_keras=True, needs_labels=True),
 }
 
@@ -115,14 +116,5 @@ def available_scorers() -> list[str]:
 
 
 def make_config(spec: ScorerSpec, options: Mapping[str, Any] | None) -> Any:
-    """Build ``spec.config_cls`` from a mapping, rejecting unknown keys with a clear message."""
-    options = dict(options or {})
-    cls = spec.config_cls
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for scorer {spec.name!r}; known: {sorted(known)}")
-    try:
-        return cls(**options)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid options for scorer {spec.name!r}: {exc}") from None
+    """Build ``spec.config_cls`` from a mapping, rejecting unknown keys with a clear message (ValueError)."""
+    return dataclass_from(spec.config_cls, options, where=f"scorer {spec.name!r}")

@@ -23,7 +23,7 @@ def label_tiff_bytes(labels: np.ndarray, *, pixel_size_um: float | None) -> byte
     32-bit TIFFs with the baseline resolution tags in pixels per centimetre (ImageJ's
     hyperstack format has no 32-bit integer type).
     """
-    import tifffile
+    import tifffile  # lazy: only when a label image is written
 
     lab = np.asarray(labels)
     n = int(lab.max(initial=0))

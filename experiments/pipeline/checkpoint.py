@@ -2,9 +2,9 @@
 
 Each finished scan is committed atomically: its tables (Arrow IPC, fast to write and read) and a
 ``meta.json`` go into a temporary folder that is then renamed to ``parts/<key>`` (a rename is
-atomic on POSIX file systems), so a part is either complete or absent.  The driver commits a part
-only after the scan's files (label image, heatmap, ...) are in place, so a part also vouches for
-them.  ``meta.json`` records what determined the result: the input file's identity (resolved path,
+atomic on POSIX file systems), so a part is either complete or absent.  :func:`commit_scan`
+(called by the worker's :class:`.commit.CommittingStage`) writes a part only after the scan's
+files (label image, heatmap, ...) are in place, so a part also vouches for them.  ``meta.json`` records what determined the result: the input file's identity (resolved path,
 size, modification time) and the hash of the per-scan configuration (:mod:`.keys`).
 """
 
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from .stage import ScanResult
+from .result import ScanResult
 
 __all__ = ["PART_FORMAT", "PartStore", "OldRunDirError", "write_atomic", "commit_scan"]
 

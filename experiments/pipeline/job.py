@@ -1,9 +1,10 @@
 """The main job: scans -> per-scan stage (serial or Ray) -> streamed tables -> ranking -> report.
 
-The data of a run is passed in memory: each worker returns its scan's tables, pictures (as bytes)
-and small histograms; the driver writes the pictures once, checkpoints the scan, streams its rows
-into the final Parquet files (in scan order, :mod:`.sink`) and keeps only the clusters (a few per
-scan) and the merged histograms.  At the end it ranks the clusters over the archive, writes
+The data of a run is passed in memory: each worker analyses its scan, writes the scan's pictures
+into the run dir and checkpoints it (:class:`.commit.CommittingStage`), and returns the scan's
+tables, the names of its files and small histograms.  The driver streams the rows into the final
+Parquet files (in scan order, :mod:`.sink`) and keeps only the clusters (a few per scan) and the
+merged histograms; it never writes a scan's files.  At the end it ranks the clusters over the archive, writes
 ``clusters.parquet`` and builds the report from what it holds.  Memory does not grow with the
 number of impurities.  Outputs (the contract in README) are named by
 :class:`experiments.layout.RunLayout`.
@@ -16,32 +17,45 @@ complete); 2 a configuration or input error before any scan; 3 the run dir canno
 from __future__ import annotations
 
 import heapq
+import dataclasses
 import json
 import logging
 import math
 import os
+import resource
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from anomaly.area import market_clustering
+from anomaly.market import market_clustering
 from anomaly.rank import rank_clusters
+from anomaly.reasons import cluster_reasons, with_cluster_features
+from anomaly.rerank import apply_reranker
 from data import empty_regions
+from data.errors import QuantmetError
+from data.inputs import discover
+from data.standards import assign_groups
 
-from ..config import PipelineConfig, pipeline_config, resolve_input
+from ..config import ConfigError, PipelineConfig, domain_config, pipeline_config, resolve_input
 from ..layout import RunLayout
+from ..reporting import ReportConfig, ReportData, score_settings, write_report
+from ..reporting.exports import export_tables
 from ..reporting.stats import RegionStats
-from .checkpoint import OldRunDirError, PartStore, commit_scan, write_atomic
+from .checkpoint import OldRunDirError, PartStore, write_atomic
 from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
-from .lock import RunDirWriteError, RunLock, write_error
+from .lock import RunDirBusyError, RunDirWriteError, RunLock, write_error
+from .render import RenderOptions
+from .result import ScanResult, ScanTask, scan_rows_frame
 from .runners import StageFactory, local_cpus, ray_address, release_ray, run_stage
 from .sink import OrderedSink, TableWriter
-from .stage import RenderOptions, ScanResult, ScanTask, scan_rows_frame
 from .validate import validate_pipeline
 
 __all__ = ["run_task", "run_pipeline", "EXIT_OK", "EXIT_SCAN_FAILED", "EXIT_USAGE", "EXIT_WRITE"]
@@ -59,22 +73,15 @@ def run_task(cfg: DictConfig, output_dir: Path) -> int:
 
 
 def _default_run_config(pc: PipelineConfig) -> dict:
-    import dataclasses
+    return {f.name: dataclasses.asdict(getattr(pc, f.name)) for f in dataclasses.fields(pc)}
 
-    return {
-        "data": dataclasses.asdict(pc.data),
-        "segmentation": dataclasses.asdict(pc.segmentation),
-        "inpainting": dict(pc.inpainting),
-        "anomaly": dataclasses.asdict(pc.anomaly),
-        "runtime": dataclasses.asdict(pc.runtime),
-        "report": dict(pc.report),
-    }
+
+def _report_config(pc: PipelineConfig) -> ReportConfig:
+    return domain_config(ReportConfig, pc.report, where="report")
 
 
 def _render_options(pc: PipelineConfig, run_config: dict) -> RenderOptions:
-    from ..reporting import ReportConfig, score_settings
-
-    rc = ReportConfig.from_mapping(pc.report)
+    rc = _report_config(pc)
     return RenderOptions(
         heatmap=rc.heatmaps != "never",
         score=rc.score,
@@ -119,7 +126,7 @@ class _Run:
         self.settings = per_scan_settings(run_config, models=digests)
         self.config_hash = settings_hash(self.settings)
         self.render = _render_options(pc, run_config)
-        self.order_key = str(pc.anomaly.area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
+        self.order_key = pc.anomaly.area.order_key
         self.store = PartStore(layout.parts_dir)
         self.top = _TopClusters(self.render.top_n)
         self.stats = RegionStats()
@@ -129,7 +136,7 @@ class _Run:
         self.n_ok = self.n_failed = self.n_regions = 0
         self.failed: list[tuple[str, str]] = []
         self.uncalibrated: list[str] = []
-        self.driver_s = 0.0  # time the driver spends per result (files, checkpoint, tables)
+        self.driver_s = 0.0  # time the driver spends per result (bookkeeping, tables)
         self.groups: dict[str, str] = {}
         self.worker_stats: dict = {}
 
@@ -141,8 +148,6 @@ class _Run:
             return None
 
     def _write_manifest(self) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             v = version("quantmet")
         except PackageNotFoundError:
@@ -225,14 +230,8 @@ class _Run:
             self.driver_s += time.perf_counter() - t0
 
     def _on_result(self, r: ScanResult) -> None:
-        if r.write_error:  # the worker could not write the run dir
-            errno_, _, msg = r.write_error.partition(":")
-            raise write_error(OSError(int(errno_) if errno_.isdigit() else 0, msg), self.layout.root)
-        if r.files:  # a stage that kept its files in memory (no run dir in its task): write them here
-            try:
-                commit_scan(self.layout.root, r, input_id=self.inputs[r.scan_id], config_hash=self.config_hash)
-            except OSError as exc:
-                raise write_error(exc, self.layout.root) from None
+        if r.write_error is not None:  # the worker could not write the run dir
+            raise write_error(r.write_error, self.layout.root) from None
         self._accept(r, fresh=True)
         try:
             self.sink.add(r)
@@ -245,16 +244,9 @@ class _Run:
                         input_id=self.inputs[item.scan_id], config_hash=self.config_hash)
 
     # ------------------------------------------------------------------ the run
-    def execute(self) -> int:
-        from data.inputs import discover
-
+    def _open_run_dir(self, old: dict | None) -> None:
+        """Check a resumed run dir, clean a fresh one, record this run's configuration."""
         pc, L = self.pc, self.layout
-        t0 = time.perf_counter()
-        listing = discover(resolve_input(pc.data.input))
-        items = listing.items
-        for s in listing.skipped:
-            log.warning("skipped %s: %s", s.path, s.reason)
-        old = self._manifest()
         if pc.runtime.resume:
             try:
                 self.store.check_format()
@@ -273,6 +265,10 @@ class _Run:
             self._write_manifest()
         except OSError as exc:
             raise write_error(exc, L.root) from None
+
+    def _plan(self, items: list, old: dict | None) -> tuple[list, list]:
+        """The scans whose checkpoint is reused (resume) and those to compute."""
+        pc, L = self.pc, self.layout
         self.inputs = {it.scan_id: input_identity(it.path) for it in items}
         reuse = [it for it in items
                  if pc.runtime.resume and self.store.reusable(it.scan_id, self.inputs[it.scan_id], self.config_hash, L.root)]
@@ -285,19 +281,26 @@ class _Run:
                 log.warning("resume with changed settings (%s): scans made with the old settings are recomputed", shown)
             log.info("resuming: %d of %d scans reused, %d to compute (failed, changed or new)",
                      len(reuse), len(items), len(todo))
+        return reuse, todo
+
+    def _open_tables(self, items: list) -> None:
+        """The streaming writers of the final tables, in scan order, and the sample groups."""
+        pc, L = self.pc, self.layout
         # scan rows are wide (~100 columns): row groups of 2,048 scans keep the pending rows small
         writers = {"scans": TableWriter(L.scans, row_group_rows=2048, frame_of_rows=scan_rows_frame),
                    "regions": TableWriter(L.regions)}
-        if (pc.ratings or {}).get("enabled", True):
+        if pc.ratings.enabled:
             writers["ratings"] = TableWriter(L.ratings)
-        from data.standards import assign_groups
-
         groups = assign_groups([it.scan_id for it in items], [str(it.path) for it in items], pc.data.groups) \
             if pc.data.groups else [""] * len(items)
         self.groups = dict(zip((it.scan_id for it in items), groups))
         self.sink = OrderedSink([it.scan_id for it in items], writers, self.store.load)
         # the clusters wait on disk until the archive is ranked (the driver holds no per-scan frames)
         self.cluster_writer = TableWriter(L.state_dir / "clusters-unranked.parquet", row_group_rows=16384)
+
+    def _run_scans(self, reuse: list, todo: list) -> None:
+        """Take in the reused scans, run the stage on the others, close the streamed tables."""
+        pc = self.pc
         try:
             for it in reuse:  # read back in order by the sink; only their small parts now
                 r = self.store.load(it.scan_id)
@@ -308,8 +311,6 @@ class _Run:
                 if pc.runtime.num_workers > local_cpus():
                     log.warning("runtime.num_workers=%d is more than this machine's %d CPUs: using %d",
                                 pc.runtime.num_workers, local_cpus(), local_cpus())
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
             t_stage = time.perf_counter()
             with logging_redirect_tqdm():
                 self.worker_stats = run_stage(todo, StageFactory(pc, self.render), pc.runtime, self.on_result,
@@ -324,6 +325,19 @@ class _Run:
             self.sink.abort()
             self.cluster_writer.abort()
             raise
+
+    def execute(self) -> int:
+        pc, L = self.pc, self.layout
+        t0 = time.perf_counter()
+        listing = discover(resolve_input(pc.data.input))
+        items = listing.items
+        for s in listing.skipped:
+            log.warning("skipped %s: %s", s.path, s.reason)
+        old = self._manifest()
+        self._open_run_dir(old)
+        reuse, todo = self._plan(items, old)
+        self._open_tables(items)
+        self._run_scans(reuse, todo)
         t_finish = time.perf_counter()
         try:
             clusters = self._finish_clusters()
@@ -343,9 +357,6 @@ class _Run:
         return self._summary(t0, len(items), len(listing.skipped), len(clusters))
 
     def _write_stats(self, stats: dict) -> None:
-        import resource
-        import sys
-
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         stats["driver_peak_rss_mb"] = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
         try:
@@ -358,21 +369,15 @@ class _Run:
         clusters = pd.read_parquet(unranked)
         unranked.unlink(missing_ok=True)
         if not len(clusters):  # no clusters at all: an empty table with the right columns and dtypes
-            from anomaly.reasons import with_cluster_features
-
             clusters = with_cluster_features(empty_regions().assign(cluster_id=pd.Series(dtype=np.int64)),
                                              market_clustering(empty_regions(), np.zeros(0))[1], pixel_size_um=None)
             clusters.insert(0, "scan_rank", pd.Series(dtype=np.int64))
             clusters.insert(0, "scan_id", pd.Series(dtype=str))
         clusters = rank_clusters(clusters, key=self.order_key)
         clusters = clusters.sort_values(["rank"], kind="stable").reset_index(drop=True)
-        from anomaly.reasons import cluster_reasons
-
         clusters["reason"] = cluster_reasons(clusters).astype(str).to_numpy() if len(clusters) else pd.Series(dtype=str)
-        model = (self.pc.anomaly.rerank or {}).get("model")
+        model = self.pc.anomaly.rerank.model
         if model:
-            from anomaly.rerank import apply_reranker
-
             clusters = apply_reranker(clusters, model)
         tmp = self.layout.clusters.with_name(self.layout.clusters.name + ".partial")
         clusters.to_parquet(tmp, index=False)
@@ -385,13 +390,9 @@ class _Run:
         return clusters
 
     def _exports(self) -> None:
-        from ..reporting import ReportConfig
-
-        formats = list(ReportConfig.from_mapping(self.pc.report).exports)
+        formats = list(_report_config(self.pc).exports)
         if not formats:
             return
-        from ..reporting.exports import export_tables
-
         try:
             for p in export_tables(self.layout.root, formats):
                 log.info("export: %s", p)
@@ -399,9 +400,7 @@ class _Run:
             log.error("exports failed: %s: %s", type(exc).__name__, exc)
 
     def _report(self, clusters: pd.DataFrame) -> None:
-        from ..reporting import ReportConfig, ReportData, write_report
-
-        rc = ReportConfig.from_mapping(self.pc.report)
+        rc = _report_config(self.pc)
         if not rc.html:
             return
         data = ReportData(clusters=clusters, stats=self.stats, crops=self.crops)
@@ -433,11 +432,6 @@ class _UsageError(Exception):
 
 def run_pipeline(pc: PipelineConfig, output_dir: Path, *, run_config: dict | None = None) -> int:
     """Run the whole job into ``output_dir``; returns the exit code (module docstring)."""
-    from data.errors import QuantmetError
-
-    from ..config import ConfigError
-    from .lock import RunDirBusyError
-
     layout = RunLayout(Path(output_dir))
     run_config = run_config if run_config is not None else _default_run_config(pc)
     try:

@@ -57,6 +57,11 @@ def resolve_physical(options: Mapping[str, Any] | None, pixel_size_um: float | N
     return out
 
 
+def _plain(value: Any) -> str:
+    """A setting as the user wrote it: a whole float (2.0 from a typed section) as 2."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def resolved_settings_note(options: Mapping[str, Any] | None, pixel_size_um: float | None, *, where: str) -> str:
     """One phrase naming the physical settings that applied to a scan (empty when none did)."""
     if pixel_size_um is None:
@@ -65,5 +70,5 @@ def resolved_settings_note(options: Mapping[str, Any] | None, pixel_size_um: flo
     res = resolve_physical(options, pixel_size_um)
     for phys, px in physical_twins(dict(options or {})).items():
         if (options or {}).get(phys) is not None:
-            parts.append(f"{where}.{phys}={options[phys]} -> {px}={res[px]:.4g}")
+            parts.append(f"{where}.{phys}={_plain(options[phys])} -> {px}={res[px]:.4g}")
     return "; ".join(parts)

@@ -5,7 +5,8 @@ inputs, a picklable factory that builds the stage (once per worker, so models
 load once per worker), a ``prepare`` function that turns an input into the
 task handed out (called when the scan is dispatched, so it carries what the
 driver knows then) and a callback that receives each :class:`ScanResult` as
-soon as it is done (the driver writes its files and checkpoints it).
+soon as it is done.  The stage a factory builds commits each scan into the run dir itself
+(:class:`.commit.CommittingStage`, on the worker); the callback only takes in what it returns.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from tqdm.auto import tqdm
 from data.inputs import ScanInput
 
 from ..config import PipelineConfig, RuntimeConfig
-from .stage import RenderOptions, ScanAnalyzer, ScanResult, ScanTask, failed_result
+from .commit import CommittingStage
+from .render import RenderOptions
+from .result import ScanResult, ScanTask, failed_result
+from .stage import ScanAnalyzer
 
 __all__ = ["StageFactory", "run_serial", "run_ray", "run_stage", "ray_address", "ray_session", "release_ray",
            "local_cpus"]
@@ -43,23 +47,23 @@ Prepare = Callable[[ScanInput], ScanTask]
 
 @dataclass(frozen=True)
 class StageFactory:
-    """Picklable recipe for the per-scan stage."""
+    """Picklable recipe for the per-scan stage: a :class:`.stage.ScanAnalyzer` that commits its scans."""
 
     cfg: PipelineConfig
     render: RenderOptions | None = None
 
-    def __call__(self) -> ScanAnalyzer:
+    def __call__(self) -> CommittingStage:
         map_rows = None
         rt = self.cfg.runtime
         if rt.spatial_on_ray and rt.mode == "serial":
             # One scan at a time: huge scans fan their spatial rows out to Ray tasks
             # (only above anomaly.scorers.spatial.ray_min_regions impurities).
-            from .spatial_ray import ray_map_rows
+            from .spatial_ray import ray_map_rows  # lazy: Ray
 
             map_rows = ray_map_rows
         elif rt.spatial_on_ray:
             log.warning("runtime.spatial_on_ray is ignored with runtime.mode=ray (scans already fill the CPUs)")
-        return ScanAnalyzer(self.cfg, self.render, map_rows=map_rows)
+        return CommittingStage(ScanAnalyzer(self.cfg, self.render, map_rows=map_rows))
 
 
 def local_cpus() -> int:
@@ -109,11 +113,11 @@ class _StageActor:
     """Holds one stage (and its models, loaded at start) per Ray worker process."""
 
     def __init__(self, factory: Callable, threads: int | None = None):
-        from .._quiet import quiet_tensorflow_import
+        from .._quiet import quiet_tensorflow_import  # lazy: in the Ray worker only
 
         quiet_tensorflow_import()
         if threads is not None:  # before TensorFlow starts its thread pools (env, read at init)
-            import cv2
+            import cv2  # lazy: in the Ray worker only
 
             os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
             os.environ["TF_NUM_INTEROP_THREADS"] = str(threads)
@@ -135,7 +139,7 @@ def ray_address(runtime: RuntimeConfig) -> str | None:
 
 def ray_session(runtime: RuntimeConfig):
     """Initialise Ray for this run (local on this machine's cores, or join ``runtime.address`` or ``RAY_ADDRESS``)."""
-    import ray
+    import ray  # lazy: Ray only for runtime.mode=ray
 
     global _OWNED_SESSION
     if ray.is_initialized():
@@ -178,11 +182,89 @@ def release_ray() -> threading.Thread | None:
     if not _OWNED_SESSION:
         return None
     _OWNED_SESSION = False
-    import ray
+    import ray  # lazy: Ray only for runtime.mode=ray
 
     thread = threading.Thread(target=ray.shutdown, name="ray-shutdown", daemon=True)
     thread.start()
     return thread
+
+
+class _Dispatch:
+    """The scans of a Ray run: the queue, the scans in flight per actor, retries of crashed ones."""
+
+    def __init__(self, items: Sequence[ScanInput], actors: list, new_actor: Callable, prepare: Prepare,
+                 max_retries: int, kind: str):
+        self.queue = list(items)[::-1]
+        self.actors = actors
+        self.new_actor = new_actor
+        self.prepare = prepare
+        self.max_retries = max_retries
+        self.kind = kind
+        self.attempts: dict[str, int] = {}
+        self.in_flight: dict = {}  # ref -> (actor index, the actor, item, submission number)
+        self.seq = 0
+
+    def submit(self, idx: int) -> None:
+        item = self.queue.pop()
+        self.seq += 1
+        self.in_flight[self.actors[idx].run.remote(self.prepare(item))] = (idx, self.actors[idx], item, self.seq)
+
+    def fill(self, idx: int, depth: int) -> None:
+        """Submit to actor ``idx`` until it has ``depth`` scans queued (or the queue is empty)."""
+        queued = sum(1 for v in self.in_flight.values() if v[0] == idx)
+        for _ in range(min(depth - queued, len(self.queue))):
+            self.submit(idx)
+
+    def crashed(self, entry: tuple, exc: Exception, died: bool) -> ScanResult | None:
+        """A scan whose worker died (or whose task could not run): retried, or its failed result.
+
+        An actor runs its scans in order, so the earliest submitted of a dead actor's scans was
+        running (the culprit); the ones queued behind it are innocent and go back to the queue
+        without counting an attempt.
+        """
+        idx, actor, item, n = entry
+        mates = {r: v for r, v in self.in_flight.items() if died and v[1] is actor}
+        for r in mates:
+            del self.in_flight[r]
+        victims = sorted([(n, item), *((v[3], v[2]) for v in mates.values())], key=lambda t: t[0])
+        (_, culprit), innocent = victims[0], [it for _, it in victims[1:]]
+        if died:
+            self.actors[idx] = self.new_actor()  # replace the dead worker
+        self.queue.extend(reversed(innocent))  # next to run, in their order
+        self.attempts[culprit.scan_id] = self.attempts.get(culprit.scan_id, 0) + 1
+        if self.attempts[culprit.scan_id] <= self.max_retries:
+            log.warning("worker died on %s; retrying (%d)", culprit.scan_id, self.attempts[culprit.scan_id])
+            self.queue.append(culprit)
+            self.fill(idx, _TASKS_PER_WORKER)
+            return None
+        msg = f"worker crashed {self.attempts[culprit.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
+        self.fill(idx, _TASKS_PER_WORKER - 1)
+        return failed_result(culprit, self.kind, msg)
+
+
+def _start_actors(ray, factory: Callable, runtime: RuntimeConfig, n_items: int) -> tuple[list, Callable, int]:
+    """One actor per worker (their models load in parallel); returns the actors, a maker, their number."""
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError  # lazy: Ray
+
+    cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n_workers = int(runtime.num_workers or cluster_cpus)
+    if n_workers > cluster_cpus:
+        log.warning("runtime.num_workers=%d but the cluster has %d CPU(s): using %d", n_workers, cluster_cpus, cluster_cpus)
+    n_workers = max(1, min(n_workers, cluster_cpus, n_items))
+    actor_cls = ray.remote(num_cpus=1)(_StageActor)
+    factory_ref = ray.put(factory)
+    threads = runtime.worker_threads
+
+    def new_actor():
+        return actor_cls.remote(factory_ref, threads)
+
+    actors = [new_actor() for _ in range(n_workers)]
+    try:
+        ray.get([a.pid.remote() for a in actors])
+    except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
+        # a worker that cannot start: the scans below replace it and retry as for a crash
+        log.warning("a Ray worker failed to start: %s", str(exc)[:300])
+    return actors, new_actor, n_workers
 
 
 def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, runtime: RuntimeConfig,
@@ -199,92 +281,39 @@ def run_ray(items: Sequence[ScanInput], factory: Callable, on_result: OnResult, 
     t_init = time.perf_counter()
     ray = ray_session(runtime)
     ray_init_s = time.perf_counter() - t_init
-    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError  # lazy: Ray
 
-    cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    n_workers = int(runtime.num_workers or cluster_cpus)
-    if n_workers > cluster_cpus:
-        log.warning("runtime.num_workers=%d but the cluster has %d CPU(s): using %d", n_workers, cluster_cpus, cluster_cpus)
-    n_workers = max(1, min(n_workers, cluster_cpus, len(items)))
-    actor_cls = ray.remote(num_cpus=1)(_StageActor)
-    factory_ref = ray.put(factory)
     t0 = time.perf_counter()
-    threads = runtime.worker_threads
-
-    def new_actor():
-        return actor_cls.remote(factory_ref, threads)
-
-    actors = [new_actor() for _ in range(n_workers)]
-    try:
-        ray.get([a.pid.remote() for a in actors])
-    except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
-        # a worker that cannot start: the scans below replace it and retry as for a crash
-        log.warning("a Ray worker failed to start: %s", str(exc)[:300])
+    actors, new_actor, n_workers = _start_actors(ray, factory, runtime, len(items))
     stats = {"workers": n_workers, "ray_init_s": ray_init_s, "startup_s": time.perf_counter() - t0}
     log.info("%d Ray worker(s) up in %.1f s", n_workers, stats["startup_s"])
-    queue = list(items)[::-1]
-    attempts: dict[str, int] = {}
-    in_flight: dict = {}  # ref -> (actor index, the actor, item, submission number)
+    cfg = getattr(factory, "cfg", None)
+    d = _Dispatch(items, actors, new_actor, prepare, runtime.max_retries,
+                  cfg.data.kind if cfg is not None else "scan")
     failed = 0
-    seq = 0
-
-    def submit(idx: int) -> None:
-        nonlocal seq
-        item = queue.pop()
-        seq += 1
-        in_flight[actors[idx].run.remote(prepare(item))] = (idx, actors[idx], item, seq)
-
-    def _queued(idx: int) -> list:
-        return [r for r, v in in_flight.items() if v[0] == idx]
-
-    def kind() -> str:
-        cfg = getattr(factory, "cfg", None)
-        return cfg.data.kind if cfg is not None else "scan"
-
     with _progress(len(items), f"scans on {n_workers} Ray workers") as bar:
         # _TASKS_PER_WORKER scans queued per worker: it starts the next one while the driver
         # takes in the last result (no idle round trip between scans)
         for _ in range(_TASKS_PER_WORKER):
             for idx in range(n_workers):
-                if queue:
-                    submit(idx)
-        while in_flight:
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            ref = done[0]
-            idx, actor, item, n = in_flight.pop(ref)
+                if d.queue:
+                    d.submit(idx)
+        while d.in_flight:
+            done, _ = ray.wait(list(d.in_flight), num_returns=1)
+            entry = d.in_flight.pop(done[0])
             try:
-                result = ray.get(ref)
+                result = ray.get(done[0])
             except (RayActorError, WorkerCrashedError, RayTaskError) as exc:
-                # The worker died (or the task could not run). An actor runs its scans in order, so
-                # the earliest submitted of a dead actor's scans was running (the culprit); the ones
-                # queued behind it are innocent and go back to the queue without counting an attempt.
-                died = isinstance(exc, (RayActorError, WorkerCrashedError))
-                mates = {r: v for r, v in in_flight.items() if died and v[1] is actor}
-                for r in mates:
-                    del in_flight[r]
-                victims = sorted([(n, item), *((v[3], v[2]) for v in mates.values())], key=lambda t: t[0])
-                (_, culprit), innocent = victims[0], [it for _, it in victims[1:]]
-                if died:
-                    actors[idx] = new_actor()  # replace the dead worker
-                queue.extend(reversed(innocent))  # next to run, in their order
-                attempts[culprit.scan_id] = attempts.get(culprit.scan_id, 0) + 1
-                if attempts[culprit.scan_id] <= runtime.max_retries:
-                    log.warning("worker died on %s; retrying (%d)", culprit.scan_id, attempts[culprit.scan_id])
-                    queue.append(culprit)
-                    for _ in range(min(_TASKS_PER_WORKER - len(_queued(idx)), len(queue))):
-                        submit(idx)
+                result = d.crashed(entry, exc, died=isinstance(exc, (RayActorError, WorkerCrashedError)))
+                if result is None:
                     continue
-                msg = f"worker crashed {attempts[culprit.scan_id]} time(s): {type(exc).__name__}: {str(exc)[:500]}"
-                result = failed_result(culprit, kind(), msg)
-                for _ in range(min(_TASKS_PER_WORKER - 1 - len(_queued(idx)), len(queue))):
-                    submit(idx)
             failed += not result.ok
             on_result(result)
             bar.set_postfix(failed=failed)
             bar.update()
-            if queue:
-                submit(idx)
-    for a in actors:
+            if d.queue:
+                d.submit(entry[0])
+    for a in d.actors:
         ray.kill(a)
     return stats
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .stage import ScanResult
+from .result import ScanResult
 
 __all__ = ["TableWriter", "OrderedSink"]
 

@@ -1,8 +1,8 @@
 """Spatial score of one huge scan fanned out to Ray tasks (row chunks).
 
-The library computes the score in process (``anomaly.spatial``); this module
+The library computes the score in process (``anomaly.scorers.spatial``); this module
 only supplies a ``map_rows`` for it.  The chunk function (a picklable
-:class:`anomaly.spatial.RowScorer` holding the boxes, areas and search index)
+:class:`anomaly.scorers.spatial.RowScorer` holding the boxes, areas and search index)
 is put in the object store once; each task scores one chunk of query rows
 against all impurities; at most ``max_in_flight`` tasks run at a time
 (``ray.wait``); the results are fetched with one ``ray.get`` at the end.
@@ -51,7 +51,7 @@ def ray_map_rows(
     chunk_size: int = 4096,
     max_in_flight: int | None = None,
 ) -> np.ndarray:
-    """``map_rows`` for :func:`anomaly.spatial.weighted_kth_nn_scores` on Ray.
+    """``map_rows`` for :func:`anomaly.scorers.spatial.weighted_kth_nn_scores` on Ray.
 
     Parameters
     ----------
@@ -72,7 +72,7 @@ def ray_map_rows(
     Ray must be initialised by the caller (``experiments.pipeline.runners.ray_session``);
     if it is not, a local Ray is started on this machine's cores.
     """
-    import ray
+    import ray  # lazy: Ray
 
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -59,7 +59,9 @@ def load_run(run_dir: str | Path, *, clusters: pd.DataFrame | None = None, regio
     if not (run_dir / "scans.parquet").exists():
         raise FileNotFoundError(f"not a run dir (no scans.parquet): {run_dir}")
     notes: list[str] = []
-    scans = pd.read_parquet(run_dir / "scans.parquet")
+    from ..pipeline.result import read_scan_table  # lazy: the row schema imports the grain and rating modules
+
+    scans = read_scan_table(run_dir / "scans.parquet")
     if "scan_id" not in scans.columns:
         raise ValueError(f"scans.parquet in {run_dir} lacks the 'scan_id' column")
     regions_df = _read_parquet(run_dir / "regions.parquet", notes) if regions else pd.DataFrame()

@@ -164,7 +164,9 @@ def load_run(run_dir: str | Path) -> RunData:
             "give the output folder of a finished run"
         )
     layout = RunLayout(root)
-    scans = _read(layout.scans, "scans table").reset_index(drop=True)
+    from ..pipeline.result import with_scan_dtypes  # lazy: the row schema imports the grain and rating modules
+
+    scans = with_scan_dtypes(_read(layout.scans, "scans table")).reset_index(drop=True)
     clusters = _read(layout.clusters, "clusters table")
     need = [c for c in ("scan_id", "cluster_id", "rank", "score") if c not in clusters.columns]
     if need:

@@ -16,7 +16,7 @@ import pandas as pd
 import tifffile
 
 from anomaly import market_clustering, rank_clusters, score_regions
-from anomaly.area import MarketConfig
+from anomaly.market import MarketConfig
 from anomaly.reasons import cluster_features, cluster_reasons
 from data import regions_from_labels
 from data.synthetic import FALSE_ALARM_KINDS, SyntheticConfig, make_review_scan

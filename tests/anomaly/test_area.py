@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anomaly import area
+from anomaly import market as area
 from anomaly._geometry import box_gap
-from anomaly.area import (
+from anomaly.market import (
     CLUSTER_COLUMNS,
     ORDER_KEYS,
     MarketConfig,

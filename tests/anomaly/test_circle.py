@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly import get_scorer
-from anomaly.circle import CircleConfig, circle_scores
+from anomaly.scorers.circle import CircleConfig, circle_scores
 from data import regions_from_mask
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from anomaly import MarketConfig, market_clustering, rank_clusters, score_regions
-from anomaly.area import ORDER_KEYS, cluster_measures
+from anomaly.market import ORDER_KEYS, cluster_measures
 from data import binarize_mask, label_mask, read_image, regions_from_labels
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"

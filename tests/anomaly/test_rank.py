@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from anomaly import rank as rank_mod
-from anomaly.area import DEFAULT_ORDER_KEY, MarketConfig, market_clustering
+from anomaly.market import DEFAULT_ORDER_KEY, MarketConfig, market_clustering
 from anomaly.rank import RANK_COLUMNS, percentile_label, rank_clusters
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from anomaly import reasons as reasons_mod
-from anomaly.area import MarketConfig, market_clustering
+from anomaly.market import MarketConfig, market_clustering
 from anomaly.rank import rank_clusters
 from anomaly.reasons import FEATURE_COLUMNS, cluster_features, cluster_reasons
 from data import regions_from_mask

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from anomaly import rerank as rerank_mod
-from anomaly.area import ORDER_KEYS
+from anomaly.market import ORDER_KEYS
 from anomaly.rerank import (
     CANDIDATE_FEATURES,
     RerankConfig,

@@ -44,7 +44,7 @@ def test_scorer_contract(name):
 def test_the_module_of_a_scorer_is_named_after_it():
     for name in available_scorers():
         spec = get_scorer(name)
-        assert spec.function.split(":")[0] == f"anomaly.{name}"
+        assert spec.function.split(":")[0] == f"anomaly.scorers.{name}"
 
 
 def test_plugins_register_and_names_are_unique():

@@ -13,7 +13,7 @@ import pytest
 from conftest import write_model_card
 
 from anomaly import get_scorer
-from anomaly.shape import (
+from anomaly.scorers.shape import (
     DEFAULT_WEIGHTS,
     ShapeAEConfig,
     ShapeAEWeightsError,
@@ -42,7 +42,7 @@ def _star(m, center, r_out, r_in, points=5, phase=0.3):
 @pytest.fixture(scope="module")
 def tiny_model():
     keras = pytest.importorskip("keras")
-    from anomaly.shape import build_shape_ae
+    from anomaly.scorers.shape import build_shape_ae
 
     keras.utils.set_random_seed(0)
     return build_shape_ae(crop_size=16, filters=(4,), latent_dim=4, seed=0)
@@ -53,7 +53,7 @@ def tiny_model():
 
 def test_import_anomaly_does_not_import_keras():
     code = (
-        "import sys, anomaly, anomaly.shape; anomaly.available_scorers(); "
+        "import sys, anomaly, anomaly.scorers.shape; anomaly.available_scorers(); "
         "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -263,7 +263,7 @@ def test_corrupt_or_missing_weights_give_a_clear_error(tmp_path):
 def test_weights_that_do_not_match_their_card_are_refused(tmp_path):
     import shutil
 
-    from anomaly.shape import DEFAULT_WEIGHTS
+    from anomaly.scorers.shape import DEFAULT_WEIGHTS
 
     path = tmp_path / "shape_ae.keras"
     shutil.copy(DEFAULT_WEIGHTS, path)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import anomaly.spatial as spatial_module
+import anomaly.scorers.spatial as spatial_module
 from anomaly import ScoreContext, get_scorer
-from anomaly.spatial import (
+from anomaly.scorers.spatial import (
     RowScorer,
     SpatialConfig,
     _raw_scores_for_rows,

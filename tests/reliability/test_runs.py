@@ -143,7 +143,7 @@ def test_bad_settings_fail_before_the_first_scan(tmp_path, archive, override, me
 
 
 def test_a_truncated_model_is_refused_before_any_scan(compose, tmp_path, archive, caplog):
-    from anomaly.shape import DEFAULT_WEIGHTS
+    from anomaly.scorers.shape import DEFAULT_WEIGHTS
 
     weights = tmp_path / "shape_ae.keras"
     weights.write_bytes(DEFAULT_WEIGHTS.read_bytes()[:1000])

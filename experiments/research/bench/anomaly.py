@@ -40,8 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from anomaly import get_scorer
 from anomaly._geometry import boxes_of
-from anomaly.circle import CircleConfig
-from anomaly.spatial import SpatialConfig, weighted_kth_nn_scores
+from anomaly.scorers.circle import CircleConfig
+from anomaly.scorers.spatial import SpatialConfig, weighted_kth_nn_scores
 from data import regions_from_mask
 
 from experiments.config import dataclass_from

@@ -5,7 +5,7 @@ scored (the worst case: every impurity takes part), at the impurity density
 of the bundled large masks (about 2.85e-4 impurities per px^2: 2470 in
 2590 x 3349 px), box sides log-normal (median about 3 px) and scores
 Beta(0.6, 3) (mostly small, a long tail).  It times
-:func:`anomaly.area.market_clustering` (market + cluster measures, median of
+:func:`anomaly.market.market_clustering` (market + cluster measures, median of
 ``repeats`` after a warm-up) and the naive market
 (:func:`experiments.research.bench.naive_market.naive_market_assign`, ``O(n^2)`` per
 move) on a smaller scan of ``naive_n`` impurities when ``n_scored`` is too
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly.area import MarketConfig, market_assign, market_clustering
+from anomaly.market import MarketConfig, market_assign, market_clustering
 
 from experiments._markdown import markdown_table
 from experiments.config import SAMPLES_DIR, dataclass_from

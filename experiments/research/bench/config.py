@@ -58,7 +58,7 @@ class AreaBenchConfig:
     naive_n: int = 1000
     repeats: int = 3
     n_clusters: int = 10
-    price_from: tuple[str, ...] = ("members", "cores")  # anomaly.area.PRICE_FROM
+    price_from: tuple[str, ...] = ("members", "cores")  # anomaly.market.PRICE_FROM
     sizes: tuple[int, ...] = (500, 1000, 2000, 5000, 10000)
     masks: str = "large_masks"  # folder under data/samples, or a path; "" to skip
     target_s: float = 2.0
@@ -68,7 +68,7 @@ class AreaBenchConfig:
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
         if self.n_scored < 1 or self.naive_n < 1 or self.repeats < 1:
             raise ValueError("bench.n_scored, bench.naive_n and bench.repeats must be >= 1")
-        from anomaly.area import PRICE_FROM
+        from anomaly.market import PRICE_FROM
 
         bad = [p for p in self.price_from if p not in PRICE_FROM]
         if bad:

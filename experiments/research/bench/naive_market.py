@@ -7,8 +7,8 @@ pair, ``O(n^2)`` work per move.  It is the baseline of ``bench_area`` and the
 test oracle of the fast version (``tests/anomaly/test_area.py`` compares them
 on small random inputs: same labels, wallets and move counts).
 
-It shares only the price formulas (:func:`anomaly.area.purchase_prices`,
-:func:`anomaly.area.merge_prices`, :func:`anomaly.area.initial_wallets`), so that
+It shares only the price formulas (:func:`anomaly.market.purchase_prices`,
+:func:`anomaly.market.merge_prices`, :func:`anomaly.market.initial_wallets`), so that
 both versions compare bit-identical prices; the market itself is independent.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from anomaly._geometry import as_boxes, box_gap
-from anomaly.area import MarketConfig, MarketResult, initial_wallets, merge_prices, purchase_prices
+from anomaly.market import MarketConfig, MarketResult, initial_wallets, merge_prices, purchase_prices
 
 __all__ = ["naive_market_assign"]
 
@@ -25,7 +25,7 @@ __all__ = ["naive_market_assign"]
 def naive_market_assign(
     boxes: np.ndarray, scores: np.ndarray, region_ids: np.ndarray, cfg: MarketConfig | None = None
 ) -> MarketResult:
-    """Same contract as :func:`anomaly.area.market_assign`, by brute force."""
+    """Same contract as :func:`anomaly.market.market_assign`, by brute force."""
     cfg = MarketConfig() if cfg is None else cfg
     b_all = as_boxes(boxes)
     s_all = np.asarray(scores, dtype=np.float64)

@@ -27,7 +27,7 @@ anything, faster than the original):
   (about 10x cheaper per call);
 - the enclosing radius gets +0.5 px (the circle covers the pixels, as in
   ``data.regions``) and the circle score is clipped to [0, 1], as in
-  :mod:`anomaly.shape`;
+  :mod:`anomaly.scorers.shape`;
 - it runs in one process (the prior art fanned the same loops out to Ray
   tasks with ``ray.get`` in a loop).
 

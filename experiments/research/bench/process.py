@@ -57,7 +57,7 @@ def _ours(path: Path, repeats: int, extra: list[str]) -> tuple[float, list[float
 def _prior_art(path: Path) -> dict:
     import cv2
 
-    from anomaly.area import MarketConfig
+    from anomaly.market import MarketConfig
 
     from .naive_market import naive_market_assign
     from .naive_mlography import naive_mlography

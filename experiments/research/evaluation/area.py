@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from anomaly.area import MarketConfig, market_clustering
+from anomaly.market import MarketConfig, market_clustering
 from anomaly.combine import combine_scores
 from anomaly import get_scorer
 from anomaly.rank import rank_clusters

@@ -38,7 +38,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from anomaly import market_clustering, rank_clusters, score_regions
-from anomaly.area import MarketConfig
+from anomaly.market import MarketConfig
 from anomaly.reasons import cluster_features
 from anomaly.rerank import RerankConfig, apply_reranker, train_reranker
 from anomaly.scorers import ScoreContext

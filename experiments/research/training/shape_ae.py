@@ -2,7 +2,7 @@
 
 Data: the impurities of the binary impurity masks of large scans (MLography's
 anomaly-detection inputs), split by mask file into train and validation.
-Labels come from the circle score (:func:`anomaly.shape.circle_scores`):
+Labels come from the circle score (:func:`anomaly.scorers.shape.circle_scores`):
 normal = round (score <= ``normal_max_circle``), anomalous = irregular
 (score > ``anomalous_min_circle``); both with ``area_px > min_area_px``.
 
@@ -18,7 +18,7 @@ get one random rotation/flip each and are subsampled to at most
 Outputs in ``output_dir``: ``shape_ae.keras``, ``shape_ae.json`` (model card:
 data, split, config, metrics, date, command, versions, parameter count) and
 ``metrics.json``.  With ``install: true`` both model files are copied into
-``anomaly/weights/``, where :func:`anomaly.shape.load_shape_ae` finds them.
+``anomaly/weights/``, where :func:`anomaly.scorers.shape.load_shape_ae` finds them.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig
 
-from anomaly.circle import circle_scores
-from anomaly.shape import DEFAULT_WEIGHTS, build_shape_ae, impurity_crops, reconstruction_errors
+from anomaly.scorers.circle import circle_scores
+from anomaly.scorers.shape import DEFAULT_WEIGHTS, build_shape_ae, impurity_crops, reconstruction_errors
 from data.errors import InputNotFoundError
 from data.regions import label_mask, regions_from_labels
 from experiments.config import dataclass_from
@@ -239,7 +239,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "input": {
             "crop_size": tcfg.crop_size,
             "fill": tcfg.fill,
-            "crops": "anomaly.shape.impurity_crops: bbox slice of the label image, longer "
+            "crops": "anomaly.scorers.shape.impurity_crops: bbox slice of the label image, longer "
             "side scaled to fill*crop_size, centred; values in [0, 1]",
         },
         "objective": "normal -> itself, anomalous -> blank crop (blank-target trick), pixelwise "

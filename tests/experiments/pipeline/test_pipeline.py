@@ -208,7 +208,7 @@ def test_grain_size_of_raw_scans(compose, tmp_path):
 
 def test_warm_up_loads_the_configured_models(compose, tmp_path, caplog):
     """ScanAnalyzer.warm_up loads each worker's models before its first scan; a bad file is only logged."""
-    from anomaly import shape as shape_ae
+    from anomaly.scorers import shape as shape_ae
     from data import discover_inputs
     from experiments.pipeline.runners import StageFactory, run_serial
     from experiments.pipeline.stage import ScanAnalyzer

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ._geometry import as_areas, as_boxes, boxes_of
+from .._geometry import as_areas, as_boxes, boxes_of
 
 __all__ = [
     "NORMALIZATIONS",

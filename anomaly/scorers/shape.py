@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from data.errors import QuantmetError
+from data.model_cards import ModelCardError, verify_model_file
 
-from ._geometry import as_boxes, boxes_of
+from .._geometry import as_boxes, boxes_of
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -55,7 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "shape_ae.keras"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "shape_ae.keras"
 ERROR_MEASURES = ("dice", "mse")
 _CHUNK_ROWS = 8192  # impurities cropped and predicted per chunk (bounds memory on huge scans)
 
@@ -240,8 +241,8 @@ def build_shape_ae(
     keras.Model
         Uncompiled model named ``shape_ae``.
     """
-    import keras
-    from keras import layers
+    import keras  # lazy: Keras
+    from keras import layers  # lazy: Keras
 
     filters = tuple(int(f) for f in filters)
     if not filters or min(filters) < 1:
@@ -279,7 +280,7 @@ def build_shape_ae(
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime_ns: int) -> Any:
     # mtime in the key: a retrained file at the same path is reloaded, not served stale.
-    import keras
+    import keras  # lazy: Keras
 
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -313,8 +314,6 @@ def load_shape_ae(weights: str | Path | None = None) -> Any:
         it), cannot be read as a Keras model with ``safe_mode=True``, or is not a
         ``(s, s, 1) -> (s, s, 1)`` model.
     """
-    from data.model_cards import ModelCardError, verify_model_file
-
     path = Path(DEFAULT_WEIGHTS if weights is None else weights).expanduser()
     if not path.is_file():
         raise ShapeAEWeightsError(f"shape autoencoder weights not found: {path}")
