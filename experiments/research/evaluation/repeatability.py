@@ -125,7 +125,7 @@ def _boxes_back(clusters: pd.DataFrame, kind: str, shape, cfg) -> pd.DataFrame:
 
 def _clusters(labels: np.ndarray, anomaly: dict, top_k: int) -> pd.DataFrame:
     """The top-k clusters of a label image with the run's default anomaly settings (uncalibrated)."""
-    from anomaly.area import MarketConfig, market_clustering
+    from anomaly.market import MarketConfig, market_clustering
     from anomaly.scorers import ScoreContext
     from anomaly.scoring import configured_scorers, score_regions
     from data import regions_from_labels
