@@ -9,24 +9,23 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
-
-from experiments._quiet import quiet_tensorflow_import  # noqa: E402
-
-quiet_tensorflow_import()  # TensorFlow's C++ start-up lines say nothing to a user (TF_CPP_MIN_LOG_LEVEL=0 shows them)
 from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from experiments._quiet import quiet_tensorflow_import
 
-from data.errors import QuantmetError
-from experiments.schemas import register as _register_schemas
-from experiments.tasks import get_task
+quiet_tensorflow_import()  # TensorFlow's C++ start-up lines say nothing to a user (TF_CPP_MIN_LOG_LEVEL=0 shows them)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from data.errors import QuantmetError  # noqa: E402 (data imports its submodules on first use)
+from experiments._startup import share_config_store  # noqa: E402
+from experiments.schemas import register as _register_schemas  # noqa: E402
 
 log = logging.getLogger(__name__)
 _register_schemas()  # the train / eval / bench groups (typed defaults), before Hydra composes
+share_config_store()  # Hydra's per-compose copy of its repository skips the ConfigStore (see _startup)
 
 
 def _quote_plain_paths(argv: list[str]) -> list[str]:
@@ -53,6 +52,10 @@ _CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=_CONF, config_name="config")
 def main(cfg: DictConfig) -> int:
+    from hydra.core.hydra_config import HydraConfig  # lazy
+
+    from experiments.tasks import get_task  # lazy
+
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     task = get_task(str(cfg.task))
     try:
