@@ -190,6 +190,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     """Hydra task ``bench_process``."""
     bc = dataclass_from(ProcessBenchConfig, OmegaConf.to_container(cfg.get("bench", {}), resolve=True), where="bench")
     output_dir = Path(output_dir)
+    load_start = os.getloadavg()
     rows, skipped, used = [], [], []
     for name in bc.masks:
         path = _mask_path(str(name))
@@ -212,7 +213,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             row["meets_target"] = bool(row["speedup_process"] >= target)
         log.info("%s", row)
         rows.append(row)
-    out: dict = {"results": rows, "skipped": skipped, "load_avg": os.getloadavg(),
+    out: dict = {"results": rows, "skipped": skipped, "load_avg_start": load_start, "load_avg": os.getloadavg(),
                  "bytecode_cache": bc.bytecode_cache, "repeats": bc.repeats}
     md = [markdown_table(pd.DataFrame(rows))] if rows else []
     if bc.breakdown and rows:
