@@ -214,7 +214,7 @@ def plot_size_counts(
     -------
     ndarray, shape (420, 760, 3), uint8
     """
-    from .stats import LOG10_EDGES, lognormal_cdf
+    from .stats import LOG10_EDGES, lognormal_cdf  # lazy
 
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim != 1 or len(c) != len(LOG10_EDGES) - 1:
@@ -294,7 +294,7 @@ def plot_score_counts(scores: dict[str, np.ndarray], nan_counts: dict[str, int] 
     ndarray, shape (H, W, 3), uint8
         Two panels per row, 260 x 380 px each (plus a 20 px margin).
     """
-    from .stats import SCORE_EDGES
+    from .stats import SCORE_EDGES  # lazy
 
     cols = list(scores)
     n = max(1, len(cols))

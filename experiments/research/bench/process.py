@@ -87,12 +87,12 @@ def _ours(path: Path, bc: ProcessBenchConfig) -> tuple[float, list[float], dict]
 
 
 def _prior_art(path: Path) -> dict:
-    import cv2
+    import cv2  # lazy
 
-    from anomaly.area import MarketConfig
+    from anomaly.area import MarketConfig  # lazy
 
-    from .naive_market import naive_market_assign
-    from .naive_mlography import naive_mlography
+    from .naive_market import naive_market_assign  # lazy
+    from .naive_mlography import naive_mlography  # lazy
 
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     t0 = time.perf_counter()
