@@ -1,10 +1,16 @@
 """Scans, image I/O, input discovery, calibration, annotations, impurity masks and RegionTables.
 
-Importing this package does not import TensorFlow or Keras.
+Importing this package does not import TensorFlow or Keras, nor (until a name is used) OpenCV,
+pandas or SciPy: the names below are imported from their submodule on first access (PEP 562), so
+``from data.errors import QuantmetError`` or ``import data`` costs milliseconds, and a command that
+fails early (a config error, ``--help``) does not pay for the image and table stack.
 """
 
-from .annotations import AnnotationConfig, Annotations, ScaleBar, find_annotations, load_exclusion, parse_length, roi_mask
-from .calibration import Calibration, calibration_key, load_calibration_csv, resolve_pixel_size, validate_pixel_size
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CalibrationError,
     InputNotFoundError,
@@ -13,66 +19,46 @@ from .errors import (
     QuantmetError,
     ScanReadError,
 )
-from .inputs import InputListing, ScanInput, SkippedInput, discover, discover_inputs, scan_id_for
-from .io import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,
-    SUPPORTED_SUFFIXES,
-    VENDOR_SUFFIXES,
-    image_shape,
-    read_image,
-    read_scan,
-    to_gray,
-)
-from .masks import POLARITIES, binarize_mask
-from .registration import LabelRegistration, label_contrast, register_labels
-from .regions import REGION_COLUMNS, empty_regions, label_mask, regions_from_labels, regions_from_mask, relabel_sequential
-from .scan import PIXEL_SIZE_SOURCES, Scan
 
-__all__ = [
-    "AnnotationConfig",
-    "Annotations",
-    "ScaleBar",
-    "find_annotations",
-    "load_exclusion",
-    "parse_length",
-    "roi_mask",
-    "DEFAULT_MAX_PIXELS",
-    "IMAGE_SUFFIXES",
-    "PIXEL_SIZE_SOURCES",
-    "POLARITIES",
-    "REGION_COLUMNS",
-    "SUPPORTED_SUFFIXES",
-    "VENDOR_SUFFIXES",
-    "Calibration",
-    "CalibrationError",
-    "InputListing",
-    "InputNotFoundError",
-    "LabelRegistration",
-    "MaskError",
-    "MissingReaderError",
-    "QuantmetError",
-    "Scan",
-    "ScanInput",
-    "ScanReadError",
-    "SkippedInput",
-    "binarize_mask",
-    "calibration_key",
-    "discover",
-    "discover_inputs",
-    "empty_regions",
-    "image_shape",
-    "label_contrast",
-    "label_mask",
-    "load_calibration_csv",
-    "read_image",
-    "read_scan",
-    "register_labels",
-    "regions_from_labels",
-    "regions_from_mask",
-    "relabel_sequential",
-    "resolve_pixel_size",
-    "scan_id_for",
-    "to_gray",
-    "validate_pixel_size",
-]
+if TYPE_CHECKING:  # the same names, for type checkers and IDEs
+    from .annotations import AnnotationConfig, Annotations, ScaleBar, find_annotations, load_exclusion, parse_length, roi_mask
+    from .calibration import Calibration, calibration_key, load_calibration_csv, resolve_pixel_size, validate_pixel_size
+    from .inputs import InputListing, ScanInput, SkippedInput, discover, discover_inputs, scan_id_for
+    from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, VENDOR_SUFFIXES, image_shape, read_image, read_scan, to_gray
+    from .masks import POLARITIES, binarize_mask
+    from .registration import LabelRegistration, label_contrast, register_labels
+    from .regions import REGION_COLUMNS, empty_regions, label_mask, regions_from_labels, regions_from_mask, relabel_sequential
+    from .scan import PIXEL_SIZE_SOURCES, Scan
+
+# public name -> submodule that defines it (imported on first access)
+_WHERE = {
+    **dict.fromkeys(["AnnotationConfig", "Annotations", "ScaleBar", "find_annotations", "load_exclusion",
+                     "parse_length", "roi_mask"], "annotations"),
+    **dict.fromkeys(["Calibration", "calibration_key", "load_calibration_csv", "resolve_pixel_size",
+                     "validate_pixel_size"], "calibration"),
+    **dict.fromkeys(["InputListing", "ScanInput", "SkippedInput", "discover", "discover_inputs", "scan_id_for"],
+                    "inputs"),
+    **dict.fromkeys(["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "SUPPORTED_SUFFIXES", "VENDOR_SUFFIXES", "image_shape",
+                     "read_image", "read_scan", "to_gray"], "io"),
+    **dict.fromkeys(["POLARITIES", "binarize_mask"], "masks"),
+    **dict.fromkeys(["LabelRegistration", "label_contrast", "register_labels"], "registration"),
+    **dict.fromkeys(["REGION_COLUMNS", "empty_regions", "label_mask", "regions_from_labels", "regions_from_mask",
+                     "relabel_sequential"], "regions"),
+    **dict.fromkeys(["PIXEL_SIZE_SOURCES", "Scan"], "scan"),
+}
+
+__all__ = sorted([*_WHERE, "CalibrationError", "InputNotFoundError", "MaskError", "MissingReaderError",
+                  "QuantmetError", "ScanReadError"])
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{where}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

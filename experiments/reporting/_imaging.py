@@ -139,14 +139,22 @@ def score_codes(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
 
 
 def code_lut_rgb(cmap: str) -> np.ndarray:
-    """RGB lookup table, shape (N_COLOURS + 2, 3) uint8, for the colour codes."""
-    from matplotlib import colormaps
+    """RGB lookup table, shape (N_COLOURS + 2, 3) uint8, for the colour codes.
 
-    try:
-        cm = colormaps[cmap]
-    except KeyError:
-        raise ValueError(f"unknown matplotlib colormap {cmap!r}") from None
-    rgb = (cm(np.linspace(0.0, 1.0, N_COLOURS))[:, :3] * 255).round().astype(np.uint8)
+    The usual colormaps come from the tables in :mod:`._colormaps` (identical values, no Matplotlib
+    import); any other Matplotlib colormap is sampled from Matplotlib.
+    """
+    from ._colormaps import bundled_rgb  # lazy
+
+    rgb = bundled_rgb(str(cmap), N_COLOURS)
+    if rgb is None:
+        from matplotlib import colormaps  # lazy
+
+        try:
+            cm = colormaps[cmap]
+        except KeyError:
+            raise ValueError(f"unknown matplotlib colormap {cmap!r}") from None
+        rgb = (cm(np.linspace(0.0, 1.0, N_COLOURS))[:, :3] * 255).round().astype(np.uint8)
     head = np.array([[0, 0, 0], UNSCORED_RGB], dtype=np.uint8)
     return np.concatenate([head, rgb])
 

@@ -85,9 +85,9 @@ class ReportConfig:
             raise ValueError(
                 f"report.heatmaps must be one of {HEATMAP_MODES}, got {self.heatmaps!r}"
             )
-        from matplotlib import colormaps
+        from ._colormaps import is_colormap  # lazy
 
-        if self.cmap not in colormaps:
+        if not is_colormap(self.cmap):
             raise ValueError(f"report.cmap: unknown matplotlib colormap {self.cmap!r}")
 
     @classmethod

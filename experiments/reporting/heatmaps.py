@@ -130,9 +130,8 @@ def heatmap_preview(
     else:
         boxes = region_boxes(regions) // factor
         code_img = paint_boxes(gray.shape, boxes, codes)
-    rgb = lut[code_img]
-    bg = code_img == BACKGROUND
-    rgb[bg] = gray[bg][:, None]
+    rgb = np.take(lut, code_img, axis=0)
+    np.copyto(rgb, gray[..., None], where=(code_img == BACKGROUND)[..., None])  # background: the dimmed scan
     return rgb, factor, (lo, hi), bool(np.any(code_img == UNSCORED))
 
 

@@ -135,5 +135,21 @@ class ProcessBenchConfig:
     masks: tuple = ("large_masks/scan4tag-19.png", "large_masks/scan1tag-52.png")  # under data/samples, or paths
     repeats: int = 3
     prior_art: bool = True
-    target_speedup: float = 100.0
+    target_speedup: float = 50.0  # masks with fewer than large_components impurities (issue 25)
+    target_speedup_large: float = 200.0  # masks with at least large_components impurities
+    large_components: int = 10_000
     extra_overrides: tuple = ()
+    # True: compiled modules are cached (__pycache__), as an installed package runs; False: the
+    # environment decides (PYTHONDONTWRITEBYTECODE=1 makes every run compile quantmet's modules again)
+    bytecode_cache: bool = True
+    breakdown: bool = True  # one -X importtime run per bench: the top modules by cumulative import time
+    import_top: int = 15
+    cli_checks: bool = True  # --help and two config errors, timed (they must answer in under cli_target_s)
+    cli_target_s: float = 1.5
+    skip_missing: bool = True  # a mask that is not there (the MLography data set) is a skipped row
+
+    def __post_init__(self) -> None:
+        if int(self.repeats) < 1 or int(self.import_top) < 1 or int(self.large_components) < 1:
+            raise ValueError("bench.repeats, bench.import_top and bench.large_components must be >= 1")
+        if not float(self.cli_target_s) > 0:
+            raise ValueError(f"bench.cli_target_s must be > 0, got {self.cli_target_s}")
