@@ -100,12 +100,30 @@ class SegmentationBenchConfig:
     prior_tile: int = 128
     prior_stride: int = 16
     sample_tiles: int = 200
-    threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default (all cores)
+    threads: int | None = None  # intra-op threads of every path; None = each library's default (all cores)
     target_s: float = 10.0
+    gemm_n: int = 2048  # side of the sgemm peak's matrices
+    # inference paths (backend-precision; segmentation.backends), today's default first
+    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16")
+    # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
+    tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.sample_tiles < 1:
             raise ValueError("repeats and sample_tiles must be >= 1")
+        if self.gemm_n < 16:
+            raise ValueError(f"bench.gemm_n must be >= 16, got {self.gemm_n}")
+        object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+        from segmentation.backends import BACKENDS, PRECISIONS
+
+        for p in self.paths:
+            b, _, prec = p.partition("-")
+            if b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec == "bf16" and b != "openvino"):
+                raise ValueError(f"bench.paths entry {p!r} is not backend-precision, e.g. 'openvino-bf16'")
+        object.__setattr__(self, "tilings", tuple((int(t), int(o)) for t, o in self.tilings))
+        for t, o in self.tilings:
+            if t % 16 or not 0 <= o < t:
+                raise ValueError(f"bench.tilings entry ({t}, {o}): tile a multiple of 16, 0 <= overlap < tile")
 
 
 @dataclass(frozen=True)
