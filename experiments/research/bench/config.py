@@ -47,6 +47,18 @@ class ArchiveBenchConfig:
     project_scans: int = 100_000
     extra_overrides: tuple = ()  # more Hydra overrides for every run (e.g. report.html=false)
     keep_runs: bool = False
+    # raw scans through both U-Nets (impurities, inpainting, grain boundaries): the dev data's scans
+    # (the preset sets ${paths.mlography}/scans/images; the bundled data/samples/scans when absent),
+    # repeated to n_raw; 0 = skip
+    raw_scans: str = ""
+    n_raw: int = 48
+    raw_workers: tuple = (1, 2)
+    raw_repeats: int = 1
+    raw_overrides: tuple = ("segmentation.grains.enabled=true",)
+
+    def __post_init__(self) -> None:
+        if self.n_raw < 0 or self.raw_repeats < 1:
+            raise ValueError(f"bench.n_raw must be >= 0 and bench.raw_repeats >= 1, got {self.n_raw}, {self.raw_repeats}")
 
 
 @dataclass(frozen=True)

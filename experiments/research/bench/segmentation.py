@@ -2,9 +2,8 @@
 
 One run measures, on this machine's CPU:
 
-1. **Peak.** sgemm (``n x n`` fp32 matrix product, ``2 n^3`` FLOPs) through NumPy (its BLAS) and
-   through TensorFlow (oneDNN), fp32 and bf16 (TensorFlow's bf16 matmul; AVX512-BF16 where the CPU
-   has it); best of ``repeats``.
+1. **Peak.** sgemm (``n x n`` matrix product, ``2 n^3`` FLOPs) through NumPy (its BLAS), TensorFlow
+   (oneDNN) and OpenVINO, fp32 and bf16 (AVX512-BF16 where the CPU has it); best of ``repeats``.
 2. **Work.** FLOPs of one U-Net forward per tile, counted from the Keras layers
    (:func:`segmentation.unet.forward_flops`), and the tiles a scan needs
    (:func:`segmentation.tiling.tile_count`).
@@ -88,6 +87,26 @@ def sgemm_peaks(*, n: int = 2048, repeats: int = 3) -> dict:
         log.warning("TensorFlow matmul peak not measured: %s", exc)
         out.setdefault("tf_fp32", None)
         out.setdefault("tf_bf16", None)
+    try:  # the engine of the fast paths: one MatMul compiled by OpenVINO
+        import openvino as ov
+        from onnx import TensorProto, helper, numpy_helper
+
+        g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+                              initializer=[numpy_helper.from_array(b, "b")])
+        proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        proto.ir_version = 8
+        core = ov.Core()
+        for prec in ("fp32", "bf16"):
+            cm = core.compile_model(core.read_model(proto.SerializeToString(), b""), "CPU",
+                                    {"INFERENCE_PRECISION_HINT": "f32" if prec == "fp32" else "bf16"})
+            req = cm.create_infer_request()
+            out[f"openvino_{prec}"] = flops / _best_time(lambda: req.infer({0: a}), repeats) / 1e9
+    except Exception as exc:  # noqa: BLE001 - not installed, or no bf16
+        log.info("OpenVINO matmul peak not measured: %s", exc)
+        out.setdefault("openvino_fp32", None)
+        out.setdefault("openvino_bf16", None)
     return out
 
 
@@ -121,8 +140,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     predict = {"impurities": predict_impurity_mask, "grains": predict_grain_boundaries}
 
     peaks = sgemm_peaks(n=bcfg.gemm_n, repeats=bcfg.repeats)
-    peak_fp32 = max(v for v in (peaks["numpy_fp32"], peaks["tf_fp32"]) if v)
-    peak_bf16 = peaks["tf_bf16"] or peak_fp32
+    peak_fp32 = max(v for v in (peaks["numpy_fp32"], peaks["tf_fp32"], peaks["openvino_fp32"]) if v)
+    peak_bf16 = max([v for v in (peaks["tf_bf16"], peaks["openvino_bf16"]) if v] or [peak_fp32])
     log.info("sgemm peak: %s", {k: round(v, 1) if isinstance(v, float) else v for k, v in peaks.items()})
 
     n_tiles = tile_count(pixels.shape, tile=bcfg.tile, overlap=bcfg.overlap)
@@ -259,8 +278,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
          f"(load average {out['machine']['load_average'][0]:.2f}); tiles {bcfg.tile} px, overlap "
          f"{bcfg.overlap}, batch {bcfg.batch_size} ({n_tiles} tiles per scan); median of {bcfg.repeats}."),
         "",
-        (f"sgemm peak (n = {peaks['n']}, GFLOP/s): NumPy fp32 {pk['numpy_fp32']}, TensorFlow fp32 "
-         f"{pk['tf_fp32']}, TensorFlow bf16 {pk['tf_bf16']}."),
+        (f"sgemm peak (n = {peaks['n']}, GFLOP/s, best of {bcfg.repeats}): NumPy fp32 {pk['numpy_fp32']}, "
+         f"TensorFlow fp32 {pk['tf_fp32']}, TensorFlow bf16 {pk['tf_bf16']}, OpenVINO fp32 "
+         f"{pk['openvino_fp32']}, OpenVINO bf16 {pk['openvino_bf16']}; peak_share below is against the "
+         f"best of the same precision ({peak_fp32:.0f} fp32, {peak_bf16:.0f} bf16)."),
         "",
         markdown_table([{"model": k, **v} for k, v in work.items()]),
         "",
