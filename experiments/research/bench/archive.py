@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 def _real_masks(root: str, n: int, dest: Path, *, pattern: str = "*.png",
                 fallback: str = "large_masks") -> tuple[Path, str]:
-    """``n`` real masks (or scans) in ``dest`` (links to the dev data, else to the bundled ones, repeated)."""
+    """``n`` real masks (or scans) in ``dest``: links to the dev data, else to the bundled ones; beyond the
+    files there are, mirror images of them (a run reads identical files once)."""
     src = sorted(Path(root).glob(pattern)) if root and Path(root).is_dir() else []
     origin = str(root)
     if not src:
@@ -50,8 +51,17 @@ def _real_masks(root: str, n: int, dest: Path, *, pattern: str = "*.png",
     for i in range(n):
         f = src[i % len(src)]
         target = dest / (f.name if len(src) >= n else f"{f.stem}-{i:03d}{f.suffix}")
-        if not target.exists():
+        if target.exists():
+            continue
+        flip = (i // len(src)) % 4  # a run skips inputs it has seen (same content): repeats are mirrored
+        if flip == 0:
             os.symlink(f.resolve(), target)
+        else:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            img = cv2.flip(img, {1: 1, 2: 0, 3: -1}[flip])
+            cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if n > 4 * len(src):
+        log.warning("only %d distinct inputs (4 mirror images of %d files) for n=%d", 4 * len(src), len(src), n)
     return dest, origin
 
 

@@ -119,10 +119,13 @@ class SegmentationBenchConfig:
     paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16")
     # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
     tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
+    seam_border: int = 128  # px along the scan's edges left out of the inner_* seam errors
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.sample_tiles < 1:
             raise ValueError("repeats and sample_tiles must be >= 1")
+        if self.seam_border < 0:
+            raise ValueError(f"bench.seam_border must be >= 0, got {self.seam_border}")
         if self.gemm_n < 16:
             raise ValueError(f"bench.gemm_n must be >= 16, got {self.gemm_n}")
         object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
