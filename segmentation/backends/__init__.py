@@ -152,7 +152,10 @@ def _nchw(batch: np.ndarray) -> np.ndarray:
 def _openvino_fn(path: str, precision: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailable("openvino is not installed (pip install 'quantmet[fast]')")
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError as exc:  # a broken install is skipped like a missing one
+        raise BackendUnavailable(f"openvino cannot be imported: {exc}") from exc
 
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
               "PERFORMANCE_HINT": "LATENCY"}
@@ -172,7 +175,10 @@ def _openvino_fn(path: str, precision: str, threads: int | None) -> Callable[[np
 def _onnxruntime_fn(path: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
     if importlib.util.find_spec("onnxruntime") is None:
         raise BackendUnavailable("onnxruntime is not installed (pip install 'quantmet[fast]')")
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime cannot be imported: {exc}") from exc
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
