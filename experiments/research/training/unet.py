@@ -512,7 +512,7 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
     try:  # the ONNX export for the fast backends, recorded in the card (the Keras file stays the truth)
         from segmentation.backends.export import export_and_record
 
-        export_and_record(model, model_path, tile=max(64, 4 * 2 ** int(card["config"]["unet"]["depth"])))
+        export_and_record(export, model_path, tile=max(64, 4 * 2 ** int(card["config"]["unet"]["depth"])))
     except ImportError as exc:
         log.warning("no ONNX export (pip install 'quantmet[fast]'): %s", exc)
     (output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
