@@ -179,6 +179,9 @@ def predict_probabilities(
     scales: Sequence[float] = (1.0,),
     tta: int = 1,
     weights: str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Per-pixel probabilities of a shipped model on a whole scan, and the model card.
 
@@ -194,6 +197,10 @@ def predict_probabilities(
         every tile (:func:`segmentation.tiling.tta_predict_fn`); costs ``tta`` x the time.
     weights : path, optional
         Another ``.keras`` file (with its card beside it) instead of the shipped one.
+    backend, precision, threads
+        Inference backend (:func:`segmentation.backends.make_predict_fn`): ``'auto'`` runs the
+        fastest installed one (OpenVINO bf16 where the CPU has bf16 units, ONNX Runtime, Keras)
+        whose verified ONNX export is there; :func:`segmentation.backends.last_backends` names it.
 
     Returns
     -------
@@ -206,10 +213,14 @@ def predict_probabilities(
     except ValueError as exc:
         raise InvalidScanError(str(exc)) from exc
     model, card = load_model(kind, weights)
+    from .backends import make_predict_fn
+
+    fn, _ = make_predict_fn(model, weights_path(kind, weights).resolve(), card, backend=backend,
+                            precision=precision, threads=threads)
     depth = int(card.get("config", {}).get("unet", {}).get("depth", 0)) or 4
     prob = predict_tiled(
         x,
-        tta_predict_fn(keras_predict_fn(model), transforms=int(tta)),
+        tta_predict_fn(fn, transforms=int(tta)),
         tile=tile,
         overlap=overlap,
         batch_size=batch_size,
@@ -240,6 +251,9 @@ def predict_impurity_mask(
     scales: Sequence[float] = (1.0,),
     tta: int = 1,
     weights: str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Impurity mask of a raw gray scan from the shipped U-Net.
 
@@ -263,7 +277,7 @@ def predict_impurity_mask(
         (absent: off), 0 = off.
     depth_smooth_sigma : float, optional
         Smoothing of the scan for ``depth_fraction``; None = the card's value (1.0).
-    tile, overlap, batch_size, scales, tta, weights
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads
         See :func:`predict_probabilities`.
 
     Returns
@@ -279,7 +293,7 @@ def predict_impurity_mask(
     """
     prob, card = predict_probabilities(
         pixels, "impurities", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
-        tta=tta, weights=weights,
+        tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
     )
     post = card.get("postprocess", {})
     area = int(post.get("min_area_px", 0)) if min_area_px is None else int(min_area_px)
@@ -308,6 +322,9 @@ def predict_grain_boundaries(
     scales: Sequence[float] = (1.0,),
     tta: int = 1,
     weights: str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> np.ndarray:
     """Grain-boundary mask of an impurity-free (inpainted) gray scan from the shipped U-Net.
 
@@ -326,7 +343,7 @@ def predict_grain_boundaries(
         Post-processing of :func:`segmentation.grains.grain_postprocess`
         (hysteresis, dangling spurs, weak segments); None = the card's
         ``postprocess`` values (absent: off).
-    tile, overlap, batch_size, scales, tta, weights
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads
         See :func:`predict_probabilities`.
 
     Returns
@@ -340,7 +357,7 @@ def predict_grain_boundaries(
     """
     prob, card = predict_probabilities(
         pixels, "grains", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
-        tta=tta, weights=weights,
+        tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
     )
     post = card.get("postprocess", {})
 

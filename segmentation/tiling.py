@@ -25,6 +25,7 @@ __all__ = [
     "normalize_scan",
     "predict_tiled",
     "prob_to_mask",
+    "tile_count",
     "tile_starts",
     "tta_predict_fn",
 ]
@@ -128,6 +129,23 @@ def tile_starts(length: int, tile: int, step: int) -> np.ndarray:
     if starts[-1] != length - tile:
         starts.append(length - tile)
     return np.asarray(starts, dtype=np.int64)
+
+
+def tile_count(shape: tuple[int, int], *, tile: int, overlap: int) -> int:
+    """Number of tiles :func:`predict_tiled` sends to the model for an image of ``shape`` (one scale).
+
+    >>> tile_count((874, 1330), tile=256, overlap=32)
+    24
+    """
+    m, n = (int(v) for v in shape)
+    if m < 1 or n < 1:
+        raise ValueError(f"shape must be positive, got {shape}")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got {overlap} for tile {tile}")
+    margin = overlap // 2
+    pm, pn = max(tile, m + 2 * margin), max(tile, n + 2 * margin)
+    step = tile - overlap
+    return len(tile_starts(pm, tile, step)) * len(tile_starts(pn, tile, step))
 
 
 def tta_predict_fn(predict_fn: PredictFn, *, transforms: int = 4) -> PredictFn:

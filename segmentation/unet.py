@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import layers
 
-__all__ = ["UNetConfig", "build_unet", "count_params"]
+__all__ = ["UNetConfig", "build_unet", "count_params", "forward_flops"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,90 @@ def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet") -> keras.Mo
 def count_params(model: keras.Model) -> int:
     """Total number of weights (trainable and not) of a model."""
     return int(sum(int(w.numpy().size) for w in model.weights))
+
+
+def forward_flops(model: keras.Model, height: int, width: int) -> dict:
+    """Floating-point operations of one forward pass on a ``(1, height, width, C)`` input, from the layers.
+
+    Walks the functional graph in layer order and propagates the spatial size:
+    a convolution costs ``2 * H_out * W_out * k_h * k_w * C_in * C_out`` (a multiply and
+    an add per weight and output pixel; transposed convolutions are counted on
+    their input pixels, ``2 * H_in * W_in * k_h * k_w * C_in * C_out``, the same work),
+    plus one add per output for a bias; batch norm (2 per element, folded away by
+    the ONNX export), activations (1), pooling (``k_h k_w - 1`` comparisons per output)
+    and concatenations (0) are counted apart as ``elementwise``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model of Conv2D / Conv2DTranspose / BatchNormalization /
+        Activation / MaxPooling2D / Concatenate / dropout layers (e.g. :func:`build_unet`).
+    height, width : int
+        Input size (divisible by ``2 ** depth``).
+
+    Returns
+    -------
+    dict
+        ``conv`` (FLOPs of the convolutions), ``elementwise``, ``total`` and
+        ``per_pixel`` (total / (height * width)); ints except ``per_pixel``.
+
+    Raises
+    ------
+    ValueError
+        Non-positive size, or a layer type that is not counted.
+
+    Examples
+    --------
+    >>> m = build_unet(UNetConfig(depth=1, base_width=2, batch_norm=False, convs_per_level=1))
+    >>> forward_flops(m, 8, 8)["conv"]  # 2432 + 2368 + 1152 + 9344 + 320 (3x3 1->2, 3x3 2->4, up, 3x3 4->2, 1x1)
+    15616
+    """
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"height and width must be >= 1, got {height} x {width}")
+    shapes: dict[str, tuple[int, int, int]] = {}
+    conv = elem = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            shapes[layer.name] = (int(height), int(width), int(layer.batch_shape[-1]))
+            continue
+        srcs = [t._keras_history.operation.name for t in layer._inbound_nodes[0].input_tensors]
+        h, w, c = shapes[srcs[0]]
+        if kind == "Conv2D":
+            kh, kw = layer.kernel_size
+            sh, sw = layer.strides
+            if layer.padding == "same":
+                ho, wo = -(-h // sh), -(-w // sw)
+            else:
+                ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+            out = (ho, wo, int(layer.filters))
+            conv += 2 * ho * wo * kh * kw * c * out[2] + (ho * wo * out[2] if layer.use_bias else 0)
+        elif kind == "Conv2DTranspose":
+            kh, kw = layer.kernel_size
+            sh, sw = layer.strides
+            out = (h * sh, w * sw, int(layer.filters))
+            conv += 2 * h * w * kh * kw * c * out[2] + (out[0] * out[1] * out[2] if layer.use_bias else 0)
+        elif kind == "MaxPooling2D":
+            ph, pw = layer.pool_size
+            sh, sw = layer.strides
+            out = ((h - ph) // sh + 1, (w - pw) // sw + 1, c)
+            elem += out[0] * out[1] * c * (ph * pw - 1)
+        elif kind == "Concatenate":
+            out = (h, w, sum(shapes[s][2] for s in srcs))
+        elif kind == "BatchNormalization":
+            out = (h, w, c)
+            elem += 2 * h * w * c
+        elif kind in ("Activation", "ReLU"):
+            out = (h, w, c)
+            elem += h * w * c
+        elif kind in ("SpatialDropout2D", "Dropout"):
+            out = (h, w, c)
+        else:
+            raise ValueError(f"layer {layer.name} of type {kind} is not counted")
+        if kind in ("Conv2D", "Conv2DTranspose") and getattr(layer, "activation", None) is not None \
+                and getattr(layer.activation, "__name__", "linear") != "linear":
+            elem += out[0] * out[1] * out[2]
+        shapes[layer.name] = out
+    total = conv + elem
+    return {"conv": int(conv), "elementwise": int(elem), "total": int(total),
+            "per_pixel": total / (int(height) * int(width))}

@@ -79,10 +79,11 @@ def test_report_preset(tmp_path, mask_archive):
 @pytest.mark.slow
 def test_bench_archive_preset(tmp_path):
     _cli("+exp=bench_archive", "bench.n_real=1", "bench.workers=[1]", "bench.repeats=1", "bench.small_counts=[2,3]",
-         "bench.small_workers=1", 'bench.extra_overrides=["report.top_n=2"]',
+         "bench.small_workers=1", 'bench.extra_overrides=["report.top_n=2"]', "bench.n_raw=1", "bench.raw_workers=[1]",
          f"hydra.run.dir={tmp_path}")
     md = (tmp_path / "bench_archive.md").read_text()
     assert "1 real masks" in md and "3 small masks" in md and "driver_ms_per_scan_mean" in md
+    assert "1 raw scans" in md
 
 
 @pytest.mark.slow

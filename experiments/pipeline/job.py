@@ -359,6 +359,9 @@ class _Run:
     def _write_stats(self, stats: dict) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         stats["driver_peak_rss_mb"] = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+        seg = sys.modules.get("segmentation.backends")  # only if a U-Net ran in this process (never imported here)
+        if seg is not None and seg.last_backends():
+            stats["segmentation_backends"] = seg.last_backends()  # {model file: 'openvino-bf16', ...}
         try:
             write_atomic(self.layout.run_stats, json.dumps(stats, indent=1, default=float).encode())
         except OSError as exc:  # statistics only: never fatal

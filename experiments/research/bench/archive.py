@@ -38,19 +38,30 @@ from .config import ArchiveBenchConfig
 log = logging.getLogger(__name__)
 
 
-def _real_masks(root: str, n: int, dest: Path) -> tuple[Path, str]:
-    """``n`` real masks in ``dest`` (links to the dev data, else copies of the bundled ones)."""
-    src = sorted(Path(root).glob("*.png")) if root and Path(root).is_dir() else []
+def _real_masks(root: str, n: int, dest: Path, *, pattern: str = "*.png",
+                fallback: str = "large_masks") -> tuple[Path, str]:
+    """``n`` real masks (or scans) in ``dest``: links to the dev data, else to the bundled ones; beyond the
+    files there are, mirror images of them (a run reads identical files once)."""
+    src = sorted(Path(root).glob(pattern)) if root and Path(root).is_dir() else []
     origin = str(root)
     if not src:
-        src = sorted((SAMPLES_DIR / "large_masks").glob("*.png"))
-        origin = "data/samples/large_masks (replicated)"
+        src = sorted((SAMPLES_DIR / fallback).glob(pattern))
+        origin = f"data/samples/{fallback} (replicated)"
     dest.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         f = src[i % len(src)]
         target = dest / (f.name if len(src) >= n else f"{f.stem}-{i:03d}{f.suffix}")
-        if not target.exists():
+        if target.exists():
+            continue
+        flip = (i // len(src)) % 4  # a run skips inputs it has seen (same content): repeats are mirrored
+        if flip == 0:
             os.symlink(f.resolve(), target)
+        else:
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            img = cv2.flip(img, {1: 1, 2: 0, 3: -1}[flip])
+            cv2.imwrite(str(target), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if n > 4 * len(src):
+        log.warning("only %d distinct inputs (4 mirror images of %d files) for n=%d", 4 * len(src), len(src), n)
     return dest, origin
 
 
@@ -66,11 +77,11 @@ def _small_masks(n: int, dest: Path, *, side: int = 256, seed: int = 0) -> Path:
     return dest
 
 
-def _run(input_dir: Path, workers: int, out: Path, extra: list[str]) -> dict:
+def _run(input_dir: Path, workers: int, out: Path, extra: list[str], *, kind: str = "mask") -> dict:
     """One archive run in a fresh process; wall clock from start to exit, and its run_stats."""
     if out.exists():
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={input_dir}", "data.kind=mask",
+    cmd = [sys.executable, "-m", "experiments.run", "+exp=archive", f"data.input={input_dir}", f"data.kind={kind}",
            f"runtime.num_workers={workers}", f"hydra.run.dir={out}", *extra]
     env = {**os.environ, "QUANTMET_NO_PROGRESS": "1"}
     t0 = time.perf_counter()
@@ -96,6 +107,7 @@ def _run(input_dir: Path, workers: int, out: Path, extra: list[str]) -> dict:
         "report_s": round(stats["report_s"], 2),
         "driver_peak_rss_mb": round(stats["driver_peak_rss_mb"], 1),
         "peak_rss_mb_per_worker": round(float(scans.groupby("worker_pid")["peak_rss_mb"].max().max()), 1),
+        "segmentation_backends": ",".join(sorted(set((stats.get("segmentation_backends") or {}).values()))),
     }
 
 
@@ -118,6 +130,21 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         runs = sorted(runs, key=lambda r: r["wall_s"])
         results.append({"case": f"{bc.n_real} real masks", **runs[len(runs) // 2],
                         "wall_s_runs": ", ".join(f"{r['wall_s']:.1f}" for r in runs)})
+    if bc.n_raw:  # raw scans through both U-Nets, 1 vs 2 workers (interleaved rounds)
+        raw, raw_origin = _real_masks(bc.raw_scans, bc.n_raw, work / "raw", pattern="*.jpg", fallback="scans")
+        summary_raw = {"raw_scans_from": raw_origin}
+        raw_rounds: dict[int, list[dict]] = {int(w): [] for w in bc.raw_workers}
+        for i in range(bc.raw_repeats):
+            for w in raw_rounds:
+                res = _run(raw, w, work / f"raw-{w}", extra + list(bc.raw_overrides), kind="scan")
+                log.info("%d raw scans, round %d: %s", bc.n_raw, i + 1, res)
+                raw_rounds[w].append(res)
+        for w, runs in raw_rounds.items():
+            runs = sorted(runs, key=lambda r: r["wall_s"])
+            results.append({"case": f"{bc.n_raw} raw scans", **runs[len(runs) // 2],
+                            "wall_s_runs": ", ".join(f"{r['wall_s']:.1f}" for r in runs)})
+    else:
+        summary_raw = {}
     for n in bc.small_counts:
         small = _small_masks(int(n), work / f"small-{n}")
         res = {"case": f"{n} small masks", **_run(small, bc.small_workers, work / f"small-{n}-run", extra)}
@@ -125,12 +152,15 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         results.append(res)
         shutil.rmtree(small, ignore_errors=True)
     table = pd.DataFrame(results)
-    real_rows = table[table["case"] == f"{bc.n_real} real masks"].set_index("workers")
-    summary: dict = {"real_masks_from": origin}
-    if 1 in real_rows.index:
-        table["speedup_wall"] = np.nan
-        sel = table["case"] == f"{bc.n_real} real masks"
-        table.loc[sel, "speedup_wall"] = (real_rows.loc[1, "wall_s"] / table.loc[sel, "wall_s"]).round(2).to_numpy()
+    summary: dict = {"real_masks_from": origin, **summary_raw}
+    table["speedup_wall"] = np.nan
+    table["speedup_scans"] = np.nan
+    for case in (f"{bc.n_real} real masks", f"{bc.n_raw} raw scans"):
+        sel = table["case"] == case
+        one = table[sel & (table["workers"] == 1)]
+        if len(one):  # against the 1-worker run: the whole process, and the scan stage alone
+            table.loc[sel, "speedup_wall"] = (float(one["wall_s"].iloc[0]) / table.loc[sel, "wall_s"]).round(2)
+            table.loc[sel, "speedup_scans"] = (float(one["scans_s"].iloc[0]) / table.loc[sel, "scans_s"]).round(2)
     small = table[table["case"].str.endswith("small masks")].copy()
     if len(small) >= 2:
         n = small["scans"].to_numpy(dtype=float)

@@ -47,6 +47,18 @@ class ArchiveBenchConfig:
     project_scans: int = 100_000
     extra_overrides: tuple = ()  # more Hydra overrides for every run (e.g. report.html=false)
     keep_runs: bool = False
+    # raw scans through both U-Nets (impurities, inpainting, grain boundaries): the dev data's scans
+    # (the preset sets ${paths.mlography}/scans/images; the bundled data/samples/scans when absent),
+    # repeated to n_raw; 0 = skip
+    raw_scans: str = ""
+    n_raw: int = 48
+    raw_workers: tuple = (1, 2)
+    raw_repeats: int = 1
+    raw_overrides: tuple = ("segmentation.grains.enabled=true",)
+
+    def __post_init__(self) -> None:
+        if self.n_raw < 0 or self.raw_repeats < 1:
+            raise ValueError(f"bench.n_raw must be >= 0 and bench.raw_repeats >= 1, got {self.n_raw}, {self.raw_repeats}")
 
 
 @dataclass(frozen=True)
@@ -100,12 +112,33 @@ class SegmentationBenchConfig:
     prior_tile: int = 128
     prior_stride: int = 16
     sample_tiles: int = 200
-    threads: int | None = None  # TensorFlow intra-op threads; None = TensorFlow's default (all cores)
+    threads: int | None = None  # intra-op threads of every path; None = each library's default (all cores)
     target_s: float = 10.0
+    gemm_n: int = 2048  # side of the sgemm peak's matrices
+    # inference paths (backend-precision; segmentation.backends), today's default first
+    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16")
+    # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
+    tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
+    seam_border: int = 128  # px along the scan's edges left out of the inner_* seam errors
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.sample_tiles < 1:
             raise ValueError("repeats and sample_tiles must be >= 1")
+        if self.seam_border < 0:
+            raise ValueError(f"bench.seam_border must be >= 0, got {self.seam_border}")
+        if self.gemm_n < 16:
+            raise ValueError(f"bench.gemm_n must be >= 16, got {self.gemm_n}")
+        object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+        from segmentation.backends import BACKENDS, PRECISIONS
+
+        for p in self.paths:
+            b, _, prec = p.partition("-")
+            if b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec == "bf16" and b != "openvino"):
+                raise ValueError(f"bench.paths entry {p!r} is not backend-precision, e.g. 'openvino-bf16'")
+        object.__setattr__(self, "tilings", tuple((int(t), int(o)) for t, o in self.tilings))
+        for t, o in self.tilings:
+            if t % 16 or not 0 <= o < t:
+                raise ValueError(f"bench.tilings entry ({t}, {o}): tile a multiple of 16, 0 <= overlap < tile")
 
 
 @dataclass(frozen=True)

@@ -509,6 +509,12 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
                      "total": round(time.perf_counter() - t_start, 1)},
     }
     card_path.write_text(json.dumps(card, indent=2, default=float) + "\n")
+    try:  # the ONNX export for the fast backends, recorded in the card (the Keras file stays the truth)
+        from segmentation.backends.export import export_and_record
+
+        export_and_record(export, model_path, tile=max(64, 4 * 2 ** int(card["config"]["unet"]["depth"])))
+    except ImportError as exc:
+        log.warning("no ONNX export (pip install 'quantmet[fast]'): %s", exc)
     (output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     log.info("saved %s (%d parameters, %d bytes) in %.0f s", model_path, n_params,
              card["file_bytes"], card["timing_s"]["total"])
@@ -516,6 +522,9 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_path, WEIGHTS_DIR / model_path.name)
         shutil.copy2(card_path, WEIGHTS_DIR / card_path.name)
+        onnx_path = model_path.with_suffix(".onnx")
+        if onnx_path.is_file():
+            shutil.copy2(onnx_path, WEIGHTS_DIR / onnx_path.name)
         log.info("installed into %s", WEIGHTS_DIR)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -39,6 +40,10 @@ def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_pat
     key = "object_f1" if kind == "impurities" else "boundary_f1"
     assert 0.0 <= held[key] <= 1.0 and 0.0 <= tuned[key] <= 1.0
     assert (out / f"{name}.keras").stat().st_size < 1 << 20
+    if importlib.util.find_spec("onnx") is not None:  # the ONNX export of the fast backends, in the card
+        from data.model_cards import sha256_of
+
+        assert card["export"]["onnx"]["sha256"] == sha256_of(out / f"{name}.onnx")
     if kind == "impurities":  # the preset trains and tunes on registered labels
         assert card["config"]["register_labels"] is True
         assert "registered" in card["data"]["labels"]

@@ -1,0 +1,267 @@
+"""Inference backends of the shipped U-Nets: the Keras model, or its ONNX export on OpenVINO / ONNX Runtime.
+
+The Keras model (``.keras`` beside its card) is the source of truth.  Its export
+(``.onnx`` beside it, written by :func:`segmentation.backends.onnx_export.export_onnx`
+from the Keras layers, batch norm folded) is recorded in the card under
+``export.onnx`` (sha256, bytes, opset, largest probability difference to Keras) and
+verified on load like the weights: a file that does not match is refused.
+
+Backends (``backend=``):
+
+- ``'openvino'`` (extra ``[fast]``): the export compiled by OpenVINO for the CPU, in
+  ``precision`` ``'bf16'`` (AVX512-BF16 / AMX units; chosen by ``'auto'`` where the CPU
+  has them) or ``'fp32'``;
+- ``'onnxruntime'`` (extra ``[fast]``): the export on ONNX Runtime's CPU provider, fp32;
+- ``'keras'``: ``model.predict_on_batch`` (TensorFlow / oneDNN), fp32; always there.
+- ``'auto'`` (default): the first of openvino, onnxruntime, keras that is installed and has
+  its export; what was skipped and why is logged, and :func:`last_backends` says what ran.
+
+Threads: ``threads=None`` takes ``TF_NUM_INTRAOP_THREADS`` (then ``OMP_NUM_THREADS``) when set,
+as a Ray worker of ``runtime.worker_threads`` sets it, else all cores.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "BackendUnavailable",
+    "available_backends",
+    "cpu_has_bf16",
+    "default_threads",
+    "export_entry",
+    "export_path",
+    "last_backends",
+    "make_predict_fn",
+    "verify_export",
+]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "openvino", "onnxruntime", "keras")
+PRECISIONS = ("auto", "fp32", "bf16")
+_AUTO_ORDER = ("openvino", "onnxruntime", "keras")
+_PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime", "keras": "keras"}
+_LAST: dict[str, str] = {}
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run here (package not installed, export missing); ``auto`` skips it."""
+
+
+def export_path(model_file: str | Path) -> Path:
+    """The ONNX export of ``x.keras`` is ``x.onnx`` beside it."""
+    return Path(model_file).with_suffix(".onnx")
+
+
+def export_entry(card: dict) -> dict | None:
+    """The card's ``export.onnx`` entry, or None."""
+    return (card.get("export") or {}).get("onnx")
+
+
+def verify_export(model_file: str | Path, card: dict) -> Path:
+    """The export of ``model_file``, checked against the card's ``export.onnx.sha256``.
+
+    Raises
+    ------
+    BackendUnavailable
+        The card records no export, or the file is absent (the backend is skipped).
+    data.model_cards.ModelCardError
+        The file does not match the card (a replaced or corrupt export is refused).
+    """
+    from data.model_cards import ModelCardError, sha256_of
+
+    entry = export_entry(card)
+    path = export_path(model_file)
+    if not entry or not entry.get("sha256"):
+        raise BackendUnavailable(f"the model card of {Path(model_file).name} records no ONNX export; "
+                                 "write one with python -m segmentation.backends.export")
+    if not path.is_file():
+        raise BackendUnavailable(f"ONNX export {path} not found")
+    got = sha256_of(path)
+    if got != entry["sha256"]:
+        raise ModelCardError(
+            f"ONNX export {path} does not match its model card (sha256 {got[:12]}... != "
+            f"{str(entry['sha256'])[:12]}...): re-export it with python -m segmentation.backends.export"
+        )
+    return path
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU has bf16 matrix units (AVX512-BF16 or AMX-BF16; Linux /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def default_threads() -> int | None:
+    """Intra-op threads from ``TF_NUM_INTRAOP_THREADS`` / ``OMP_NUM_THREADS``; None = all cores."""
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return None
+
+
+def available_backends() -> list[str]:
+    """Backends whose package is importable here, in the order ``auto`` tries them."""
+    return [b for b in _AUTO_ORDER if importlib.util.find_spec(_PACKAGE[b]) is not None]
+
+
+def last_backends() -> dict[str, str]:
+    """``{model file name: backend that ran, e.g. 'openvino-bf16'}`` of this process (a copy)."""
+    return dict(_LAST)
+
+
+def _check(backend: str, precision: str, threads: int | None) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown segmentation backend {backend!r}; expected one of {BACKENDS}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
+
+
+def _keras_fn(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    def fn(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch))
+
+    return fn
+
+
+def _nchw(batch: np.ndarray) -> np.ndarray:
+    b = np.ascontiguousarray(batch, dtype=np.float32)
+    if b.ndim != 4 or b.shape[-1] != 1:
+        raise ValueError(f"expected a batch (B, t, t, 1), got shape {b.shape}")
+    return b.reshape(b.shape[0], 1, b.shape[1], b.shape[2])  # one channel: same memory
+
+
+@functools.lru_cache(maxsize=16)
+def _openvino_fn(path: str, precision: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    if importlib.util.find_spec("openvino") is None:
+        raise BackendUnavailable("openvino is not installed (pip install 'quantmet[fast]')")
+    try:
+        import openvino as ov
+    except ImportError as exc:  # a broken install is skipped like a missing one
+        raise BackendUnavailable(f"openvino cannot be imported: {exc}") from exc
+
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+              "PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = ov.Core().compile_model(path, "CPU", config)
+    request = compiled.create_infer_request()
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        x = _nchw(batch)
+        return np.array(request.infer({0: x})[0]).reshape(x.shape[0], x.shape[2], x.shape[3])
+
+    return fn
+
+
+@functools.lru_cache(maxsize=16)
+def _onnxruntime_fn(path: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise BackendUnavailable("onnxruntime is not installed (pip install 'quantmet[fast]')")
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime cannot be imported: {exc}") from exc
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        x = _nchw(batch)
+        return session.run(["prob"], {"image": x})[0].reshape(x.shape[0], x.shape[2], x.shape[3])
+
+    return fn
+
+
+def make_predict_fn(
+    model: Any,
+    model_file: str | Path,
+    card: dict,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """A tiling ``predict_fn`` (float32 ``(B, t, t, 1)`` -> probabilities) on the chosen backend.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The loaded Keras model (the ``'keras'`` backend, and the fallback).
+    model_file : path
+        Its ``.keras`` file (the export lies beside it).
+    card : dict
+        Its model card (the export's checksum).
+    backend : {'auto', 'openvino', 'onnxruntime', 'keras'}
+        ``'auto'`` takes the first that runs here; a named one that cannot run raises.
+    precision : {'auto', 'fp32', 'bf16'}
+        ``'auto'``: bf16 on OpenVINO where the CPU has bf16 units, else fp32.  bf16 is
+        OpenVINO's only; the other backends refuse it.
+    threads : int, optional
+        Intra-op threads; None = :func:`default_threads`.
+
+    Returns
+    -------
+    predict_fn : callable
+    name : str
+        What runs, e.g. ``'openvino-bf16'``, ``'onnxruntime-fp32'``, ``'keras-fp32'``;
+        also recorded for :func:`last_backends`.
+
+    Raises
+    ------
+    ValueError
+        Unknown backend or precision, bf16 asked of a backend without it.
+    BackendUnavailable
+        A named backend that cannot run here.
+    data.model_cards.ModelCardError
+        An export that does not match its card.
+    """
+    _check(backend, precision, threads)
+    threads = default_threads() if threads is None else threads
+    order = _AUTO_ORDER if backend == "auto" else (backend,)
+    for b in order:
+        prec = precision
+        if prec == "auto":
+            prec = "bf16" if b == "openvino" and cpu_has_bf16() else "fp32"
+        if prec == "bf16" and b != "openvino":
+            if backend != "auto":
+                raise ValueError(f"backend {b!r} runs fp32 only; use precision='fp32' or backend='openvino'")
+            continue
+        try:
+            if b == "keras":
+                fn = _keras_fn(model)
+            else:
+                path = str(verify_export(model_file, card))
+                fn = _openvino_fn(path, prec, threads) if b == "openvino" else _onnxruntime_fn(path, threads)
+        except BackendUnavailable as exc:
+            if backend != "auto":
+                raise
+            log.info("segmentation backend %s skipped: %s", b, exc)
+            continue
+        name = f"{b}-{prec}"
+        if _LAST.get(Path(model_file).name) != name:
+            log.info("%s runs on %s (threads %s)", Path(model_file).name, name, threads or "all")
+        _LAST[Path(model_file).name] = name
+        return fn, name
+    raise BackendUnavailable(f"no segmentation backend can run (tried {order})")  # keras is always last

@@ -1,0 +1,207 @@
+"""Inference backends: the ONNX export written from the Keras layers, its card checksum, fallback, FLOPs."""
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from data.model_cards import ModelCardError, sha256_of
+from segmentation import backends
+from segmentation.backends import BackendUnavailable, make_predict_fn, verify_export
+from segmentation.backends.export import export_and_record
+from segmentation.backends.onnx_export import keras_to_onnx
+from segmentation.models import load_model, predict_probabilities, weights_path
+from segmentation.tiling import predict_tiled, tile_count
+from segmentation.unet import UNetConfig, build_unet, forward_flops
+
+
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+HAVE_ONNX = _importable("onnx")
+HAVE_ORT = _importable("onnxruntime")
+HAVE_OV = _importable("openvino")
+needs_onnx = pytest.mark.skipif(not HAVE_ONNX, reason="onnx not installed (extra [fast])")
+needs_runtime = pytest.mark.skipif(not (HAVE_ONNX and (HAVE_ORT or HAVE_OV)),
+                                   reason="onnx with neither onnxruntime nor openvino")
+
+
+def _model(seed=0, depth=2, width=4, batch_norm=True):
+    """A small U-Net whose batch-norm statistics are not the identity (so folding them is tested)."""
+    keras.utils.set_random_seed(seed)
+    m = build_unet(UNetConfig(depth=depth, base_width=width, batch_norm=batch_norm))
+    rng = np.random.default_rng(seed)
+    for layer in m.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0, 0.3, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype("float32"))
+    return m
+
+
+def _saved(tmp_path: Path, m) -> Path:
+    path = tmp_path / "m.keras"
+    m.save(path)
+    path.with_suffix(".json").write_text(json.dumps({"sha256": sha256_of(path), "threshold": 0.5, "input": {}}))
+    return path
+
+
+def _run_onnx(proto_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    if HAVE_ORT:
+        import onnxruntime as ort
+
+        s = ort.InferenceSession(proto_bytes, providers=["CPUExecutionProvider"])
+        return s.run(["prob"], {"image": x.reshape(x.shape[0], 1, *x.shape[1:3])})[0][:, 0]
+    import openvino as ov
+
+    cm = ov.Core().compile_model(ov.Core().read_model(proto_bytes, b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return cm.create_infer_request().infer({0: x.reshape(x.shape[0], 1, *x.shape[1:3])})[0][:, 0]
+
+
+@needs_runtime
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_export_matches_keras(batch_norm):
+    m = _model(batch_norm=batch_norm)
+    proto = keras_to_onnx(m)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "BatchNormalization" not in ops and {"Conv", "ConvTranspose", "MaxPool", "Concat"} <= ops
+    x = np.random.default_rng(1).random((3, 32, 48, 1), dtype=np.float32)  # not square: layout is checked
+    ref = np.asarray(m.predict_on_batch(x))[..., 0]
+    got = _run_onnx(proto.SerializeToString(), x)
+    assert got.shape == ref.shape
+    assert np.max(np.abs(got - ref)) < 1e-5
+
+
+@needs_onnx
+def test_export_refuses_unknown_layers():
+    inp = keras.Input((None, None, 1))
+    m = keras.Model(inp, keras.layers.UpSampling2D()(inp))
+    with pytest.raises(ValueError, match="not exported"):
+        keras_to_onnx(m)
+
+
+@needs_runtime
+def test_export_card_checksum_and_fallback(tmp_path, caplog):
+    m = _model()
+    path = _saved(tmp_path, m)
+    card = json.loads(path.with_suffix(".json").read_text())
+    with caplog.at_level(logging.INFO, logger="segmentation.backends"):
+        fn, name = make_predict_fn(m, path, card)  # no export yet: auto falls back to Keras, and says so
+    assert name == "keras-fp32" and "records no ONNX export" in caplog.text
+    assert backends.last_backends()["m.keras"] == "keras-fp32"
+    with pytest.raises(BackendUnavailable):
+        make_predict_fn(m, path, card, backend="onnxruntime" if HAVE_ORT else "openvino")
+
+    entry = export_and_record(m, path, tile=32)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["export"]["onnx"] == entry and entry["max_abs_diff_vs_keras"] < 1e-4
+    assert verify_export(path, card) == path.with_suffix(".onnx")
+    fn, name = make_predict_fn(m, path, card, precision="fp32")
+    assert name in ("openvino-fp32", "onnxruntime-fp32")
+    x = np.random.default_rng(2).random((2, 32, 32, 1), dtype=np.float32)
+    assert np.max(np.abs(fn(x) - np.asarray(m.predict_on_batch(x))[..., 0])) < 1e-5
+
+    onnx_file = path.with_suffix(".onnx")
+    onnx_file.write_bytes(onnx_file.read_bytes()[:-8])  # a truncated export is refused, not skipped
+    with pytest.raises(ModelCardError, match="does not match"):
+        make_predict_fn(m, path, card)
+    onnx_file.unlink()
+    assert make_predict_fn(m, path, card)[1] == "keras-fp32"
+
+
+def test_absent_packages_fall_back_to_keras(tmp_path, monkeypatch):
+    """Simulates an install without the [fast] extra: auto runs Keras, a named backend says why not."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(backends.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("openvino", "onnxruntime") else real(name, *a))
+    backends._openvino_fn.cache_clear()
+    backends._onnxruntime_fn.cache_clear()
+    m = _model()
+    path = _saved(tmp_path, m)
+    card = {"export": {"onnx": {"sha256": "0" * 64}}}
+    path.with_suffix(".onnx").write_bytes(b"not used")
+    card["export"]["onnx"]["sha256"] = sha256_of(path.with_suffix(".onnx"))
+    assert backends.available_backends() == ["keras"]
+    assert make_predict_fn(m, path, card)[1] == "keras-fp32"
+    with pytest.raises(BackendUnavailable, match="not installed"):
+        make_predict_fn(m, path, card, backend="openvino", precision="fp32")
+    with pytest.raises(BackendUnavailable, match="not installed"):
+        make_predict_fn(m, path, card, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"backend": "tensorrt"}, "unknown segmentation backend"),
+    ({"precision": "fp16"}, "unknown precision"),
+    ({"threads": 0}, "threads"),
+    ({"backend": "keras", "precision": "bf16"}, "fp32 only"),
+])
+def test_bad_options(tmp_path, kwargs, match):
+    m = _model()
+    with pytest.raises(ValueError, match=match):
+        make_predict_fn(m, _saved(tmp_path, m), {}, **kwargs)
+
+
+def test_threads_from_environment(monkeypatch):
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    assert backends.default_threads() == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert backends.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert backends.default_threads() is None
+
+
+@pytest.mark.parametrize("kind", ["impurities", "grains"])
+def test_shipped_exports_match_their_cards_and_keras(kind):
+    model, card = load_model(kind)
+    path = weights_path(kind).resolve()
+    assert verify_export(path, card).is_file()
+    assert card["export"]["onnx"]["max_abs_diff_vs_keras"] < 1e-4
+    rng = np.random.default_rng(3)
+    scan = (rng.random((200, 300)) * 60 + 100).astype(np.uint8)
+    ref, _ = predict_probabilities(scan, kind, backend="keras")
+    for b, prec, tol in (("onnxruntime", "fp32", 1e-4), ("openvino", "fp32", 1e-4), ("openvino", "bf16", 0.1)):
+        if not {"openvino": HAVE_OV, "onnxruntime": HAVE_ORT}[b] or (prec == "bf16" and not backends.cpu_has_bf16()):
+            continue
+        got, _ = predict_probabilities(scan, kind, backend=b, precision=prec)
+        assert np.max(np.abs(got - ref)) < tol, (b, prec)
+        if prec == "bf16":
+            assert np.mean(np.abs(got - ref)) < 0.01
+
+
+def test_forward_flops_counts_convolutions_by_hand():
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(5, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2DTranspose(2, 2, strides=2, use_bias=True)(x)
+    m = keras.Model(inp, x)
+    f = forward_flops(m, 16, 12)
+    assert f["conv"] == 2 * 16 * 12 * 9 * 3 * 5 + 2 * 8 * 6 * 4 * 5 * 2 + 16 * 12 * 2
+    assert f["elementwise"] == 8 * 6 * 5 * 3
+    with pytest.raises(ValueError, match=">= 1"):
+        forward_flops(m, 0, 12)
+
+
+@pytest.mark.parametrize("shape, tile, overlap", [((874, 1330), 256, 32), ((100, 70), 64, 16), ((30, 30), 64, 8)])
+def test_tile_count_is_what_predict_tiled_sends(shape, tile, overlap):
+    seen = []
+
+    def fn(b):
+        seen.append(len(b))
+        return b[..., 0]
+
+    predict_tiled(np.zeros(shape, np.float32), fn, tile=tile, overlap=overlap, batch_size=5)
+    assert sum(seen) == tile_count(shape, tile=tile, overlap=overlap)
