@@ -261,6 +261,8 @@ def _regions(lab, names, cfg, pixel_size_um, layer):
         if name not in names:
             continue
         m = lab == names.index(name) + 1
+        if layer is not None and name in cfg.pores:
+            m &= layer  # a pore open at the surface is cut from the mount above it
         comp, n = ndi.label(m)
         if n == 0:
             continue
