@@ -29,7 +29,8 @@ class PhasesConfig:
         Phase names, darkest first (``("pore", "oxide", "coating", "substrate")``).
     n : int, "auto" or None
         Number of phases: None = ``len(names)``; ``"auto"`` = chosen by the BIC of a 1-D Gaussian
-        mixture between 2 and ``len(names)`` (the found phases take the first names).
+        mixture of the raw grey levels between 2 and ``len(names)`` (the found phases take the
+        first names).
     method : {"otsu", "gmm"}
         Multi-level Otsu thresholds or the crossings of a Gaussian mixture.
     clahe_clip : float or None
@@ -138,7 +139,9 @@ def segment_phases(
         slic_segments=cfg.slic_segments,
     )
     values = g[valid]
-    n = resolve_n(values, cfg)
+    # the number of phases from the raw grey levels: CLAHE and median filtering make each
+    # phase's histogram non-Gaussian, which the BIC would pay for with extra components
+    n = resolve_n(grey[valid], cfg)
     t = otsu_thresholds(values, n) if cfg.method == "otsu" else gmm_thresholds(values, n)
     labels = (np.digitize(g, t) + 1).astype(np.uint8)
     labels[~valid] = 0

@@ -24,6 +24,10 @@ __all__ = [
 ]
 
 
+#: Smallest CLAHE tile side (px).
+_CLAHE_MIN_TILE_PX = 64
+
+
 class PhaseError(QuantmetError, ValueError):
     """Bad input to phase segmentation or measurement (names, counts, sizes, label values)."""
 
@@ -81,7 +85,10 @@ def preprocess(
     if clahe_clip is not None:
         if not 0 < float(clahe_clip) <= 1:
             raise PhaseError(f"clahe_clip must be in (0, 1] or None, got {clahe_clip}")
-        g = exposure.equalize_adapthist(g, clip_limit=float(clahe_clip))
+        # tiles of 1/8 of the image but >= 64 px: small tiles inside one uniform phase stretch
+        # its noise into false phases
+        ks = min(max(min(g.shape) // 8, _CLAHE_MIN_TILE_PX), max(g.shape))
+        g = exposure.equalize_adapthist(g, clip_limit=float(clahe_clip), kernel_size=ks)
     if denoise is not None:
         k = int(denoise_px)
         if k < 1:
@@ -93,7 +100,8 @@ def preprocess(
         elif denoise == "gaussian":
             g = filters.gaussian(g, sigma=k / 3.0)
         elif denoise == "nl_means":
-            sigma = float(np.mean(restoration.estimate_sigma(g)))
+            d = np.diff(g, axis=1)  # noise sigma from the MAD of horizontal differences
+            sigma = float(np.median(np.abs(d - np.median(d))) / 0.6745 / np.sqrt(2.0))
             g = restoration.denoise_nl_means(g, h=0.8 * max(sigma, 1e-3), patch_size=max(k, 3),
                                              patch_distance=max(k, 3), fast_mode=True)
         else:
@@ -130,7 +138,10 @@ def _fit_gmm(v: np.ndarray, n: int, *, seed: int = 0, iters: int = 200):
     cls = np.digitize(v, t)
     mu = np.array([v[cls == k].mean() if np.any(cls == k) else v.mean() for k in range(n)])
     var = np.array([v[cls == k].var() if np.sum(cls == k) > 1 else v.var() for k in range(n)])
-    var = np.maximum(var, 1e-6)
+    # variance floor at one 256-level grey step: quantised (8-bit, median-filtered) values must
+    # not be fitted spike by spike
+    floor = max(float(v.max() - v.min()) / 256.0, 1e-4) ** 2
+    var = np.maximum(var, floor)
     w = np.array([max(np.mean(cls == k), 1e-3) for k in range(n)])
     w /= w.sum()
     prev = -np.inf
@@ -143,7 +154,7 @@ def _fit_gmm(v: np.ndarray, n: int, *, seed: int = 0, iters: int = 200):
         nk = r.sum(axis=0) + 1e-12
         w = nk / nk.sum()
         mu = (r * v[:, None]).sum(axis=0) / nk
-        var = np.maximum((r * (v[:, None] - mu) ** 2).sum(axis=0) / nk, 1e-6)
+        var = np.maximum((r * (v[:, None] - mu) ** 2).sum(axis=0) / nk, floor)
         if ll - prev < 1e-6 * abs(ll):
             break
         prev = ll
