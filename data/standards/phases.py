@@ -179,6 +179,18 @@ def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_
     return pd.DataFrame(rows, columns=list(FRACTION_COLUMNS))
 
 
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a mask (empty mask: itself)."""
+    from scipy import ndimage as ndi
+
+    comp, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    return comp == int(sizes.argmax())
+
+
 def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     """Layer mask, per-column top surface and interface rows (NaN where no layer)."""
     from scipy import ndimage as ndi
@@ -186,8 +198,10 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     kc = names.index(cfg.coating) + 1
     ks = names.index(cfg.substrate) + 1
     pore_ids = [names.index(p) + 1 for p in cfg.pores if p in names]
-    coat = lab == kc
-    sub = lab == ks
+    # the main bodies only: specks of coating / substrate grey in the mount must not move the
+    # surfaces
+    sub = _largest(lab == ks)
+    coat = _largest((lab == kc) & ~sub)
     inner = ndi.binary_fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
     h, w = lab.shape
     rows = np.arange(h)[:, None]

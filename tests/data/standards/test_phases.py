@@ -106,3 +106,13 @@ def test_field_ci_covers_true_fraction_most_of_the_time():
         assert abs(row["point_count_fraction"] - p) < 4.5 * np.sqrt(p * (1 - p) / n_points)
         assert row["point_count_se"] > 0
     assert 0.85 <= hits / trials <= 1.0
+
+
+def test_specks_in_the_mount_do_not_move_the_surfaces():
+    lab = _band()
+    lab[5, 7] = 3  # coating-grey speck in the mount
+    lab[6, 7] = 4  # substrate-grey speck
+    lab[8, 30:32] = 3
+    m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=COAT)
+    assert m.coating.iloc[0]["thickness_min_um"] == pytest.approx(40.0)
+    assert m.coating.iloc[0]["thickness_max_um"] == pytest.approx(40.0)
