@@ -1,0 +1,347 @@
+"""Measurements of a phase label image (issue 24): phase fractions, coating thickness and porosity.
+
+* Area fraction of each phase with the ASTM E1245-style field-to-field 95 % t-interval (the scan cut
+  into a ``fields`` grid, one fraction per field).
+* ASTM E562 systematic point count: the fraction of grid points on each phase and its binomial
+  standard error ``sqrt(p (1 - p) / P)``.
+* Coating (when ``coating`` is named, ``substrate`` must be too): per column the top surface (first
+  coating row after the enclosed pores of the layer are filled) and the interface (top of the
+  substrate below it; notches of pores open at the surface are closed by a grey opening of the
+  top profile over 31 columns); thickness = interface - top surface, mean / std / min / max and a 95 %
+  t-interval of the mean from field strips along the layer; porosity (ASTM E2109 style) = pore
+  pixels inside the layer / layer pixels, with a field-to-field 95 % t-interval along the layer.
+  Dark pixels above the top surface (the mount) never count as porosity.
+* Melted / unmelted fraction when both phases are named.
+* The region table (``data.regions_from_labels`` columns + ``phase``) of the object phases' connected
+  components (components outside the layer are dropped when a coating is measured).
+
+Sizes are µm on a calibrated scan; on an uncalibrated one thickness is in px only with
+``allow_px=True`` (``thickness_unit`` says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from data.regions import regions_from_labels
+from segmentation.phases.classical import PhaseError
+
+from .stereology import summarize
+
+__all__ = ["PhaseError", "PhaseMeasureConfig", "PhaseMeasurement", "measure_phases"]
+
+#: Width (columns) of the grey opening of the top-surface profile that fills pores open at the top.
+_SURFACE_WINDOW_PX = 31
+
+FRACTION_COLUMNS = ("scan_id", "phase", "area_fraction", "ci_low", "ci_high", "n_fields",
+                    "point_count_fraction", "point_count_se")
+
+
+@dataclass(frozen=True)
+class PhaseMeasureConfig:
+    """What :func:`measure_phases` measures.
+
+    Parameters
+    ----------
+    fields : (int, int)
+        Field grid (rows, cols) of the field-to-field intervals; the coating intervals use the
+        ``fields[1]`` strips along the layer (``fields[0]`` for ``direction="rows"``).
+    point_spacing_px : int
+        Spacing of the E562 point grid.
+    coating, substrate : str, optional
+        Names of the coating and substrate phases (coating measures need both).
+    pores : tuple of str
+        Phases counted as porosity inside the coating.
+    objects : tuple of str
+        Phases whose connected components become region rows.
+    direction : {"columns", "rows"}
+        Thickness measured along image columns (layer horizontal) or rows (layer vertical; the
+        "top" surface is then the left edge).
+    allow_px : bool
+        Allow thickness in px on an uncalibrated scan.
+    melted, unmelted : str, optional
+        Phases whose ratio gives ``melted_fraction``.
+    """
+
+    fields: tuple[int, int] = (4, 4)
+    point_spacing_px: int = 16
+    coating: str | None = None
+    substrate: str | None = None
+    pores: tuple[str, ...] = ("pore",)
+    objects: tuple[str, ...] = ("pore",)
+    direction: str = "columns"
+    allow_px: bool = False
+    melted: str | None = None
+    unmelted: str | None = None
+
+    def __post_init__(self) -> None:
+        f = tuple(int(x) for x in self.fields)
+        if len(f) != 2 or min(f) < 1:
+            raise PhaseError(f"phases.fields must be two integers >= 1, got {self.fields}")
+        object.__setattr__(self, "fields", f)
+        object.__setattr__(self, "pores", tuple(self.pores))
+        object.__setattr__(self, "objects", tuple(self.objects))
+        if int(self.point_spacing_px) < 1:
+            raise PhaseError(f"phases.point_spacing_px must be >= 1, got {self.point_spacing_px}")
+        if self.direction not in ("columns", "rows"):
+            raise PhaseError(f"phases.direction must be 'columns' or 'rows', got {self.direction!r}")
+        if self.coating is not None and self.substrate is None:
+            raise PhaseError(
+                f"a coating ({self.coating!r}) was asked for with no substrate phase: set phases.substrate "
+                "(the interface is the top of the substrate)"
+            )
+        if (self.melted is None) != (self.unmelted is None):
+            raise PhaseError("phases.melted and phases.unmelted must be given together")
+
+
+@dataclass
+class PhaseMeasurement:
+    """The measurements of one scan (see :func:`measure_phases`)."""
+
+    fractions: pd.DataFrame
+    coating: pd.DataFrame | None
+    regions: pd.DataFrame
+    thickness_profile: np.ndarray | None
+    region_labels: np.ndarray
+
+
+def _ci(values: np.ndarray) -> tuple[float, float, int]:
+    s = summarize(np.asarray(values, dtype=np.float64))
+    return s["mean"] - s["ci95"], s["mean"] + s["ci95"], int(s["n"])
+
+
+def _ci01(values: np.ndarray) -> tuple[float, float, int]:
+    lo, hi, n = _ci(values)
+    return max(lo, 0.0), min(hi, 1.0), n
+
+
+def _splits(length: int, n: int) -> list[np.ndarray]:
+    return [a for a in np.array_split(np.arange(length), min(n, length)) if a.size]
+
+
+def _check(labels: np.ndarray, names: Sequence[str], cfg: PhaseMeasureConfig) -> tuple[np.ndarray, list[str]]:
+    lab = np.asarray(labels)
+    if lab.ndim == 3:
+        raise PhaseError(f"labels must be a 2-D phase label image, got an RGB-like array of shape {lab.shape}")
+    if lab.ndim != 2 or lab.size == 0:
+        raise PhaseError(f"labels must be a non-empty 2-D array, got shape {lab.shape}")
+    if lab.dtype.kind not in "iu":
+        raise PhaseError(f"labels must be an integer label image, got dtype {lab.dtype}")
+    names = list(names)
+    if len(set(names)) != len(names) or not names:
+        raise PhaseError(f"names must be distinct and non-empty, got {names}")
+    if lab.min() < 0 or lab.max() > len(names):
+        raise PhaseError(
+            f"labels hold values {int(lab.min())}..{int(lab.max())} but only {len(names)} phase names "
+            f"were given ({names}); label k is names[k-1], 0 = unassigned"
+        )
+    for key in ("coating", "substrate", "melted", "unmelted"):
+        v = getattr(cfg, key)
+        if v is not None and v not in names:
+            raise PhaseError(f"phases.{key}={v!r} is not one of the phase names {names}")
+    for key in ("pores", "objects"):
+        bad = [v for v in getattr(cfg, key) if v not in names]
+        if bad and (key == "pores" and cfg.coating is not None):
+            raise PhaseError(f"phases.{key} lists {bad}, not among the phase names {names}")
+    return lab, names
+
+
+def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str) -> pd.DataFrame:
+    valid = lab > 0
+    n_valid = int(valid.sum())
+    rs, cs = _splits(lab.shape[0], cfg.fields[0]), _splits(lab.shape[1], cfg.fields[1])
+    sp = int(cfg.point_spacing_px)
+    pts = lab[sp // 2 :: sp, sp // 2 :: sp]
+    pts = pts[pts > 0]
+    rows = []
+    for k, name in enumerate(names, start=1):
+        m = lab == k
+        per_field = []
+        for r in rs:
+            for c in cs:
+                sub_v = valid[r[0] : r[-1] + 1, c[0] : c[-1] + 1]
+                nv = int(sub_v.sum())
+                if nv:
+                    per_field.append(m[r[0] : r[-1] + 1, c[0] : c[-1] + 1].sum() / nv)
+        lo, hi, nf = _ci01(np.array(per_field))
+        p = float(np.mean(pts == k)) if pts.size else float("nan")
+        se = float(np.sqrt(p * (1 - p) / pts.size)) if pts.size else float("nan")
+        rows.append({
+            "scan_id": scan_id, "phase": name,
+            "area_fraction": float(m.sum() / n_valid) if n_valid else float("nan"),
+            "ci_low": lo, "ci_high": hi, "n_fields": nf,
+            "point_count_fraction": p, "point_count_se": se,
+        })
+    return pd.DataFrame(rows, columns=list(FRACTION_COLUMNS))
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a mask (empty mask: itself)."""
+    from scipy import ndimage as ndi
+
+    comp, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return mask
+    sizes = np.bincount(comp.ravel())
+    sizes[0] = 0
+    return comp == int(sizes.argmax())
+
+
+def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
+    """Layer mask, per-column top surface and interface rows (NaN where no layer)."""
+    from scipy import ndimage as ndi
+
+    kc = names.index(cfg.coating) + 1
+    ks = names.index(cfg.substrate) + 1
+    pore_ids = [names.index(p) + 1 for p in cfg.pores if p in names]
+    # the main bodies only: specks of coating / substrate grey in the mount must not move the
+    # surfaces
+    sub = _largest(lab == ks)
+    coat = _largest((lab == kc) & ~sub)
+    inner = ndi.binary_fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
+    h, w = lab.shape
+    rows = np.arange(h)[:, None]
+    has = inner.any(axis=0)
+    top = np.where(has, np.argmax(inner, axis=0), -1)
+    if has.sum() >= 3:  # pores open at the top surface: a grey opening removes their notches
+        idx = np.flatnonzero(has)
+        top[idx] = ndi.grey_opening(top[idx], size=min(_SURFACE_WINDOW_PX, idx.size), mode="nearest")
+    # interface: first substrate row below the top surface (else: below the last layer row)
+    below_sub = sub & (rows >= np.maximum(top, 0)[None, :])
+    has_sub = below_sub.any(axis=0)
+    last_inner = h - 1 - np.argmax(inner[::-1], axis=0)
+    iface = np.where(has_sub, np.argmax(below_sub, axis=0), last_inner + 1)
+    ok = has
+    layer = (rows >= top[None, :]) & (rows < iface[None, :]) & ok[None, :]
+    layer &= lab > 0
+    is_pore = np.isin(lab, pore_ids) & layer
+    return layer, is_pore, top, iface, ok
+
+
+def _coating(lab, names, cfg, pixel_size_um, scan_id):
+    if pixel_size_um is None and not cfg.allow_px:
+        raise PhaseError(
+            "coating thickness asked for on an uncalibrated scan: give a pixel size, or set "
+            "phases.allow_px=true to measure in px"
+        )
+    t = lab.T if cfg.direction == "rows" else lab
+    layer, is_pore, top, iface, ok = _layer(t, names, cfg)
+    scale = float(pixel_size_um) if pixel_size_um is not None else 1.0
+    prof = np.where(ok, (iface - top).astype(np.float64) * scale, np.nan)
+    strips = _splits(t.shape[1], cfg.fields[0] if cfg.direction == "rows" else cfg.fields[1])
+    th_f, por_f = [], []
+    for s in strips:
+        v = prof[s]
+        if np.isfinite(v).any():
+            th_f.append(np.nanmean(v))
+        nl = int(layer[:, s].sum())
+        if nl:
+            por_f.append(is_pore[:, s].sum() / nl)
+    fin = prof[np.isfinite(prof)]
+    nan = float("nan")
+    tlo, thi, _ = _ci(np.array(th_f))
+    plo, phi, _ = _ci01(np.array(por_f))
+    n_layer = int(layer.sum())
+    row = {
+        "scan_id": scan_id,
+        "thickness_mean_um": float(fin.mean()) if fin.size else nan,
+        "thickness_std_um": float(fin.std(ddof=1)) if fin.size > 1 else nan,
+        "thickness_min_um": float(fin.min()) if fin.size else nan,
+        "thickness_max_um": float(fin.max()) if fin.size else nan,
+        "thickness_ci_low": tlo, "thickness_ci_high": thi,
+        "porosity": float(is_pore.sum() / n_layer) if n_layer else nan,
+        "porosity_ci_low": plo, "porosity_ci_high": phi,
+        "thickness_unit": "um" if pixel_size_um is not None else "px",
+    }
+    if cfg.melted is not None:
+        km, ku = names.index(cfg.melted) + 1, names.index(cfg.unmelted) + 1
+        nm, nu = int((lab == km).sum()), int((lab == ku).sum())
+        row["melted_fraction"] = nm / (nm + nu) if nm + nu else nan
+    layer_img = layer.T if cfg.direction == "rows" else layer
+    return pd.DataFrame([row]), prof, layer_img
+
+
+def _regions(lab, names, cfg, pixel_size_um, layer):
+    from scipy import ndimage as ndi
+
+    out = np.zeros(lab.shape, dtype=np.int32)
+    tables = []
+    offset = 0
+    for name in cfg.objects:
+        if name not in names:
+            continue
+        m = lab == names.index(name) + 1
+        if layer is not None and name in cfg.pores:
+            m &= layer  # a pore open at the surface is cut from the mount above it
+        comp, n = ndi.label(m)
+        if n == 0:
+            continue
+        if layer is not None:  # drop components mostly outside the layer (mount, dark resin)
+            inside = np.bincount(comp[layer], minlength=n + 1)
+            total = np.bincount(comp.ravel(), minlength=n + 1)
+            keep = np.flatnonzero(inside * 2 > total)
+            keep = keep[keep > 0]
+            remap = np.zeros(n + 1, dtype=np.int32)
+            remap[keep] = np.arange(1, keep.size + 1)
+            comp, n = remap[comp], int(keep.size)
+            if n == 0:
+                continue
+        t = regions_from_labels(comp.astype(np.int32), pixel_size_um=pixel_size_um)
+        t["region_id"] = t["region_id"].astype(np.int64) + offset
+        t.insert(1, "phase", name)
+        out[comp > 0] = comp[comp > 0] + offset
+        offset += n
+        tables.append(t)
+    if tables:
+        regions = pd.concat(tables, ignore_index=True)
+    else:
+        regions = regions_from_labels(np.zeros((1, 1), np.int32), pixel_size_um=pixel_size_um)
+        regions.insert(1, "phase", pd.Series([], dtype=object))
+    return regions, out
+
+
+def measure_phases(
+    labels: np.ndarray,
+    *,
+    names: Sequence[str],
+    pixel_size_um: float | None,
+    cfg: PhaseMeasureConfig,
+    scan_id: str = "",
+) -> PhaseMeasurement:
+    """Measure a phase label image (``0`` = unassigned, ``k`` = ``names[k - 1]``).
+
+    Parameters
+    ----------
+    labels : ndarray of int, (M, N)
+        From :func:`segmentation.phases.segment_phases` (or ground truth).
+    names : sequence of str
+        Phase names, one per label value.
+    pixel_size_um : float or None
+        Calibration (None = uncalibrated: thickness needs ``cfg.allow_px``).
+    cfg : PhaseMeasureConfig
+    scan_id : str
+
+    Returns
+    -------
+    PhaseMeasurement
+
+    Raises
+    ------
+    PhaseError
+        Labels beyond the names, RGB labels, unknown phase names, a coating without a substrate,
+        thickness on an uncalibrated scan without ``allow_px``.
+    """
+    if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise PhaseError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
+    lab, names = _check(labels, names, cfg)
+    fractions = _fractions(lab, names, cfg, scan_id)
+    coating = prof = layer = None
+    if cfg.coating is not None:
+        coating, prof, layer = _coating(lab, names, cfg, pixel_size_um, scan_id)
+    regions, region_labels = _regions(lab, names, cfg, pixel_size_um, layer)
+    return PhaseMeasurement(fractions=fractions, coating=coating, regions=regions,
+                            thickness_profile=prof, region_labels=region_labels)

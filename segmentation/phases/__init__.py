@@ -1,0 +1,153 @@
+"""Multi-phase segmentation of metallography scans (issue 24): coating, substrate, pores, oxides.
+
+Pure numpy / scikit-image; nothing learned, no Keras at import.  :func:`segment_phases` turns a
+scan into a ``uint8`` label image whose value ``k`` is the phase ``cfg.names[k - 1]`` (darkest
+first) and 0 the unassigned / excluded pixels; :mod:`data.standards.phases` measures it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classical import PhaseError, choose_n_by_bic, clean_small, gmm_thresholds, otsu_thresholds, preprocess, to_unit_grey
+from .classical import _size_px
+
+__all__ = ["PhaseError", "PhasesConfig", "segment_phases", "resolve_n"]
+
+_METHODS = ("otsu", "gmm")
+
+
+@dataclass(frozen=True)
+class PhasesConfig:
+    """How a scan is split into phases.
+
+    Parameters
+    ----------
+    names : tuple of str
+        Phase names, darkest first (``("pore", "oxide", "coating", "substrate")``).
+    n : int, "auto" or None
+        Number of phases: None = ``len(names)``; ``"auto"`` = chosen by the BIC of a 1-D Gaussian
+        mixture of the raw grey levels between 2 and ``len(names)`` (the found phases take the
+        first names).
+    method : {"otsu", "gmm"}
+        Multi-level Otsu thresholds or the crossings of a Gaussian mixture.
+    clahe_clip : float or None
+        CLAHE clip limit (None = no CLAHE).
+    denoise : {None, "median", "gaussian", "nl_means"}
+    denoise_size_um, denoise_size_px
+        Filter size; µm when given and the scan is calibrated (µm read as px otherwise).
+    slic, slic_segments
+        Average the grey level over SLIC superpixels before thresholding.
+    min_size_um, min_size_px
+        Clean-up: components smaller than an equivalent diameter of ``min_size_um`` (µm; px when
+        uncalibrated), or else than an area of ``min_size_px`` pixels, merge into the phase
+        around them.
+    """
+
+    names: tuple[str, ...] = ("dark", "bright")
+    n: int | str | None = None
+    method: str = "otsu"
+    clahe_clip: float | None = 0.01
+    denoise: str | None = "median"
+    denoise_size_um: float | None = None
+    denoise_size_px: int = 3
+    slic: bool = False
+    slic_segments: int = 2000
+    min_size_um: float | None = None
+    min_size_px: int = 4
+
+    def __post_init__(self) -> None:
+        names = tuple(self.names)
+        object.__setattr__(self, "names", names)
+        if len(names) < 2:
+            raise PhaseError(f"phases.names must list at least 2 phases, got {list(names)}")
+        if len(set(names)) != len(names):
+            raise PhaseError(f"phases.names must be distinct, got {list(names)}")
+        if len(names) > 255:
+            raise PhaseError("phases.names: at most 255 phases (uint8 labels)")
+        if self.method not in _METHODS:
+            raise PhaseError(f"phases.method must be one of {_METHODS}, got {self.method!r}")
+        if self.n is not None and self.n != "auto":
+            if isinstance(self.n, bool) or not isinstance(self.n, (int, np.integer)):
+                raise PhaseError(f"phases.n must be an int, 'auto' or None, got {self.n!r}")
+            if int(self.n) != len(names):
+                raise PhaseError(
+                    f"phases.n={self.n} but {len(names)} names were given ({list(names)}); "
+                    "give one name per phase, darkest first"
+                )
+        if self.min_size_px < 1:
+            raise PhaseError(f"phases.min_size_px must be >= 1, got {self.min_size_px}")
+        if self.min_size_um is not None and self.min_size_um <= 0:
+            raise PhaseError(f"phases.min_size_um must be > 0, got {self.min_size_um}")
+        if self.denoise_size_um is not None and self.denoise_size_um <= 0:
+            raise PhaseError(f"phases.denoise_size_um must be > 0, got {self.denoise_size_um}")
+
+
+def resolve_n(values: np.ndarray, cfg: PhasesConfig) -> int:
+    """The number of phases for these grey values: ``len(names)``, or the BIC choice for ``"auto"``."""
+    if cfg.n == "auto":
+        return choose_n_by_bic(values, n_max=len(cfg.names))
+    return len(cfg.names)
+
+
+def segment_phases(
+    pixels: np.ndarray,
+    cfg: PhasesConfig,
+    *,
+    pixel_size_um: float | None = None,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Label each pixel with its phase.
+
+    Parameters
+    ----------
+    pixels : ndarray, (M, N) or (M, N, 3|4)
+        The scan: uint8, uint16, other integers, bool or float.
+    cfg : PhasesConfig
+    pixel_size_um : float, optional
+        Calibration; sizes in µm are converted with it (read as px when None).
+    exclude : ndarray of bool, (M, N), optional
+        Pixels to leave unassigned (label 0) and out of the thresholds (scale bar, labels).
+
+    Returns
+    -------
+    ndarray, (M, N), uint8
+        0 = unassigned / excluded, ``k`` = ``cfg.names[k - 1]``.  With ``n="auto"`` and fewer
+        phases found than names, the found phases take the first ``n`` names.
+    """
+    if not isinstance(cfg, PhasesConfig):
+        raise PhaseError(f"cfg must be a PhasesConfig, got {type(cfg).__name__}")
+    if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise PhaseError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
+    grey = to_unit_grey(pixels)
+    valid = np.ones(grey.shape, dtype=bool)
+    if exclude is not None:
+        ex = np.asarray(exclude, dtype=bool)
+        if ex.shape != grey.shape:
+            raise PhaseError(f"exclude has shape {ex.shape}, the scan {grey.shape}")
+        valid = ~ex
+        if not valid.any():
+            raise PhaseError("exclude covers the whole scan: nothing left to segment")
+    g = preprocess(
+        grey,
+        clahe_clip=cfg.clahe_clip,
+        denoise=cfg.denoise,
+        denoise_px=_size_px(cfg.denoise_size_um, cfg.denoise_size_px, pixel_size_um),
+        slic=cfg.slic,
+        slic_segments=cfg.slic_segments,
+    )
+    values = g[valid]
+    # the number of phases from the raw grey levels: CLAHE and median filtering make each
+    # phase's histogram non-Gaussian, which the BIC would pay for with extra components
+    n = resolve_n(grey[valid], cfg)
+    t = otsu_thresholds(values, n) if cfg.method == "otsu" else gmm_thresholds(values, n)
+    labels = (np.digitize(g, t) + 1).astype(np.uint8)
+    labels[~valid] = 0
+    if cfg.min_size_um is not None:
+        d_px = cfg.min_size_um / pixel_size_um if pixel_size_um else cfg.min_size_um
+        min_px = max(1, int(np.ceil(np.pi / 4.0 * d_px**2)))
+    else:
+        min_px = int(cfg.min_size_px)
+    return clean_small(labels, min_size_px=min_px, valid=valid).astype(np.uint8)

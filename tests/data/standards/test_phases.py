@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+
+from data.standards.phases import PhaseError, PhaseMeasureConfig, measure_phases
+
+NAMES = ["pore", "oxide", "coating", "substrate"]
+COAT = PhaseMeasureConfig(coating="coating", substrate="substrate")
+
+
+def _band(top=20, bottom=60, h=100, w=80):
+    lab = np.ones((h, w), np.uint8)  # mount: pore-like dark
+    lab[top:bottom] = 3
+    lab[bottom:] = 4
+    return lab
+
+
+def test_exact_fractions():
+    lab = np.zeros((40, 40), np.uint8)
+    lab[:, :10] = 1
+    lab[:, 10:] = 2
+    m = measure_phases(lab, names=["a", "b"], pixel_size_um=None, cfg=PhaseMeasureConfig(objects=()))
+    f = m.fractions.set_index("phase")
+    assert f.loc["a", "area_fraction"] == pytest.approx(0.25)
+    assert f.loc["b", "area_fraction"] == pytest.approx(0.75)
+    assert m.coating is None and m.thickness_profile is None
+
+
+def test_unassigned_pixels_left_out_of_fractions():
+    lab = np.zeros((20, 20), np.uint8)
+    lab[:10] = 1
+    m = measure_phases(lab, names=["a"], pixel_size_um=1.0, cfg=PhaseMeasureConfig(objects=()))
+    assert m.fractions["area_fraction"].iloc[0] == pytest.approx(1.0)
+
+
+def test_band_thickness_exact_and_mount_not_porosity():
+    m = measure_phases(_band(), names=NAMES, pixel_size_um=0.5, cfg=COAT)
+    c = m.coating.iloc[0]
+    assert c["thickness_mean_um"] == pytest.approx(20.0)
+    assert c["thickness_min_um"] == c["thickness_max_um"] == pytest.approx(20.0)
+    assert c["porosity"] == 0.0
+    assert c["thickness_unit"] == "um"
+    assert np.allclose(m.thickness_profile, 20.0)
+    assert len(m.regions) == 0  # the mount is outside the layer
+
+
+def test_rows_direction():
+    m = measure_phases(_band().T.copy(), names=NAMES, pixel_size_um=1.0,
+                       cfg=PhaseMeasureConfig(coating="coating", substrate="substrate", direction="rows"))
+    assert m.coating.iloc[0]["thickness_mean_um"] == pytest.approx(40.0)
+
+
+def test_pores_counted_and_surface_pore_does_not_thin_the_layer():
+    lab = _band()
+    lab[30:34, 10:14] = 1  # inner pore
+    lab[40:43, 40:43] = 1  # inner pore
+    lab[20:24, 60:64] = 1  # pore open at the top surface
+    m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=COAT)
+    c = m.coating.iloc[0]
+    assert c["thickness_mean_um"] == pytest.approx(40.0)
+    assert c["porosity"] == pytest.approx((16 + 9 + 16) / (40 * 80))
+    assert c["porosity_ci_low"] <= c["porosity"] <= c["porosity_ci_high"]
+    assert len(m.regions) == 3
+    assert set(m.regions["phase"]) == {"pore"}
+    assert m.region_labels.max() == 3
+    assert sorted(m.regions["area_px"]) == [9, 16, 16]
+
+
+def test_uncalibrated_needs_allow_px():
+    with pytest.raises(PhaseError, match="uncalibrated"):
+        measure_phases(_band(), names=NAMES, pixel_size_um=None, cfg=COAT)
+    cfg = PhaseMeasureConfig(coating="coating", substrate="substrate", allow_px=True)
+    m = measure_phases(_band(), names=NAMES, pixel_size_um=None, cfg=cfg)
+    assert m.coating.iloc[0]["thickness_unit"] == "px"
+    assert m.coating.iloc[0]["thickness_mean_um"] == pytest.approx(40.0)
+
+
+def test_errors():
+    with pytest.raises(PhaseError, match="no substrate"):
+        PhaseMeasureConfig(coating="coating")
+    with pytest.raises(PhaseError, match="only 2 phase names"):
+        measure_phases(np.full((5, 5), 3, np.uint8), names=["a", "b"], pixel_size_um=1.0, cfg=PhaseMeasureConfig())
+    with pytest.raises(PhaseError, match="not one of the phase names"):
+        measure_phases(_band(), names=NAMES, pixel_size_um=1.0,
+                       cfg=PhaseMeasureConfig(coating="layer", substrate="substrate"))
+    with pytest.raises(PhaseError, match="RGB"):
+        measure_phases(np.zeros((5, 5, 3), np.uint8), names=["a"], pixel_size_um=1.0, cfg=PhaseMeasureConfig())
+
+
+def test_melted_fraction():
+    lab = _band()
+    lab[20:30] = 2
+    cfg = PhaseMeasureConfig(coating="coating", substrate="substrate", melted="coating", unmelted="oxide")
+    m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=cfg)
+    assert m.coating.iloc[0]["melted_fraction"] == pytest.approx(30 / 40)
+
+
+def test_field_ci_covers_true_fraction_most_of_the_time():
+    p, hits, trials = 0.3, 0, 60
+    for seed in range(100, 100 + trials):
+        rng = np.random.default_rng(seed)
+        lab = (rng.random((128, 128)) < p).astype(np.uint8) + 1
+        f = measure_phases(lab, names=["a", "b"], pixel_size_um=1.0, cfg=PhaseMeasureConfig(objects=())).fractions
+        row = f[f["phase"] == "b"].iloc[0]
+        hits += row["ci_low"] <= p <= row["ci_high"]
+        n_points = 8 * 8  # spacing 16 on 128 px
+        assert abs(row["point_count_fraction"] - p) < 4.5 * np.sqrt(p * (1 - p) / n_points)
+        assert row["point_count_se"] > 0
+    assert 0.85 <= hits / trials <= 1.0
+
+
+def test_specks_in_the_mount_do_not_move_the_surfaces():
+    lab = _band()
+    lab[5, 7] = 3  # coating-grey speck in the mount
+    lab[6, 7] = 4  # substrate-grey speck
+    lab[8, 30:32] = 3
+    m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=COAT)
+    assert m.coating.iloc[0]["thickness_min_um"] == pytest.approx(40.0)
+    assert m.coating.iloc[0]["thickness_max_um"] == pytest.approx(40.0)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from segmentation.phases import PhaseError, PhasesConfig, segment_phases
+from segmentation.phases.classical import choose_n_by_bic, clean_small
+
+
+def _scan(seed=0, dtype=np.uint8, noise=6.0):
+    rng = np.random.default_rng(seed)
+    truth = np.full((96, 96), 3, np.uint8)
+    truth[:32] = 1
+    truth[32:64, :48] = 2
+    img = np.choose(truth - 1, [40.0, 130.0, 220.0])
+    img = img + rng.normal(0, noise, img.shape)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    img = np.clip(img / 255.0 * top, 0, top).astype(dtype)
+    return img, truth
+
+
+@pytest.mark.parametrize("method", ["otsu", "gmm"])
+def test_three_phases_recovered(method):
+    img, truth = _scan()
+    lab = segment_phases(img, PhasesConfig(names=("a", "b", "c"), method=method))
+    assert lab.dtype == np.uint8 and lab.shape == truth.shape
+    assert np.mean(lab == truth) > 0.99
+
+
+def test_16bit_and_rgb_inputs():
+    img16, truth = _scan(dtype=np.uint16)
+    lab = segment_phases(img16, PhasesConfig(names=("a", "b", "c"), clahe_clip=None))
+    assert np.mean(lab == truth) > 0.99
+    img8, _ = _scan()
+    rgb = np.stack([img8] * 3, axis=-1)
+    lab = segment_phases(rgb, PhasesConfig(names=("a", "b", "c")))
+    assert np.mean(lab == truth) > 0.99
+
+
+def test_exclude_is_label_zero():
+    img, truth = _scan()
+    ex = np.zeros(img.shape, bool)
+    ex[:, :10] = True
+    lab = segment_phases(img, PhasesConfig(names=("a", "b", "c")), exclude=ex)
+    assert (lab[ex] == 0).all() and (lab[~ex] > 0).all()
+
+
+def test_clean_up_removes_specks_in_um():
+    img, truth = _scan(noise=0.0)
+    img[70, 70] = 40  # a one-pixel dark speck in the bright phase
+    cfg = PhasesConfig(names=("a", "b", "c"), clahe_clip=None, denoise=None, min_size_um=1.0)
+    lab = segment_phases(img, cfg, pixel_size_um=0.5)  # 2 px diameter -> area >= 4 px
+    assert lab[70, 70] == 3
+    keep = segment_phases(img, PhasesConfig(names=("a", "b", "c"), clahe_clip=None, denoise=None, min_size_px=1))
+    assert keep[70, 70] == 1
+
+
+def test_clean_small_merges_into_surrounding_phase():
+    lab = np.full((10, 10), 2, np.uint8)
+    lab[4:6, 4:6] = 1
+    assert (clean_small(lab, min_size_px=5) == 2).all()
+    assert (clean_small(lab, min_size_px=4) == lab).all()
+
+
+def test_auto_n_by_bic():
+    rng = np.random.default_rng(1)
+    v = np.concatenate([rng.normal(0.2, 0.03, 4000), rng.normal(0.5, 0.03, 4000), rng.normal(0.8, 0.03, 4000)])
+    assert choose_n_by_bic(v, n_max=5) == 3
+    img, _ = _scan()
+    lab = segment_phases(img, PhasesConfig(names=("a", "b", "c", "d", "e"), n="auto", method="gmm",
+                                           clahe_clip=None))
+    assert lab.max() == 3
+
+
+def test_slic_and_denoisers_run():
+    img, truth = _scan()
+    for d in ("gaussian", "nl_means"):
+        lab = segment_phases(img, PhasesConfig(names=("a", "b", "c"), denoise=d))
+        assert np.mean(lab == truth) > 0.97
+    lab = segment_phases(img, PhasesConfig(names=("a", "b", "c"), slic=True, slic_segments=200))
+    assert np.mean(lab == truth) > 0.95
+
+
+def test_errors():
+    with pytest.raises(PhaseError, match="at least 2"):
+        PhasesConfig(names=("a",))
+    with pytest.raises(PhaseError, match="n=3 but 2 names"):
+        PhasesConfig(names=("a", "b"), n=3)
+    with pytest.raises(PhaseError, match="method"):
+        PhasesConfig(method="kmeans")
+    with pytest.raises(PhaseError, match="distinct"):
+        PhasesConfig(names=("a", "a"))
+    flat = np.zeros((20, 20), np.uint8)
+    flat[:10] = 200
+    with pytest.raises(PhaseError, match="fewer distinct grey levels"):
+        segment_phases(flat, PhasesConfig(names=("a", "b", "c"), clahe_clip=None, denoise=None))
+    with pytest.raises(PhaseError, match="shape"):
+        segment_phases(np.zeros((4, 4, 2)), PhasesConfig())
+    with pytest.raises(PhaseError, match="exclude"):
+        segment_phases(flat, PhasesConfig(), exclude=np.ones((20, 20), bool))
