@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
 	# compat editable mode: the checkout goes on sys.path, so a data/ folder in a user's working
 	# directory cannot shadow the data package (the default import-hook mode lets it)
-	$(PY) -m pip install -e ".[test]" --config-settings editable_mode=compat
+	$(PY) -m pip install -e ".[test,fast]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)

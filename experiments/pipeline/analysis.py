@@ -13,6 +13,7 @@ A new per-scan measurement is a function here whose values :func:`analyse` merge
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from anomaly.scorers import ScoreContext
 from anomaly.scoring import score_regions
 from data import regions_from_labels, relabel_sequential
 from data.regions import um_twin_columns
+from data.standards.uncertainty import combined_interval, field_sums
 from data.standards import RATING_FIELD_COLUMNS, RatingConfig, rate_scan, unrated_scan_values
 from segmentation.grains import grain_measures, scan_grain_values  # no Keras in grains
 
@@ -60,6 +62,10 @@ class AnalysisOptions:
     grains: Mapping[str, Any] | None = None
     grain_note: str = ""
     inpainting: Mapping[str, Any] = field(default_factory=dict)
+    # the segmentation's measured repeatability (model card ``repeatability``: cv_area_fraction_median,
+    # cv_count_median, dof); empty = field-to-field spread only (a mask is the measurement itself)
+    repeatability: Mapping[str, Any] = field(default_factory=dict)
+    interval_field_px: int = 256
 
 
 class Clock:
@@ -180,6 +186,32 @@ def scan_measures(labels: np.ndarray, n_regions: int, n_clusters: int, ps: float
     }
 
 
+def interval_values(labels: np.ndarray, table: pd.DataFrame, exclude: np.ndarray | None,
+                    options: AnalysisOptions) -> dict:
+    """The ``area_fraction_*`` and ``n_regions_*`` interval columns of a scan (:mod:`data.standards.uncertainty`).
+
+    Fields are the near-square grid of ``options.interval_field_px``; excluded pixels count in no
+    field (a field wholly excluded drops out).
+    """
+    shape = labels.shape
+    keep = np.ones(shape, bool) if exclude is None else ~np.asarray(exclude, bool)
+    num, _ = field_sums(shape, field_px=options.interval_field_px, mask=labels > 0)
+    den, _ = field_sums(shape, field_px=options.interval_field_px, mask=keep)
+    pts = table[["centroid_row", "centroid_col"]].to_numpy() if len(table) else np.empty((0, 2))
+    cnt, _ = field_sums(shape, field_px=options.interval_field_px, points=pts)
+    used = den > 0
+    rep = options.repeatability
+    dof = float(rep.get("dof", math.inf))
+    af = combined_interval(num[used], den[used], repeatability_cv=float(rep.get("cv_area_fraction_median", 0.0)),
+                           repeatability_dof=dof)
+    n = combined_interval(cnt[used], den[used], scale=float(den[used].sum()),
+                          repeatability_cv=float(rep.get("cv_count_median", 0.0)), repeatability_dof=dof)
+    return {"area_fraction_ci95_low": af["low"], "area_fraction_ci95_high": af["high"],
+            "area_fraction_u_field": af["u_field"], "area_fraction_u_repeat": af["u_repeat"],
+            "n_regions_ci95_low": n["low"], "n_regions_ci95_high": n["high"],
+            "n_regions_u_field": n["u_field"], "n_regions_u_repeat": n["u_repeat"]}
+
+
 def analyse(pixels: np.ndarray, labels: np.ndarray, *, scan_id: str, pixel_size_um: float | None,
             exclude: np.ndarray | None, options: AnalysisOptions, map_rows: Callable | None = None,
             clock: Clock | None = None) -> ScanAnalysis:
@@ -226,5 +258,6 @@ def analyse(pixels: np.ndarray, labels: np.ndarray, *, scan_id: str, pixel_size_
     ratings, rating_values = _ratings(table, labels, pixels, scan_id, ps, exclude, options)
     clock.lap("ratings")
     values = {**scan_measures(labels, len(table), len(clusters), ps, exclude), "n_excluded_regions": n_excluded,
+              **interval_values(labels, table, exclude, options),
               **grains, **rating_values}
     return ScanAnalysis(labels, table, clusters, ratings, values)

@@ -70,6 +70,19 @@ MEASURE_COLUMNS: tuple[tuple[str, ColumnKind], ...] = (
     ("number_density_per_mpx", "float"),
     ("number_density_per_mm2", "float"),
     ("n_clusters", "int"),
+    # 95% intervals of the area fraction and the count: field-to-field spread and, for segmented raw
+    # scans, the repeatability recorded in the model card (data.standards.uncertainty)
+    ("area_fraction_ci95_low", "float"),
+    ("area_fraction_ci95_high", "float"),
+    ("area_fraction_u_field", "float"),
+    ("area_fraction_u_repeat", "float"),
+    ("n_regions_ci95_low", "float"),
+    ("n_regions_ci95_high", "float"),
+    ("n_regions_u_field", "float"),
+    ("n_regions_u_repeat", "float"),
+    # raw scans segmented by a model: inside the range of scans it was validated on, and why not
+    ("in_domain", "bool"),
+    ("domain_note", "str"),
 )
 
 #: What else the stage records: exclusions, annotations, files, settings, sample group, file identity.

@@ -28,6 +28,7 @@ from data.annotations import AnnotationConfig, find_annotations, load_exclusion,
 from data.calibration import calibration_key, load_calibration_csv, resolve_pixel_size
 from data.inputs import ScanInput
 from data.standards import RatingConfig
+from segmentation.domain import check_domain  # NumPy only
 
 from ..config import PipelineConfig, domain_config, scorer_options
 from ..layout import RunLayout
@@ -39,6 +40,26 @@ from .result import ScanResult, ScanTask, scan_row
 __all__ = ["ScanAnalyzer", "analysis_options"]
 
 log = logging.getLogger(__name__)
+
+def impurity_model_card(cfg: PipelineConfig) -> dict:
+    """The impurity U-Net's model card when this run segments raw scans with it, else ``{}``."""
+    if cfg.data.kind != "scan" or cfg.segmentation.method != "unet":
+        return {}
+    from segmentation.models import model_card  # lazy: the segmentation package
+
+    return model_card("impurities", getattr(cfg.segmentation.unet, "weights", None))
+
+
+def domain_values(pixels: np.ndarray, card: dict, kind: str) -> dict:
+    """``in_domain`` / ``domain_note``: is the scan inside the range its model was validated on?"""
+    if kind != "scan":
+        return {"in_domain": True, "domain_note": "not checked: a mask is not segmented by a model"}
+    domain = card.get("validated_domain")
+    if not domain:
+        return {"in_domain": True, "domain_note": "not checked: the segmentation records no validated range"}
+    check = check_domain(pixels, domain)
+    return {"in_domain": bool(check.in_domain), "domain_note": check.note}
+
 
 def analysis_options(cfg: PipelineConfig) -> AnalysisOptions:
     """The :class:`.analysis.AnalysisOptions` of a run's configuration."""
@@ -63,6 +84,7 @@ def analysis_options(cfg: PipelineConfig) -> AnalysisOptions:
         grains=grains if not note else None,
         grain_note=note,
         inpainting=dataclasses.asdict(cfg.inpainting),
+        repeatability=dict(impurity_model_card(cfg).get("repeatability") or {}),
     )
 
 
@@ -98,6 +120,7 @@ class ScanAnalyzer:
         self.map_rows = map_rows
         self._segmenter = None
         self.options = analysis_options(cfg)
+        self._card = impurity_model_card(cfg)
         self._find_annotations = cfg.data.annotations.enabled and cfg.data.kind == "scan"
         self._annotations = domain_config(AnnotationConfig, cfg.data.annotations, where="data.annotations",
                                           drop=("enabled",))
@@ -187,6 +210,7 @@ class ScanAnalyzer:
             group=task.group,
             **_annotation_values(ann),
             **a.values,
+            **domain_values(scan.pixels, self._card, d.kind),
             **clock.total(),
         )
         stats = report_stats(a.table, calibrated=ps is not None, options=self.render)

@@ -322,11 +322,32 @@ def _pooled_g(ok: pd.DataFrame) -> str:
     return f"{float(g):.2f} ({note})"
 
 
+def _interval_text(row: Any, col: str, scale: float, fmt: str) -> str:
+    """``[low, high]`` of a scan's 95% interval columns (field spread and repeatability), or ``–``."""
+    lo = pd.to_numeric(pd.Series([row.get(f"{col}_ci95_low")]), errors="coerce").iloc[0]
+    hi = pd.to_numeric(pd.Series([row.get(f"{col}_ci95_high")]), errors="coerce").iloc[0]
+    if pd.isna(lo) or pd.isna(hi):
+        return "–"
+    return f"[{fmt.format(scale * lo)}, {fmt.format(scale * hi)}]"
+
+
+def _domain_cell(row: Any) -> dict:
+    """Whether the scan lies in the range its model was validated on; the reason when not."""
+    inside = row.get("in_domain")
+    note = str(row.get("domain_note", "") or "")
+    if inside is None or pd.isna(inside):
+        return _cell("–")
+    if bool(inside):
+        return _cell("not checked" if note.startswith("not checked") else "yes")
+    return _cell(f"no: {note}", bad=True)
+
+
 def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[list[dict], list[list[dict]]]:
     cols = [{"label": x[0], "num": x[1], "wrap": False} for x in [
-        ("scan", False), ("status", False), ("impurities", True), ("area fraction %", True), ("density /Mpx", True),
+        ("scan", False), ("status", False), ("impurities", True), ("impurities, 95% interval", False),
+        ("area fraction %", True), ("area fraction, 95% interval %", False), ("density /Mpx", True),
         ("density /mm²", True), ("grain size G", True), ("grain intercept px", True), ("size (rows × cols)", False),
-        ("pixel µm", True), ("calibration", False), ("time s", True), ("page", False)]]
+        ("pixel µm", True), ("calibration", False), ("validated range", False), ("time s", True), ("page", False)]]
     rows = []
     for _, r in scans.iterrows():
         sid = str(r["scan_id"])
@@ -338,7 +359,9 @@ def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[
             _cell(sid, sid, href=_href(root + page) if page else None),
             _cell(status, status, bad=status != "ok"),
             _cell(r.get("n_regions"), _num_v(r.get("n_regions"))),
+            _cell(_interval_text(r, "n_regions", 1.0, "{:.0f}")),
             _cell(100 * af if pd.notna(af) else None, _num_v(af)),
+            _cell(_interval_text(r, "area_fraction", 100.0, "{:.3g}")),
             _cell(r.get("number_density_per_mpx"), _num_v(r.get("number_density_per_mpx"))),
             _cell(r.get("number_density_per_mm2"), _num_v(r.get("number_density_per_mm2"))),
             _cell(r.get("grain_size_G"), _num_v(r.get("grain_size_G"))),
@@ -346,6 +369,7 @@ def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[
             _cell(size),
             _cell(r.get("pixel_size_um"), _num_v(r.get("pixel_size_um"))),
             _cell(str(r.get("pixel_size_source", "") or "–")),
+            _domain_cell(r),
             _cell(r.get("t_total_s"), _num_v(r.get("t_total_s"))),
             _cell("page" if page else "–", href=_href(root + page) if page else None),
         ])
