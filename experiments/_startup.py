@@ -193,7 +193,8 @@ def needs_schemas(config_dir: str, args: list[str]) -> bool:
     from pathlib import Path  # lazy
 
     conf = Path(config_dir)
-    folders = {p.name for p in conf.iterdir() if p.is_dir()} | {"hydra"}
+    # "schema": the pipeline sections' typed schemas, registered for every composition (run.py)
+    folders = {p.name for p in conf.iterdir() if p.is_dir()} | {"hydra", "schema"}
     selected: set[str] = set()
     for path in conf.rglob("*.yaml"):  # the primary config and group options with a defaults list
         if path.parent.name != "exp" and "defaults" in path.read_text(encoding="utf-8"):
@@ -218,7 +219,7 @@ def needs_schemas(config_dir: str, args: list[str]) -> bool:
                 if groups is None:
                     return True
                 selected |= groups
-    return not selected <= folders
+    return not {g.split("@", 1)[0] for g in selected} <= folders  # schema@data: group "schema"
 
 
 #: Environment variable naming a JSON file: a run writes the wall-clock times of its start-up phases there.

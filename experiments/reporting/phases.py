@@ -110,12 +110,30 @@ def overlay_png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+
+_DPI = 100
+
+
+def _canvas(width_px: int, height_px: int):
+    """A Matplotlib Agg figure of this size (no pyplot): the profile plot's canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: Matplotlib only for this plot
+    from matplotlib.figure import Figure  # lazy
+
+    fig = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI, facecolor="white")
+    return fig, FigureCanvasAgg(fig)
+
+
+def _rgb(fig, canvas) -> np.ndarray:
+    canvas.draw()
+    out = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    fig.clear()
+    return out
+
 def plot_thickness_profile(profile: np.ndarray, *, unit: str = "µm", pixel_size_um: float | None = None) -> np.ndarray:
     """Coating thickness per column (NaN = no layer) with its mean and ±1 sd band.
 
     ``pixel_size_um`` puts the x axis (position along the layer) in µm; px otherwise.
     """
-    from .plots import _canvas, _rgb
 
     p = np.asarray(profile, dtype=np.float64)
     if p.ndim != 1:
