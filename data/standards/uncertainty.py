@@ -73,7 +73,8 @@ def field_sums(shape: tuple[int, int], *, field_px: int = 256, mask: np.ndarray 
         m = np.asarray(mask, bool)
         if m.shape != tuple(shape):
             raise ValueError(f"mask has shape {m.shape}, expected {tuple(shape)}")
-        cs = np.add.reduceat(np.add.reduceat(m.astype(np.int64), er[:-1], axis=0), ec[:-1], axis=1)
+        # summed from a uint8 view into int64 rows: no full-size int64 copy of the mask (the per-scan hot path)
+        cs = np.add.reduceat(np.add.reduceat(m.view(np.uint8), er[:-1], axis=0, dtype=np.int64), ec[:-1], axis=1)
         return cs.astype(np.float64).ravel(), den
     p = np.asarray(points, np.float64).reshape(-1, 2)
     ri = np.clip(np.searchsorted(er, p[:, 0], side="right") - 1, 0, er.size - 2)
