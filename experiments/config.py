@@ -35,10 +35,12 @@ from data.annotations import AnnotationConfig
 from data.configs import dataclass_from as _dataclass_from
 from data.errors import QuantmetError
 from data.standards import RatingConfig
+from data.standards.phases import PhaseMeasureConfig
 from inpainting import InpaintConfig
 from segmentation import ClassicalConfig
 from segmentation.grains import grain_measures  # no Keras in grains
 from segmentation.models import predict_impurity_mask  # Keras only when a model loads
+from segmentation.phases import PhasesConfig  # NumPy only
 
 from .reporting.config import ReportConfig
 
@@ -47,6 +49,7 @@ __all__ = [
     "DataConfig",
     "SegmentationConfig",
     "AnomalyConfig",
+    "PhasesSection",
     "RuntimeConfig",
     "PipelineConfig",
     "dataclass_from",
@@ -208,6 +211,23 @@ ReportSection = section("ReportSection", ReportConfig, doc="``report``: options 
 RatingsSection = section("RatingsSection", RatingConfig, doc="``ratings``: options of RatingConfig.")
 
 
+def _phase_extra() -> list[tuple]:
+    """``phases``' keys beyond PhasesConfig: the measurement's options and the run's own three."""
+    hints = typing.get_type_hints(PhaseMeasureConfig)
+    measure = [(f.name, hints[f.name], f.default) for f in dataclasses.fields(PhaseMeasureConfig)]
+    return [("enabled", bool, False), ("segmenter", str, "classical"), ("weights", Optional[str], None), *measure]
+
+
+#: ``phases``: the options of segment_phases (PhasesConfig), of measure_phases (PhaseMeasureConfig),
+#: ``enabled`` and the segmenter (``classical`` or a ``unet`` trained by +exp=train_unet_phases).
+PhasesSection = section("PhasesSection", PhasesConfig, extra=_phase_extra(),
+                        doc="``phases``: PhasesConfig and PhaseMeasureConfig options, ``enabled``, "
+                            "``segmenter`` (classical | unet) and the U-Net's ``weights``.")
+
+#: The keys of ``phases`` that are PhaseMeasureConfig's.
+PHASE_MEASURE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PhaseMeasureConfig))
+
+
 @dataclass(frozen=True)
 class ScorersSection:
     """``anomaly.scorers``: each registered scorer's options, or None (switched off)."""
@@ -365,6 +385,7 @@ class PipelineConfig:
     inpainting: InpaintingSection = field(default_factory=InpaintingSection)
     report: ReportSection = field(default_factory=ReportSection)
     ratings: RatingsSection = field(default_factory=RatingsSection)
+    phases: PhasesSection = field(default_factory=PhasesSection)
 
 
 def pipeline_config(cfg: DictConfig | Mapping) -> PipelineConfig:

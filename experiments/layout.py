@@ -4,9 +4,13 @@
 
     <run dir>/
       scans.parquet  regions.parquet  clusters.parquet  ratings.parquet
+      phases.parquet  coating.parquet     phase fractions and coating measures (phases.enabled)
       labels/<scan>.tif          impurity label image, pixel value = region_id (calibrated TIFF)
       heatmaps/<scan>.png        the scan, impurities coloured by score, clusters outlined
       exclusions/<scan>.png      annotation / ROI exclusion mask (255 = excluded), when any
+      phases/<scan>.png          phase colour overlay with its legend (phases.enabled)
+      phases/<scan>.tif          phase label image, pixel value k = phases.names[k-1] (calibrated TIFF)
+      thickness/<scan>.png       coating thickness profile (phases.coating set)
       crops/<scan>/cluster-<id>.png   gallery crops of the archive's top clusters
       report/index.html          the static report (self-contained: copies what it shows)
       review/feedback.sqlite     expert verdicts (review app), review/feedback.parquet export
@@ -31,6 +35,8 @@ TABLES: dict[str, str] = {
     "regions": "regions.parquet",
     "clusters": "clusters.parquet",
     "ratings": "ratings.parquet",
+    "phases": "phases.parquet",
+    "coating": "coating.parquet",
 }
 
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
@@ -88,7 +94,7 @@ class RunLayout:
 
     # ---------------------------------------------------------------- tables
     def table(self, name: str) -> Path:
-        """``scans`` / ``regions`` / ``clusters`` / ``ratings`` -> its Parquet file."""
+        """``scans`` / ``regions`` / ``clusters`` / ``ratings`` / ``phases`` / ``coating`` -> its Parquet file."""
         return self.root / TABLES[name]
 
     @property
@@ -107,6 +113,14 @@ class RunLayout:
     def ratings(self) -> Path:
         return self.table("ratings")
 
+    @property
+    def phases(self) -> Path:
+        return self.table("phases")
+
+    @property
+    def coating(self) -> Path:
+        return self.table("coating")
+
     # ---------------------------------------------------------------- per scan (relative)
     @staticmethod
     def labels_rel(scan_id: str) -> str:
@@ -119,6 +133,18 @@ class RunLayout:
     @staticmethod
     def exclusion_rel(scan_id: str) -> str:
         return f"exclusions/{scan_relpath(scan_id)}.png"
+
+    @staticmethod
+    def phase_overlay_rel(scan_id: str) -> str:
+        return f"phases/{scan_relpath(scan_id)}.png"
+
+    @staticmethod
+    def phase_labels_rel(scan_id: str) -> str:
+        return f"phases/{scan_relpath(scan_id)}.tif"
+
+    @staticmethod
+    def thickness_rel(scan_id: str) -> str:
+        return f"thickness/{scan_relpath(scan_id)}.png"
 
     @staticmethod
     def crop_rel(scan_id: str, cluster_id: int) -> str:
@@ -141,7 +167,7 @@ class RunLayout:
         return self.root / self.crop_rel(scan_id, cluster_id)
 
     #: Folders of per-scan files (a rerun without resume empties them first).
-    PER_SCAN_DIRS = ("labels", "heatmaps", "exclusions", "crops")
+    PER_SCAN_DIRS = ("labels", "heatmaps", "exclusions", "crops", "phases", "thickness")
 
     # ---------------------------------------------------------------- report, review, state
     @property

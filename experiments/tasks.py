@@ -59,6 +59,7 @@ DECLARED: tuple[Task, ...] = (
     Task("pipeline", "experiments.pipeline.job:run_task", presets={
         "archive": f"{_PRESETS_TEST}::test_multirun_of_the_mask_presets",
         "mlography": f"{_PRESETS_TEST}::test_multirun_of_the_mask_presets",
+        "phases": "tests/experiments/pipeline/test_phases_run.py",
         "demo": "tests/experiments/pipeline/test_pipeline.py::test_multirun_sweeps_presets_and_values"}),
     Task("report", "experiments.reporting.task:run", presets={"report": f"{_PRESETS_TEST}::test_report_preset"}),
     Task("compare", "experiments.reporting.compare:run",

@@ -134,6 +134,8 @@ class PartStore:
                 _write_frame(result.regions, tmp / "regions.arrow")
                 _write_frame(result.clusters, tmp / "clusters.arrow")
                 _write_frame(result.ratings, tmp / "ratings.arrow")
+                _write_frame(result.phases, tmp / "phases.arrow")
+                _write_frame(result.coating, tmp / "coating.arrow")
             meta = {
                 "format": PART_FORMAT,
                 "scan_id": result.scan_id,
@@ -163,6 +165,8 @@ class PartStore:
             _read_frame(p / "regions.arrow") if (p / "regions.arrow").exists() else pd.DataFrame(),
             _read_frame(p / "clusters.arrow") if (p / "clusters.arrow").exists() else pd.DataFrame(),
             _read_frame(p / "ratings.arrow"),
+            _read_frame(p / "phases.arrow"),
+            _read_frame(p / "coating.arrow"),
             {},
             {int(k): v for k, v in meta.get("crops", {}).items()},
             meta.get("stats") or {},

@@ -45,7 +45,7 @@ from data.inputs import discover
 from data.standards import assign_groups
 
 from ..config import ConfigError, PipelineConfig, domain_config, pipeline_config, resolve_input
-from ..layout import RunLayout
+from ..layout import TABLES, RunLayout
 from ..reporting import ReportConfig, ReportData, score_settings, write_report
 from ..reporting.exports import export_tables
 from ..reporting.stats import RegionStats
@@ -176,7 +176,7 @@ class _Run:
     def _clean(self) -> None:
         """A run without resume starts from an empty run dir (but the expert's verdicts)."""
         L = self.layout
-        for name in ("scans", "regions", "clusters", "ratings"):
+        for name in TABLES:
             L.table(name).unlink(missing_ok=True)
         for d in (*[L.root / x for x in L.PER_SCAN_DIRS], L.report_dir, L.parts_dir):
             if d.exists():
@@ -291,6 +291,10 @@ class _Run:
                    "regions": TableWriter(L.regions)}
         if pc.ratings.enabled:
             writers["ratings"] = TableWriter(L.ratings)
+        if pc.phases.enabled:
+            writers["phases"] = TableWriter(L.phases)
+            if pc.phases.coating is not None:
+                writers["coating"] = TableWriter(L.coating)
         groups = assign_groups([it.scan_id for it in items], [str(it.path) for it in items], pc.data.groups) \
             if pc.data.groups else [""] * len(items)
         self.groups = dict(zip((it.scan_id for it in items), groups))

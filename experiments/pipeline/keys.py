@@ -2,7 +2,7 @@
 
 A resume reuses a committed scan only when both are unchanged (see :mod:`.checkpoint`).  The
 per-scan configuration is every setting that changes what the stage computes or draws for one scan:
-``data`` (but the input spec), ``segmentation``, ``inpainting``, ``anomaly``, ``ratings`` and the
+``data`` (but the input spec), ``segmentation``, ``inpainting``, ``anomaly``, ``ratings``, ``phases`` and the
 drawing options of ``report``; archive-wide steps (ranking, reasons, the report) always rerun.
 The hash also covers the shipped models' checksums, so new weights recompute every scan.
 """
@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["PER_SCAN_SECTIONS", "REPORT_RENDER_KEYS", "flat_settings", "per_scan_settings",
            "settings_hash", "input_identity", "changed_keys"]
 
-PER_SCAN_SECTIONS = ("data", "segmentation", "inpainting", "anomaly", "ratings")
+PER_SCAN_SECTIONS = ("data", "segmentation", "inpainting", "anomaly", "ratings", "phases")
 #: ``report`` options that change the pictures the stage draws.
 REPORT_RENDER_KEYS = ("score", "cmap", "max_side", "crop_side", "crop_margin", "crop_min_margin_px",
                       "size_min_area_px")
@@ -40,7 +40,10 @@ def per_scan_settings(config: Mapping[str, Any], *, models: Mapping[str, str] | 
     """The flat per-scan settings of a run configuration (plus model checksums)."""
     out: dict[str, Any] = {}
     for section in PER_SCAN_SECTIONS:
-        out.update(flat_settings(config.get(section) or {}, section))
+        value = config.get(section) or {}
+        if section == "phases" and not value.get("enabled"):
+            continue  # switched off, no phase setting changes a scan (older run dirs stay resumable)
+        out.update(flat_settings(value, section))
     report = config.get("report") or {}
     for k in REPORT_RENDER_KEYS:
         if k in report:

@@ -95,6 +95,8 @@ _CONTEXT: tuple[tuple[str, ColumnKind], ...] = (
     ("labels_file", "str"),
     ("heatmap_file", "str"),
     ("exclusion_file", "str"),
+    ("phases_file", "str"),
+    ("thickness_file", "str"),
     ("settings_note", "str"),
     ("group", "str"),
     ("file_size", "int"),
@@ -187,6 +189,8 @@ class ScanResult:
     regions: pd.DataFrame = field(default_factory=pd.DataFrame)
     clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
     ratings: pd.DataFrame | None = None
+    phases: pd.DataFrame | None = None  # phases.parquet rows (phases.enabled)
+    coating: pd.DataFrame | None = None  # coating.parquet row (phases.coating set)
     files: dict[str, bytes] = field(default_factory=dict)  # run-relative path -> content
     crops: dict[int, dict] = field(default_factory=dict)  # cluster_id -> {"file": rel, "facts": [...]}
     stats: dict = field(default_factory=dict)  # reporting.stats.RegionStats.to_dict()

@@ -135,7 +135,8 @@ class OrderedSink:
     order : sequence of str
         Scan ids in output order (every scan of the run, exactly once).
     writers : dict
-        ``{"scans": TableWriter, "regions": ..., "ratings": ...}``.
+        ``{"scans": TableWriter, "regions": ..., "ratings": ..., "phases": ..., "coating": ...}``
+        (the optional ones only when the run makes them).
     load : callable
         ``scan_id -> ScanResult``: reads a result back from its checkpoint.
     budget_bytes : int
@@ -160,7 +161,7 @@ class OrderedSink:
     def _size(r: ScanResult) -> int:
         """About the bytes a held result takes (8 per cell: the tables are numeric but a few columns)."""
         n = 0
-        for df in (r.regions, r.clusters, r.ratings):
+        for df in (r.regions, r.clusters, r.ratings, r.phases, r.coating):
             if df is not None and len(df):
                 n += 8 * len(df) * len(df.columns)
         return n + 2048
@@ -192,8 +193,10 @@ class OrderedSink:
         self.writers["scans"].append_rows([r.row])
         if r.ok:
             self.writers["regions"].append(r.regions)
-            if "ratings" in self.writers and r.ratings is not None:
-                self.writers["ratings"].append(r.ratings)
+            for name in ("ratings", "phases", "coating"):
+                table = getattr(r, name)
+                if name in self.writers and table is not None:
+                    self.writers[name].append(table)
 
     @property
     def done(self) -> bool:

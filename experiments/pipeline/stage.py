@@ -34,6 +34,7 @@ from ..config import PipelineConfig, domain_config, scorer_options
 from ..layout import RunLayout
 from .analysis import AnalysisOptions, Clock, analyse
 from .options import resolve_physical, resolved_settings_note
+from .phases import PhaseStep, phase_files, region_phases
 from .render import RenderOptions, render_scan, report_stats
 from .result import ScanResult, ScanTask, scan_row
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 def impurity_model_card(cfg: PipelineConfig) -> dict:
     """The impurity U-Net's model card when this run segments raw scans with it, else ``{}``."""
-    if cfg.data.kind != "scan" or cfg.segmentation.method != "unet":
+    if cfg.data.kind != "scan" or cfg.segmentation.method != "unet" or cfg.phases.enabled:
         return {}
     from segmentation.models import model_card  # lazy: the segmentation package
 
@@ -55,8 +56,10 @@ def impurity_model_card(cfg: PipelineConfig) -> dict:
         return {}
 
 
-def domain_values(pixels: np.ndarray, card: dict, kind: str) -> dict:
+def domain_values(pixels: np.ndarray, card: dict, kind: str, *, phases: bool = False) -> dict:
     """``in_domain`` / ``domain_note``: is the scan inside the range its model was validated on?"""
+    if phases:
+        return {"in_domain": True, "domain_note": "not checked: phases are segmented per scan (no trained range)"}
     if kind != "scan":
         return {"in_domain": True, "domain_note": "not checked: a mask is not segmented by a model"}
     domain = card.get("validated_domain")
@@ -124,6 +127,7 @@ class ScanAnalyzer:
         self.render = render
         self.map_rows = map_rows
         self._segmenter = None
+        self.phases = PhaseStep(cfg.phases) if cfg.phases.enabled else None
         self.options = analysis_options(cfg)
         self._card = impurity_model_card(cfg)
         self._find_annotations = cfg.data.annotations.enabled and cfg.data.kind == "scan"
@@ -139,7 +143,9 @@ class ScanAnalyzer:
         ``failed`` row, as without the warm-up.
         """
         try:
-            if self.cfg.data.kind != "mask":
+            if self.phases is not None:
+                self.phases.warm_up()
+            elif self.cfg.data.kind != "mask":
                 self._segmenter_fn()
                 if self.cfg.segmentation.grains.enabled:
                     from segmentation.models import load_model  # lazy: Keras
@@ -193,15 +199,22 @@ class ScanAnalyzer:
         ann, cal, exclude = self._calibrate(item, scan)
         ps = cal.pixel_size_um
         clock.lap("read")
-        a = analyse(scan.pixels, self._labels(scan.pixels), scan_id=item.scan_id, pixel_size_um=ps,
+        sid = item.scan_id
+        ph = self.phases(scan.pixels, pixel_size_um=ps, exclude=exclude, scan_id=sid) if self.phases else None
+        labels = ph.measurement.region_labels if ph is not None else self._labels(scan.pixels)
+        a = analyse(scan.pixels, labels, scan_id=sid, pixel_size_um=ps,
                     exclude=exclude, options=self.options, map_rows=self.map_rows, clock=clock)
-        a.table.insert(0, "scan_id", item.scan_id)
-        a.clusters.insert(0, "scan_id", item.scan_id)
-        files, crops = render_scan(item.scan_id, scan.pixels, a.labels, a.table, a.clusters, pixel_size_um=ps,
+        a.table.insert(0, "scan_id", sid)
+        if ph is not None:
+            a.table.insert(1, "phase", region_phases(a.labels, ph.labels, ph.names, a.table["region_id"].to_numpy()))
+        a.clusters.insert(0, "scan_id", sid)
+        files, crops = render_scan(sid, scan.pixels, a.labels, a.table, a.clusters, pixel_size_um=ps,
                                    exclude=exclude, options=self.render, order_key=self.options.order_key,
                                    crop_min_score=task.crop_min_score)
+        if ph is not None:
+            files.update(phase_files(sid, scan.pixels, ph, pixel_size_um=ps, draw=self.render is not None,
+                                     max_side=self.render.max_side if self.render is not None else 2048))
         clock.lap("render")
-        sid = item.scan_id
         row = scan_row(
             item,
             d.kind,
@@ -212,14 +225,18 @@ class ScanAnalyzer:
             exclusion_file=RunLayout.exclusion_rel(sid) if exclude is not None else "",
             labels_file=RunLayout.labels_rel(sid) if RunLayout.labels_rel(sid) in files else "",
             heatmap_file=RunLayout.heatmap_rel(sid) if RunLayout.heatmap_rel(sid) in files else "",
+            phases_file=RunLayout.phase_overlay_rel(sid) if RunLayout.phase_overlay_rel(sid) in files else "",
+            thickness_file=RunLayout.thickness_rel(sid) if RunLayout.thickness_rel(sid) in files else "",
             group=task.group,
             **_annotation_values(ann),
             **a.values,
-            **domain_values(scan.pixels, self._card, d.kind),
+            **domain_values(scan.pixels, self._card, d.kind, phases=ph is not None),
             **clock.total(),
         )
         stats = report_stats(a.table, calibrated=ps is not None, options=self.render)
-        return ScanResult(sid, row, a.table, a.clusters, a.ratings, files, crops, stats)
+        return ScanResult(sid, row, a.table, a.clusters, a.ratings, files=files, crops=crops, stats=stats,
+                          phases=ph.measurement.fractions if ph is not None else None,
+                          coating=ph.measurement.coating if ph is not None else None)
 
     def _settings_note(self, ps: float | None) -> str:
         """Which µm settings replaced their pixel twins on this (calibrated) scan."""

@@ -29,7 +29,7 @@ __all__ = ["PIPELINE_SECTIONS", "validate_pipeline", "models_in_use"]
 
 #: Top-level keys a pipeline run may have (``paths`` and ``task`` come from conf/config.yaml).
 PIPELINE_SECTIONS = frozenset({"data", "segmentation", "inpainting", "anomaly", "runtime", "report",
-                               "paths", "task", "ratings"})
+                               "paths", "task", "ratings", "phases"})
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -41,8 +41,10 @@ def models_in_use(pc: PipelineConfig) -> dict[str, str]:
     """``{name: weight file}`` of the models this configuration will load."""
     out: dict[str, str] = {}
     seg = pc.segmentation
+    if pc.phases.enabled and pc.phases.segmenter == "unet":
+        out["unet_phases"] = str(Path(str(pc.phases.weights)).expanduser())
     if pc.data.kind == "scan":
-        if seg.method == "unet":
+        if seg.method == "unet" and not pc.phases.enabled:
             out["unet_impurities"] = str(weights_path("impurities", seg.unet.weights))
         if seg.grains.enabled:
             out["unet_grains"] = str(weights_path("grains", None))
@@ -52,6 +54,16 @@ def models_in_use(pc: PipelineConfig) -> dict[str, str]:
     if shape is not None:
         out["shape_ae"] = str(shape.weights or SHAPE_WEIGHTS)
     return out
+
+
+def _phases(pc: PipelineConfig) -> None:
+    """A phase run: raw scans, a consistent ``phases`` section, the U-Net's weights named."""
+    from .phases import phase_configs  # lazy: only phase runs
+
+    _check(pc.data.kind == "scan", "phases.enabled=true needs raw scans (data.kind=scan), got data.kind=mask")
+    phase_configs(pc.phases)
+    _check(pc.phases.segmenter != "unet" or bool(pc.phases.weights),
+           "phases.segmenter=unet needs phases.weights: the unet_phases.keras written by +exp=train_unet_phases")
 
 
 def _files(pc: PipelineConfig) -> None:
@@ -96,6 +108,8 @@ def validate_pipeline(pc: PipelineConfig, run_config: Mapping[str, Any] | None =
     _check(bool(scorers), "anomaly.scorers: no scorer is configured")
     missing = [n for n in pc.anomaly.combine.inputs if n not in scorers]
     _check(not missing, f"anomaly.combine.inputs {missing} are not among the configured scorers {sorted(scorers)}")
+    if pc.phases.enabled:
+        _phases(pc)
     _files(pc)
     digests = {}
     for name, path in models_in_use(pc).items():

@@ -95,6 +95,30 @@ def _run_group_spec(run_dir: Path) -> str | None:
     return None if spec in (None, "") else str(spec)
 
 
+#: Per-scan coating columns compared by default when the run measured a coating (coating.parquet).
+COATING_METRICS: tuple[str, ...] = ("porosity", "thickness_mean_um", "thickness_std_um")
+_PHASE_METRIC = re.compile(r"^phase_.+_fraction$")
+
+
+def _with_phase_metrics(scans: pd.DataFrame, run_dir: Path, notes: list[str]) -> pd.DataFrame:
+    """The scan table with ``phase_<name>_fraction`` (phases.parquet) and the coating columns, when present."""
+    phases, coating = run_dir / "phases.parquet", run_dir / "coating.parquet"
+    if phases.exists():
+        ph = pd.read_parquet(phases, columns=["scan_id", "phase", "area_fraction"])
+        if len(ph):
+            wide = ph.pivot_table(index="scan_id", columns="phase", values="area_fraction", sort=False)
+            wide.columns = [f"phase_{c}_fraction" for c in wide.columns]
+            scans = scans.merge(wide.reset_index(), on="scan_id", how="left")
+            notes.append("phase fractions taken from phases.parquet")
+    if coating.exists():
+        co = pd.read_parquet(coating)
+        keep = ["scan_id", *[c for c in COATING_METRICS if c in co.columns and c not in scans.columns]]
+        if len(co) and len(keep) > 1:
+            scans = scans.merge(co[keep], on="scan_id", how="left")
+            notes.append("porosity and thickness taken from coating.parquet")
+    return scans
+
+
 def _metrics(table: pd.DataFrame, requested: tuple[str, ...] | None, notes: list[str]) -> list[str]:
     numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])]
     if requested is not None:
@@ -103,7 +127,8 @@ def _metrics(table: pd.DataFrame, requested: tuple[str, ...] | None, notes: list
             raise CompareError(f"unknown metric(s) {unknown}; numeric per-scan columns: {sorted(numeric)}")
         chosen = list(requested)
     else:
-        chosen = [m for m in DEFAULT_METRICS if m in numeric] + sorted(c for c in numeric if _WORST.match(c))
+        chosen = ([m for m in DEFAULT_METRICS if m in numeric] + sorted(c for c in numeric if _WORST.match(c))
+                  + [c for c in numeric if _PHASE_METRIC.match(c)] + [m for m in COATING_METRICS if m in numeric])
         missing = [m for m in DEFAULT_METRICS if m not in numeric]
         if missing:
             notes.append(f"not in the run (skipped): {', '.join(missing)}")
@@ -346,6 +371,7 @@ def compare_run(run_dir: str | Path, *, cfg: CompareConfig | None = None, out_di
         if len(worst.columns) > 1:
             scans = scans.merge(worst, on="scan_id", how="left")
             notes.append("worst-field severities taken from ratings.parquet")
+    scans = _with_phase_metrics(scans, run_dir, notes)
     spec = cfg.groups if cfg.groups not in (None, "") else (_run_group_spec(run_dir) or "folder")
     paths = scans["path"].astype(str).tolist() if "path" in scans.columns else None
     grp = assign_groups(scans["scan_id"].astype(str).tolist(), paths, spec)

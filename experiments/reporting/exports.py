@@ -51,6 +51,8 @@ EXPORT_TABLES: dict[str, str] = {
     "scans": "scans.parquet",
     "clusters": "clusters.parquet",
     "ratings": "ratings.parquet",
+    "phases": "phases.parquet",
+    "coating": "coating.parquet",
 }
 _UNITS: tuple[tuple[str, str], ...] = (
     ("_um2", "µm²"),

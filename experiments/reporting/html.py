@@ -447,9 +447,11 @@ def _region_table(regions: pd.DataFrame, cfg: ReportConfig):
     return title, cols, rows
 
 
-def _extra_sections(layout: RunLayout, out: Path) -> list[dict]:
-    """Ratings, sample comparison and review, when the run has them (links and small tables)."""
-    sections = []
+def _extra_sections(layout: RunLayout, out: Path, scans: pd.DataFrame) -> list[dict]:
+    """Phases, ratings, sample comparison and review, when the run has them (links and small tables)."""
+    from .phases_section import phase_sections  # lazy: only runs with phases draw them
+
+    sections = phase_sections(layout, scans, out)
     if layout.ratings.exists():
         try:
             rt = pd.read_parquet(layout.ratings)
@@ -642,7 +644,7 @@ def write_report(
         n_clusters=len(clusters), cluster_pages=page_list, cluster_cols=first_cols, cluster_rows=first_rows,
         clusters_note=(f"The table holds the best {len(shown):,} of {len(clusters):,} clusters (report.max_table_rows); "
                        "all of them are in clusters.parquet." if len(clusters) > len(shown) else ""),
-        gallery=gallery, extra_sections=_extra_sections(layout, out), plots=_plots(stats, out),
+        gallery=gallery, extra_sections=_extra_sections(layout, out, scans), plots=_plots(stats, out),
         config_text=run.config_text or "(no .hydra/config.yaml in the run dir)", overrides_text=run.overrides_text)
     index = out / "index.html"
     index.write_text(html, encoding="utf-8")
