@@ -240,6 +240,16 @@ def with_cluster_features(
                       feats.drop(columns=["cluster_id"]).reset_index(drop=True)], axis=1)
 
 
+def _noun(phase: str, n: int) -> str:
+    """What the members are: impurities, or the phase(s) of a phase run (``pore``, ``oxide+pore``)."""
+    if not phase:
+        return "impurity" if n == 1 else "impurities"
+    names = phase.split("+")
+    if len(names) > 1:
+        return ("particle" if n == 1 else "particles") + f" ({', '.join(names)})"
+    return phase if n == 1 or phase.endswith("s") else phase + "s"
+
+
 def _length(v: float) -> str:
     """A length with two significant digits (no false precision): 3.2, 41, 1200."""
     if not math.isfinite(v):
@@ -316,13 +326,14 @@ def cluster_reasons(clusters: pd.DataFrame) -> pd.Series:
         col("member_solidity_mean"),
     )
     edge = col("edge_distance_px")
+    phase = clusters["phase"].fillna("").astype(str) if "phase" in clusters.columns else None
     places = {n: _top_percent(col(f"member_{n}_max")) for n in SCORE_NAMES[:3]}
     out = []
     for i, idx in enumerate(clusters.index):
         n = int(clusters["n_regions"].iloc[i])
         unit = "µm" if calibrated.iloc[i] else "px"
         word = _shape_word(circle.iloc[i], elong.iloc[i], sol.iloc[i])
-        noun = "impurity" if n == 1 else "impurities"
+        noun = _noun(str(phase.iloc[i]) if phase is not None else "", n)
         head = " ".join(x for x in (str(n), word, noun) if x)
         f, e = feret.iloc[i], extent.iloc[i]
         if n == 1:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import numpy as np
+import pandas as pd
 
 from data.standards.phases import PhaseError, PhaseMeasureConfig, PhaseMeasurement, measure_phases
 from segmentation.phases import PhasesConfig, segment_phases
@@ -22,7 +23,7 @@ from ..config import PHASE_MEASURE_KEYS, ConfigError, PhasesSection, domain_conf
 from ..layout import RunLayout
 from .artifacts import label_tiff_bytes, png_bytes
 
-__all__ = ["PhaseScan", "PhaseStep", "phase_configs", "region_phases", "phase_files"]
+__all__ = ["PhaseScan", "PhaseStep", "phase_configs", "region_phases", "cluster_phases", "phase_files"]
 
 _RUN_KEYS = ("enabled", "segmenter", "weights")
 _SEGMENTERS = ("classical", "unet")
@@ -119,6 +120,15 @@ def region_phases(labels: np.ndarray, phase_labels: np.ndarray, names: tuple[str
         raise ValueError("region ids are not all in the label image")
     table = np.array(("",) + tuple(names), dtype=object)
     return table[phase_of[pos]]
+
+
+def cluster_phases(table: pd.DataFrame, clusters: pd.DataFrame) -> np.ndarray:
+    """The phase(s) of each cluster's members: ``"pore"``, or ``"oxide+pore"`` for a mixed cluster."""
+    if not len(clusters):
+        return np.empty(0, dtype=object)
+    members = table[table["cluster_id"] >= 0].groupby("cluster_id")["phase"]
+    names = members.agg(lambda s: "+".join(sorted(set(map(str, s)))))
+    return clusters["cluster_id"].map(names).fillna("").to_numpy(dtype=object)
 
 
 def _downsampled(labels: np.ndarray, pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from ..config import PipelineConfig, domain_config, scorer_options
 from ..layout import RunLayout
 from .analysis import AnalysisOptions, Clock, analyse
 from .options import resolve_physical, resolved_settings_note
-from .phases import PhaseStep, phase_files, region_phases
+from .phases import PhaseStep, cluster_phases, phase_files, region_phases
 from .render import RenderOptions, render_scan, report_stats
 from .result import ScanResult, ScanTask, scan_row
 
@@ -207,6 +207,7 @@ class ScanAnalyzer:
         a.table.insert(0, "scan_id", sid)
         if ph is not None:
             a.table.insert(1, "phase", region_phases(a.labels, ph.labels, ph.names, a.table["region_id"].to_numpy()))
+            a.clusters.insert(0, "phase", cluster_phases(a.table, a.clusters))
         a.clusters.insert(0, "scan_id", sid)
         files, crops = render_scan(sid, scan.pixels, a.labels, a.table, a.clusters, pixel_size_um=ps,
                                    exclude=exclude, options=self.render, order_key=self.options.order_key,

@@ -124,3 +124,16 @@ def test_reasons_with_little_information():
 
 def test_docstring_examples():
     assert doctest.testmod(reasons_mod).failed == 0
+
+
+def test_reasons_name_the_phase_of_a_phase_run():
+    import pandas as pd
+
+    from anomaly.reasons import cluster_reasons
+
+    c = pd.DataFrame({"n_regions": [3, 1, 2], "extent_um": [40.0, 12.0, 30.0], "member_feret_max_um": [18.0, 11.0, 9.0],
+                      "phase": ["pore", "oxide", "oxide+pore"]})
+    out = cluster_reasons(c).tolist()
+    assert out[0].startswith("3 ") and "pores within 40 µm" in out[0]
+    assert out[1].startswith("1 ") and "oxide, 11 µm across" in out[1]
+    assert "particles (oxide, pore)" in out[2]

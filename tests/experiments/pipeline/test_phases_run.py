@@ -82,6 +82,11 @@ def test_pores_are_scored_regions_with_their_phase(phase_run):
     assert regions["combined_score"].notna().all() and "cluster_id" in regions.columns
     clusters = pd.read_parquet(out / "clusters.parquet")
     assert len(clusters) >= 1 and "rank" in clusters.columns
+    # the expert reads what the cluster is made of, not "impurities"
+    assert set(clusters["phase"]) <= {"pore", "oxide", "oxide+pore"}
+    assert not clusters["reason"].str.contains("impurit").any()
+    first = clusters.iloc[0]
+    assert first["phase"].split("+")[0] in first["reason"]
     scans = pd.read_parquet(out / "scans.parquet")
     assert (scans["status"] == "ok").all()
     assert scans["n_regions"].tolist() == regions.groupby("scan_id").size().loc[scans["scan_id"]].tolist()
