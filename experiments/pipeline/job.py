@@ -135,6 +135,7 @@ class _Run:
         self.inputs: dict[str, dict] = {}
         self.n_ok = self.n_failed = self.n_regions = 0
         self.failed: list[tuple[str, str]] = []
+        self.backends: dict[str, set[str]] = {}  # model file -> inference backends that ran (scan rows)
         self.uncalibrated: list[str] = []
         self.driver_s = 0.0  # time the driver spends per result (bookkeeping, tables)
         self.groups: dict[str, str] = {}
@@ -207,6 +208,10 @@ class _Run:
         """Account for one scan (fresh from a worker, or reused from its checkpoint)."""
         if r.ok:
             self.n_ok += 1
+            for part in str(r.row.get("segmentation_backend") or "").split("; "):
+                model, _, backend = part.partition(": ")
+                if backend:
+                    self.backends.setdefault(model, set()).add(backend)
             self.n_regions += int(r.row.get("n_regions") or 0)
             if r.row.get("pixel_size_source") in ("none", "", None):
                 self.uncalibrated.append(r.scan_id)
@@ -363,9 +368,8 @@ class _Run:
     def _write_stats(self, stats: dict) -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         stats["driver_peak_rss_mb"] = peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-        seg = sys.modules.get("segmentation.backends")  # only if a U-Net ran in this process (never imported here)
-        if seg is not None and seg.last_backends():
-            stats["segmentation_backends"] = seg.last_backends()  # {model file: 'openvino-bf16', ...}
+        if self.backends:  # from the scans' rows: the workers' processes, serial or on Ray
+            stats["segmentation_backends"] = {m: ",".join(sorted(b)) for m, b in sorted(self.backends.items())}
         try:
             write_atomic(self.layout.run_stats, json.dumps(stats, indent=1, default=float).encode())
         except OSError as exc:  # statistics only: never fatal

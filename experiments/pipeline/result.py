@@ -98,6 +98,8 @@ _CONTEXT: tuple[tuple[str, ColumnKind], ...] = (
     ("phases_file", "str"),
     ("thickness_file", "str"),
     ("settings_note", "str"),
+    # which inference path segmented the scan ("unet_impurities.keras: openvino-bf16; ..."), from the worker
+    ("segmentation_backend", "str"),
     ("group", "str"),
     ("file_size", "int"),
     ("file_mtime_ns", "int"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import traceback
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def domain_values(pixels: np.ndarray, card: dict, kind: str, *, phases: bool = F
         return {"in_domain": True, "domain_note": "not checked: the segmentation records no validated range"}
     check = check_domain(pixels, domain)
     return {"in_domain": bool(check.in_domain), "domain_note": check.note}
+
+
+def backend_value() -> str:
+    """``"unet_impurities.keras: openvino-bf16; ..."``: the inference paths this process ran ('' for none)."""
+    seg = sys.modules.get("segmentation.backends")  # only imported where a U-Net ran
+    return "; ".join(f"{k}: {v}" for k, v in sorted(seg.last_backends().items())) if seg is not None else ""
 
 
 def analysis_options(cfg: PipelineConfig) -> AnalysisOptions:
@@ -223,6 +230,7 @@ class ScanAnalyzer:
             pixel_size_source=cal.source,
             calibration_note="; ".join(cal.notes),
             settings_note=self._settings_note(ps),
+            segmentation_backend=backend_value() if d.kind == "scan" else "",
             exclusion_file=RunLayout.exclusion_rel(sid) if exclude is not None else "",
             labels_file=RunLayout.labels_rel(sid) if RunLayout.labels_rel(sid) in files else "",
             heatmap_file=RunLayout.heatmap_rel(sid) if RunLayout.heatmap_rel(sid) in files else "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -250,3 +251,25 @@ def test_spatial_rows_on_ray_give_the_same_scores(compose, tmp_path, mask_archiv
     a = pd.read_parquet(tmp_path / "a" / "regions.parquet")
     b = pd.read_parquet(tmp_path / "b" / "regions.parquet")
     pd.testing.assert_series_equal(a["spatial_score"], b["spatial_score"])
+
+
+@pytest.mark.slow
+def test_ray_raw_scan_run_records_the_inference_backend_of_its_workers(compose, tmp_path, local_ray):
+    """The backend runs in the worker's process; it travels back in the scan row into run_stats.json."""
+    import cv2
+
+    from experiments.pipeline.job import run_pipeline
+
+    src = cv2.imread(str(REPO / "data" / "samples" / "scans" / "10.jpg"), cv2.IMREAD_GRAYSCALE)
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "crop.png"), src[:256, :320])
+    pc = pipeline_config(compose(["+exp=demo", f"data.input={tmp_path / 'in'}", "runtime=ray",
+                                  "runtime.num_workers=1", "segmentation.grains.enabled=false", "report.html=false"]))
+    out = tmp_path / "run"
+    assert run_pipeline(pc, out) == 0
+    row = pd.read_parquet(out / "scans.parquet").iloc[0]
+    assert row["segmentation_backend"].startswith("unet_impurities.keras: ")
+    stats = json.loads((out / ".quantmet" / "run_stats.json").read_text())
+    backend = stats["segmentation_backends"]["unet_impurities.keras"]
+    assert backend == row["segmentation_backend"].split(": ", 1)[1]
+    assert backend.split("-")[0] in ("openvino", "onnxruntime", "keras")
