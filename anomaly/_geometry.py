@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 __all__ = ["as_boxes", "as_areas", "box_gap", "boxes_of"]
 

@@ -6,13 +6,16 @@ The paper multiplies the spatial and the shape score; ``rank_mean`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .scorers import get_scorer
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 __all__ = ["COMBINE_METHODS", "CombineConfig", "combine_scores", "combine_table"]
 

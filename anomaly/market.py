@@ -132,13 +132,14 @@ import heapq
 import logging
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy.spatial import ConvexHull, cKDTree
 
 from ._geometry import as_areas, as_boxes, box_gap, boxes_of
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 __all__ = [
     "ORDER_KEYS",
@@ -379,6 +380,7 @@ def _validate(boxes, scores, region_ids, areas=None):
 
 def _candidate_pairs(b: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
     """Unordered pairs ``i < j`` whose box gap may be <= r (a superset); KD-tree on centres."""
+    from scipy.spatial import cKDTree  # lazy
     n = b.shape[0]
     if n < 2 or r < 0:
         e = np.zeros(0, np.int64)
@@ -718,6 +720,7 @@ def max_pairwise_gap(boxes: np.ndarray) -> float:
     (a convex-hull vertex) is closer than a known gap cannot be in the maximising
     pair; the remaining boxes are compared all against all in blocks.
     """
+    from scipy.spatial import ConvexHull  # lazy
     b = as_boxes(boxes)
     m = b.shape[0]
     if m < 2:
@@ -793,6 +796,7 @@ def cluster_measures(
     >>> float(m.loc[0, "diameter"]), float(m.loc[0, "weighted_area2_sum_mult_diameter"])
     (5.0, 250.0)
     """
+    import pandas as pd  # lazy
     b = as_boxes(boxes)
     n = b.shape[0]
     a = as_areas(areas, n)
@@ -888,6 +892,7 @@ def market_clustering(
 
     Examples
     --------
+    >>> import pandas as pd
     >>> t = pd.DataFrame({"region_id": [1, 2, 3], "area_px": [16, 16, 16],
     ...                   "bbox_rmin": [0, 0, 900], "bbox_cmin": [0, 6, 900],
     ...                   "bbox_rmax": [3, 3, 903], "bbox_cmax": [3, 9, 903]})
@@ -896,6 +901,7 @@ def market_clustering(
     >>> labels.tolist(), clusters["n_regions"].tolist()
     ([0, 0, -1], [2])
     """
+    import pandas as pd  # lazy
     cfg = MarketConfig() if cfg is None else cfg
     if not isinstance(table, pd.DataFrame):
         raise ValueError(

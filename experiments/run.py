@@ -76,10 +76,12 @@ def _precheck_pipeline(cfg: DictConfig) -> None:
     from omegaconf import OmegaConf  # lazy
 
     from experiments.config import pipeline_config  # lazy
+
+    pc = pipeline_config(cfg)  # types, keys, ranges: before the validation's own imports
     from experiments.pipeline.validate import validate_pipeline  # lazy
 
     run_config = OmegaConf.to_container(cfg, resolve=True)
-    validate_pipeline(pipeline_config(cfg), run_config if "task" in run_config else None)
+    validate_pipeline(pc, run_config if "task" in run_config else None)
 
 
 @hydra.main(version_base="1.3", config_path=_CONF, config_name="config")

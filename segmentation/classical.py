@@ -13,10 +13,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
-from skimage.feature import peak_local_max
-from skimage.filters import threshold_otsu
-from skimage.segmentation import watershed
 
 __all__ = [
     "ClassicalConfig",
@@ -151,6 +147,7 @@ def impurity_contrast(img: np.ndarray, cfg: ClassicalConfig, *, radius: int | No
 
 def threshold_image(contrast: np.ndarray, cfg: ClassicalConfig) -> np.ndarray:
     """Binary mask of pixels above the configured threshold of a contrast image."""
+    from skimage.filters import threshold_otsu  # lazy
     if cfg.threshold == "fixed":
         level = float(cfg.threshold_value)
     elif cfg.threshold == "percentile":
@@ -170,6 +167,9 @@ def split_touching(mask: np.ndarray, *, min_distance: int = 4) -> np.ndarray:
     One distance transform, one set of markers and one watershed call for the
     whole image.  Returns an int32 label image (0 = background).
     """
+    from scipy import ndimage  # lazy
+    from skimage.feature import peak_local_max  # lazy
+    from skimage.segmentation import watershed  # lazy
     mask = np.asarray(mask, bool)
     if not mask.any():
         return np.zeros(mask.shape, np.int32)
@@ -204,6 +204,7 @@ def segment_impurities(pixels: np.ndarray, cfg: ClassicalConfig | None = None) -
     ndarray of int32, shape (M, N)
         0 = matrix, 1..n = impurities (touching ones split when ``cfg.watershed``).
     """
+    from scipy import ndimage  # lazy
     cfg = cfg or ClassicalConfig()
     img = preprocess(pixels, cfg)
     mask = threshold_image(impurity_contrast(img, cfg), cfg)

@@ -44,12 +44,13 @@ Examples
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 import logging
 
 import numpy as np
-import pandas as pd
-from scipy import ndimage
-from skimage.morphology import skeletonize
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 __all__ = [
     "FIELD_COLUMNS",
@@ -123,6 +124,8 @@ def boundary_skeleton(boundaries: np.ndarray, *, close_radius: int = 0) -> np.nd
     -------
     ndarray of bool, shape (M, N)
     """
+    from scipy import ndimage  # lazy
+    from skimage.morphology import skeletonize  # lazy
     b = _as_bool_2d(boundaries)
     if close_radius < 0:
         raise ValueError(f"close_radius must be >= 0, got {close_radius}")
@@ -158,6 +161,7 @@ def clean_boundaries(
     ndarray of bool, shape (M, N)
         1-px wide boundary lines.
     """
+    from scipy import ndimage  # lazy
     if min_length_px < 0:
         raise ValueError(f"min_length_px must be >= 0, got {min_length_px}")
     skel = boundary_skeleton(boundaries, close_radius=close_radius)
@@ -178,6 +182,7 @@ def _skeleton_pieces(skel: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.
     by label (entry 0 unused).  A junction pixel has 3 or more 8-neighbours on
     the skeleton, an end pixel at most one.
     """
+    from scipy import ndimage  # lazy
     nb = ndimage.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
     nb = np.where(skel, nb, 0)
     junction = skel & (nb >= 3)
@@ -248,6 +253,7 @@ def prune_boundaries(
     >>> int(prune_boundaries(b, spur_length_px=15).sum())
     40
     """
+    from scipy import ndimage  # lazy
     if spur_length_px < 0 or min_length_px < 0 or max_iter < 0:
         raise ValueError("spur_length_px, min_length_px and max_iter must be >= 0")
     if not 0.0 <= float(min_mean_prob) < 1.0:
@@ -365,6 +371,7 @@ def grain_labels(
     ndarray of int32, shape (M, N)
         1..n, 0 nowhere unless the image holds no grain at all.
     """
+    from scipy import ndimage  # lazy
     if min_area_px < 1:
         raise ValueError(f"min_area_px must be >= 1, got {min_area_px}")
     b = boundary_skeleton(boundaries, close_radius=close_radius) if thin else _as_bool_2d(boundaries)
@@ -402,6 +409,7 @@ def grain_table(labels: np.ndarray, *, pixel_size_um: float | None = None) -> pd
         Columns :data:`GRAIN_COLUMNS` (``touches_border``: the grain has a pixel
         on the image border, so it is cut by the field of view), in grain_id order.
     """
+    import pandas as pd  # lazy
     lab = np.asarray(labels)
     if lab.ndim != 2 or lab.dtype.kind not in "iu":
         raise ValueError(f"labels must be a 2-D integer image, got shape {lab.shape} dtype {lab.dtype}")
@@ -617,6 +625,7 @@ def _in_bins(pos: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def _field_table(ev: dict, shape: tuple[int, int], field_px: int, pixel_size_um: float | None) -> pd.DataFrame:
+    import pandas as pd  # lazy
     er, ec = _field_edges(shape[0], field_px), _field_edges(shape[1], field_px)
     nr, nc = er.size - 1, ec.size - 1
     k = nr * nc
@@ -881,6 +890,7 @@ def pooled_grain_size(
         As :func:`intercept_statistics`, plus ``n_scans`` and ``pooled_over``
         (``"fields"`` or ``"scans"``).
     """
+    import pandas as pd  # lazy
     if fields is not None:
         out = intercept_statistics(fields, confidence=confidence, min_fields=min_fields,
                                    min_intercepts=min_intercepts)
@@ -934,6 +944,8 @@ def boundary_f1(
         ``precision``, ``recall``, ``f1`` (NaN when undefined: no pixels),
         ``n_pred``, ``n_true`` (pixels after thinning).
     """
+    from scipy import ndimage  # lazy
+    from skimage.morphology import skeletonize  # lazy
     a, t = _as_bool_2d(pred, "pred"), _as_bool_2d(truth, "truth")
     if a.shape != t.shape:
         raise ValueError(f"pred and truth shapes differ: {a.shape} vs {t.shape}")

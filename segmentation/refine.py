@@ -16,7 +16,6 @@ darkest pixel always stays.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["depth_extent", "impurity_postprocess"]
 
@@ -66,6 +65,7 @@ def depth_extent(
     >>> int(depth_extent(img, m, fraction=0.5, smooth_sigma=0).sum())
     16
     """
+    from scipy import ndimage  # lazy
     a = np.asarray(pixels)
     m = np.asarray(mask, bool)
     if a.ndim != 2 or a.shape != m.shape:
@@ -136,6 +136,7 @@ def impurity_postprocess(
     -------
     ndarray of bool, shape (M, N)
     """
+    from scipy import ndimage  # lazy
     from .tiling import prob_to_mask
 
     if min_peak_prob is not None and not float(threshold) <= float(min_peak_prob) < 1.0:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 __all__ = [
     "PredictFn",
@@ -382,6 +381,7 @@ def prob_to_mask(
     >>> prob_to_mask(p, 0.2).sum(), prob_to_mask(p, 0.2, extent_threshold=0.5).sum()
     (np.int64(5), np.int64(1))
     """
+    from scipy import ndimage  # lazy
     if not 0.0 < float(threshold) < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if extent_threshold is not None and not 0.0 < float(extent_threshold) < 1.0:

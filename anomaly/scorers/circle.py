@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 
 __all__ = ["CircleConfig", "circle_scores", "circle_score"]

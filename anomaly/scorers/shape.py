@@ -30,16 +30,18 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from data.errors import QuantmetError
 from data.model_cards import ModelCardError, verify_model_file
 
 from .._geometry import as_boxes, boxes_of
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_WEIGHTS",

@@ -39,16 +39,19 @@ to Ray tasks).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-from scipy.spatial import cKDTree
 
 from .._geometry import as_areas, as_boxes, boxes_of
+
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    from scipy.spatial import cKDTree
+    import pandas as pd
 
 __all__ = [
     "NORMALIZATIONS",
@@ -170,6 +173,7 @@ def _build_index(boxes: np.ndarray, areas: np.ndarray, *, dense_max: int | None 
     Up to ``dense_max`` (default ``_DENSE_MAX``) impurities no trees are built:
     evaluating every pair is faster.
     """
+    from scipy.spatial import cKDTree  # lazy
     centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
     half = 0.5 * (boxes[:, 2:] - boxes[:, :2])
     a_max = float(areas.max())

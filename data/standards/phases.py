@@ -22,15 +22,15 @@ Sizes are µm on a calibrated scan; on an uncalibrated one thickness is in px on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from data.regions import regions_from_labels
 from segmentation.phases.classical import PhaseError
 
-from .stereology import summarize
+if TYPE_CHECKING:  # annotations only (the module imports them where it uses them)
+    import pandas as pd
+
 
 __all__ = ["PhaseError", "PhaseMeasureConfig", "PhaseMeasurement", "measure_phases"]
 
@@ -110,6 +110,7 @@ class PhaseMeasurement:
 
 
 def _ci(values: np.ndarray) -> tuple[float, float, int]:
+    from .stereology import summarize  # lazy
     s = summarize(np.asarray(values, dtype=np.float64))
     return s["mean"] - s["ci95"], s["mean"] + s["ci95"], int(s["n"])
 
@@ -151,6 +152,7 @@ def _check(labels: np.ndarray, names: Sequence[str], cfg: PhaseMeasureConfig) ->
 
 
 def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str) -> pd.DataFrame:
+    import pandas as pd  # lazy
     valid = lab > 0
     n_valid = int(valid.sum())
     rs, cs = _splits(lab.shape[0], cfg.fields[0]), _splits(lab.shape[1], cfg.fields[1])
@@ -223,6 +225,7 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
 
 
 def _coating(lab, names, cfg, pixel_size_um, scan_id):
+    import pandas as pd  # lazy
     if pixel_size_um is None and not cfg.allow_px:
         raise PhaseError(
             "coating thickness asked for on an uncalibrated scan: give a pixel size, or set "
@@ -266,6 +269,8 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
 
 
 def _regions(lab, names, cfg, pixel_size_um, layer):
+    import pandas as pd  # lazy
+    from data.regions import regions_from_labels  # lazy
     from scipy import ndimage as ndi
 
     out = np.zeros(lab.shape, dtype=np.int32)

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from anomaly.rerank import load_reranker
 from anomaly.scorers.shape import DEFAULT_WEIGHTS as SHAPE_WEIGHTS
 from data.calibration import load_calibration_csv
 from data.errors import QuantmetError
@@ -81,6 +80,8 @@ def _files(pc: PipelineConfig) -> None:
         _check(Path(str(d.groups)).expanduser().is_file(),
                f"data.groups must be 'folder', null or a CSV file path,group; file not found: {d.groups}")
     if pc.anomaly.rerank.model:
+        from anomaly.rerank import load_reranker  # lazy: pandas, only when a re-ranker is named
+
         try:
             load_reranker(pc.anomaly.rerank.model)
         except Exception as exc:  # noqa: BLE001 - any unusable model file is a config error
