@@ -8,8 +8,9 @@ fails early (a config error, ``--help``) does not pay for the image and table st
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_names
 
 from .errors import (
     CalibrationError,
@@ -51,14 +52,4 @@ __all__ = sorted([*_WHERE, "CalibrationError", "InputNotFoundError", "MaskError"
                   "QuantmetError", "ScanReadError"])
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{where}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__, globals(), _WHERE)
