@@ -11,6 +11,13 @@
   t-interval of the mean from field strips along the layer; porosity (ASTM E2109 style) = pore
   pixels inside the layer / layer pixels, with a field-to-field 95 % t-interval along the layer.
   Dark pixels above the top surface (the mount) never count as porosity.
+* The mount (when a coating is measured): per column the pixels above the top surface of the layer
+  (in a column with no layer, above the substrate; a column with neither is all mount) -- the resin
+  outside the sample, on the image edge of the mount side.  The phase fractions and the point count
+  are then over the sample pixels only (mount excluded, so the dark resin is not counted as pore);
+  ``coating.mount_fraction`` is the mount's share of the image and
+  ``PhaseMeasurement.sample_mask`` the sample pixels.  Without a coating nothing is excluded (a
+  multiphase scan is all sample).
 * Melted / unmelted fraction when both phases are named.
 * The region table (``data.regions_from_labels`` columns + ``phase``) of the object phases' connected
   components (components outside the layer are dropped when a coating is measured).
@@ -107,6 +114,8 @@ class PhaseMeasurement:
     regions: pd.DataFrame
     thickness_profile: np.ndarray | None
     region_labels: np.ndarray
+    #: Pixels the fractions are over: assigned (label > 0) and, when a coating is measured, not mount.
+    sample_mask: np.ndarray | None = None
 
 
 def _ci(values: np.ndarray) -> tuple[float, float, int]:
@@ -150,16 +159,16 @@ def _check(labels: np.ndarray, names: Sequence[str], cfg: PhaseMeasureConfig) ->
     return lab, names
 
 
-def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str) -> pd.DataFrame:
-    valid = lab > 0
+def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str,
+               valid: np.ndarray) -> pd.DataFrame:
     n_valid = int(valid.sum())
     rs, cs = _splits(lab.shape[0], cfg.fields[0]), _splits(lab.shape[1], cfg.fields[1])
     sp = int(cfg.point_spacing_px)
     pts = lab[sp // 2 :: sp, sp // 2 :: sp]
-    pts = pts[pts > 0]
+    pts = pts[valid[sp // 2 :: sp, sp // 2 :: sp]]
     rows = []
     for k, name in enumerate(names, start=1):
-        m = lab == k
+        m = (lab == k) & valid
         per_field = []
         for r in rs:
             for c in cs:
@@ -192,7 +201,7 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
-    """Layer mask, per-column top surface and interface rows (NaN where no layer)."""
+    """Layer mask, pore mask, per-column top surface and interface rows, columns with a layer, mount mask."""
     from scipy import ndimage as ndi
 
     kc = names.index(cfg.coating) + 1
@@ -219,7 +228,12 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     layer = (rows >= top[None, :]) & (rows < iface[None, :]) & ok[None, :]
     layer &= lab > 0
     is_pore = np.isin(lab, pore_ids) & layer
-    return layer, is_pore, top, iface, ok
+    # mount: above the top surface; in a column with no layer, above the substrate body; a column
+    # with neither is outside the sample
+    sub_any = sub.any(axis=0)
+    sample_top = np.where(has, top, np.where(sub_any, np.argmax(sub, axis=0), h))
+    mount = rows < sample_top[None, :]
+    return layer, is_pore, top, iface, ok, mount
 
 
 def _coating(lab, names, cfg, pixel_size_um, scan_id):
@@ -229,7 +243,7 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
             "phases.allow_px=true to measure in px"
         )
     t = lab.T if cfg.direction == "rows" else lab
-    layer, is_pore, top, iface, ok = _layer(t, names, cfg)
+    layer, is_pore, top, iface, ok, mount = _layer(t, names, cfg)
     scale = float(pixel_size_um) if pixel_size_um is not None else 1.0
     prof = np.where(ok, (iface - top).astype(np.float64) * scale, np.nan)
     strips = _splits(t.shape[1], cfg.fields[0] if cfg.direction == "rows" else cfg.fields[1])
@@ -256,13 +270,15 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
         "porosity": float(is_pore.sum() / n_layer) if n_layer else nan,
         "porosity_ci_low": plo, "porosity_ci_high": phi,
         "thickness_unit": "um" if pixel_size_um is not None else "px",
+        "mount_fraction": float(mount.mean()),
     }
     if cfg.melted is not None:
         km, ku = names.index(cfg.melted) + 1, names.index(cfg.unmelted) + 1
         nm, nu = int((lab == km).sum()), int((lab == ku).sum())
         row["melted_fraction"] = nm / (nm + nu) if nm + nu else nan
     layer_img = layer.T if cfg.direction == "rows" else layer
-    return pd.DataFrame([row]), prof, layer_img
+    mount_img = mount.T if cfg.direction == "rows" else mount
+    return pd.DataFrame([row]), prof, layer_img, mount_img
 
 
 def _regions(lab, names, cfg, pixel_size_um, layer):
@@ -338,10 +354,12 @@ def measure_phases(
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise PhaseError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
     lab, names = _check(labels, names, cfg)
-    fractions = _fractions(lab, names, cfg, scan_id)
     coating = prof = layer = None
+    sample = lab > 0
     if cfg.coating is not None:
-        coating, prof, layer = _coating(lab, names, cfg, pixel_size_um, scan_id)
+        coating, prof, layer, mount = _coating(lab, names, cfg, pixel_size_um, scan_id)
+        sample &= ~mount
+    fractions = _fractions(lab, names, cfg, scan_id, sample)
     regions, region_labels = _regions(lab, names, cfg, pixel_size_um, layer)
     return PhaseMeasurement(fractions=fractions, coating=coating, regions=regions,
-                            thickness_profile=prof, region_labels=region_labels)
+                            thickness_profile=prof, region_labels=region_labels, sample_mask=sample)

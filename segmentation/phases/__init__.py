@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classical import PhaseError, choose_n_by_bic, clean_small, gmm_thresholds, otsu_thresholds, preprocess, to_unit_grey
+from .classical import PhaseError, choose_n_by_bic, clean_small, gmm_thresholds, otsu_thresholds, preprocess, repair_rims, to_unit_grey
 from .classical import _size_px
 
-__all__ = ["PhaseError", "PhasesConfig", "segment_phases", "resolve_n"]
+__all__ = ["PhaseError", "PhasesConfig", "segment_phases", "resolve_n", "repair_rims"]
 
 _METHODS = ("otsu", "gmm")
 
@@ -40,6 +40,12 @@ class PhasesConfig:
         Filter size; µm when given and the scan is calibrated (µm read as px otherwise).
     slic, slic_segments
         Average the grey level over SLIC superpixels before thresholding.
+    rim_px : int
+        Transition-rim repair (0 = off): a pixel of an intermediate phase within ``rim_px`` px of
+        both a darker and a brighter phase is the blurred edge between them (a pore's rim in a
+        coating reads as oxide); it goes to the darker or the brighter of those two phases,
+        whichever class mean is nearer its grey level.  Thin bodies of the intermediate phase away
+        from such an edge (oxide stringers) are kept.
     min_size_um, min_size_px
         Clean-up: components smaller than an equivalent diameter of ``min_size_um`` (µm; px when
         uncalibrated), or else than an area of ``min_size_px`` pixels, merge into the phase
@@ -55,6 +61,7 @@ class PhasesConfig:
     denoise_size_px: int = 3
     slic: bool = False
     slic_segments: int = 2000
+    rim_px: int = 0
     min_size_um: float | None = None
     min_size_px: int = 4
 
@@ -77,6 +84,8 @@ class PhasesConfig:
                     f"phases.n={self.n} but {len(names)} names were given ({list(names)}); "
                     "give one name per phase, darkest first"
                 )
+        if isinstance(self.rim_px, bool) or int(self.rim_px) != self.rim_px or self.rim_px < 0:
+            raise PhaseError(f"phases.rim_px must be an integer >= 0, got {self.rim_px!r}")
         if self.min_size_px < 1:
             raise PhaseError(f"phases.min_size_px must be >= 1, got {self.min_size_px}")
         if self.min_size_um is not None and self.min_size_um <= 0:
@@ -145,6 +154,8 @@ def segment_phases(
     t = otsu_thresholds(values, n) if cfg.method == "otsu" else gmm_thresholds(values, n)
     labels = (np.digitize(g, t) + 1).astype(np.uint8)
     labels[~valid] = 0
+    if cfg.rim_px and n >= 3:
+        labels = repair_rims(labels, g, n=n, rim_px=int(cfg.rim_px))
     if cfg.min_size_um is not None:
         d_px = cfg.min_size_um / pixel_size_um if pixel_size_um else cfg.min_size_um
         min_px = max(1, int(np.ceil(np.pi / 4.0 * d_px**2)))

@@ -21,6 +21,7 @@ __all__ = [
     "gmm_thresholds",
     "choose_n_by_bic",
     "clean_small",
+    "repair_rims",
 ]
 
 
@@ -253,4 +254,36 @@ def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | Non
             break
     if valid is not None:
         out[~valid] = 0
+    return out
+
+
+def repair_rims(labels: np.ndarray, grey: np.ndarray, *, n: int, rim_px: int = 1) -> np.ndarray:
+    """Give the blurred edge between a dark and a bright phase back to those two phases.
+
+    A pixel of an intermediate phase ``k`` (``1 < k < n``) within ``rim_px`` px of both a darker
+    and a brighter phase is relabelled to the darker phase nearest it (largest label below ``k``
+    in the window) or the brighter one (smallest label above ``k``), whichever class mean of
+    ``grey`` is nearer its grey level.  Label 0 (excluded) is never a neighbour and never changes.
+    """
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(labels)
+    out = lab.copy()
+    if n < 3 or rim_px < 1:
+        return out
+    g = np.asarray(grey, dtype=np.float64)
+    cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+    mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+    size = 2 * int(rim_px) + 1
+    for k in range(2, n):
+        mid = lab == k
+        if not mid.any():
+            continue
+        dark = ndi.maximum_filter(np.where((lab > 0) & (lab < k), lab, 0).astype(np.uint8), size=size)
+        bright = ndi.minimum_filter(np.where(lab > k, lab, 255).astype(np.uint8), size=size)
+        rim = mid & (dark > 0) & (bright < 255)
+        if not rim.any():
+            continue
+        d, b, v = dark[rim], bright[rim], g[rim]
+        out[rim] = np.where(np.abs(v - mu[d]) <= np.abs(v - mu[b]), d, b)
     return out
