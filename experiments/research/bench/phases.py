@@ -1,0 +1,2 @@
+from .config import PhasesBenchConfig
+def run(cfg, output_dir): raise NotImplementedError
