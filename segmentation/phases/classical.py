@@ -22,6 +22,7 @@ __all__ = [
     "choose_n_by_bic",
     "clean_small",
     "repair_rims",
+    "flatten_illumination",
 ]
 
 
@@ -286,4 +287,111 @@ def repair_rims(labels: np.ndarray, grey: np.ndarray, *, n: int, rim_px: int = 1
             continue
         d, b, v = dark[rim], bright[rim], g[rim]
         out[rim] = np.where(np.abs(v - mu[d]) <= np.abs(v - mu[b]), d, b)
+    return out
+
+
+def _poly_terms(yy: np.ndarray, xx: np.ndarray, degree: int) -> np.ndarray:
+    """Columns y^i x^j, 1 <= i + j <= degree (no constant)."""
+    cols = [yy**i * xx ** (d - i) for d in range(1, degree + 1) for i in range(d + 1)]
+    return np.stack(cols, axis=-1)
+
+
+def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degree: int = 2, iters: int = 3,
+                         valid: np.ndarray | None = None, max_samples: int = 200000, seed: int = 0) -> np.ndarray:
+    """Divide out a smooth multiplicative illumination field shared by all phases.
+
+    Each pass thresholds the image into ``n`` classes, fits ``log(g / median of its class)`` by a
+    2-D polynomial of ``degree`` (no constant, so the mean level is kept; weighted by the class
+    level, dark classes being noisier in log) on up to ``max_samples`` valid pixels, and divides the
+    image by ``exp(field)``.  A gradient across the scan no longer moves a phase across a threshold.
+    """
+    g = np.asarray(grey, dtype=np.float64)
+    m, w = g.shape
+    ok = np.ones(g.shape, bool) if valid is None else np.asarray(valid, bool)
+    idx = np.flatnonzero(ok.ravel())
+    if idx.size > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
+    ry, rx = np.divmod(idx, w)
+    yy_s, xx_s = 2.0 * ry / max(m - 1, 1) - 1.0, 2.0 * rx / max(w - 1, 1) - 1.0
+    a_s = _poly_terms(yy_s, xx_s, int(degree))
+    coef = np.zeros(a_s.shape[1])
+    eps = 1.0 / 1024.0
+    base = g.ravel()[idx]
+    v_s = base
+    for _ in range(int(iters)):
+        # classes of the last flattened samples; the field is re-fitted on the original levels
+        t = otsu_thresholds(v_s, n) if method == "otsu" else gmm_thresholds(v_s, n)
+        cls = np.digitize(v_s, t)
+        med = np.array([np.median(v_s[cls == k]) if np.any(cls == k) else np.nan for k in range(n)])
+        lv = med[cls]
+        use = np.isfinite(lv) & (lv > eps) & (base > eps)
+        r = np.log(base[use] / lv[use])
+        wt = lv[use] / np.nanmax(med)
+        coef, *_ = np.linalg.lstsq(a_s[use] * wt[:, None], r * wt, rcond=None)
+        v_s = base / np.exp(a_s @ coef)
+    yy, xx = np.mgrid[0:m, 0:w].astype(np.float64)
+    yy = 2.0 * yy / max(m - 1, 1) - 1.0
+    xx = 2.0 * xx / max(w - 1, 1) - 1.0
+    field_img = np.zeros(g.shape)
+    for c, col in zip(coef, [yy**i * xx ** (d - i) for d in range(1, int(degree) + 1) for i in range(d + 1)]):
+        field_img += c * col
+    return np.clip(g / np.exp(field_img), 0.0, 1.0)
+
+
+def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
+                      depth: float = 0.25) -> np.ndarray:
+    """Give small dark objects that blur made read as an intermediate phase back their true phase and area.
+
+    A blurred pore a few px across never reaches the pore grey level: it reads as the next phase
+    up (a pore in a coating reads as oxide).  A component of an intermediate phase ``k``
+    (``1 < k < n``) of at most ``max_area_px`` px, touching no darker phase, whose darkest pixel
+    lies more than ``depth`` of the gap below its class mean (towards phase ``k - 1``) is taken
+    for a blurred object of phase ``k - 1``.  Blur keeps the integrated darkness, so its area is
+    ``D / (mu_b - mu_{k-1})`` with ``D`` the sum of ``mu_b - grey`` over the component and a 1 px
+    ring (``mu_b`` the mean of the brighter phase around it): that many of its darkest pixels become
+    phase ``k - 1``, the rest the brighter phase around it.  Oxide stringers and other bodies of
+    phase ``k`` keep their label (they do not go that dark, or are larger).
+    """
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(labels)
+    out = lab.copy()
+    if n < 3 or max_area_px < 1:
+        return out
+    g = np.asarray(grey, dtype=np.float64)
+    cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+    mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+    h, w = lab.shape
+    for k in range(2, n):
+        comp, nc = ndi.label(lab == k, structure=np.ones((3, 3), bool))
+        if nc == 0:
+            continue
+        area = np.bincount(comp.ravel(), minlength=nc + 1)
+        gmin = ndi.minimum(g, comp, index=np.arange(1, nc + 1))
+        cand = np.flatnonzero((area[1:] <= max_area_px) & (gmin < mu[k] - depth * (mu[k] - mu[k - 1]))) + 1
+        if cand.size == 0:
+            continue
+        slices = ndi.find_objects(comp)
+        for c in cand:
+            sl = slices[c - 1]
+            r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
+            c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
+            sub = comp[r0:r1, c0:c1] == c
+            ring = ndi.binary_dilation(sub, structure=np.ones((3, 3), bool)) & ~sub
+            neigh = lab[r0:r1, c0:c1][ring]
+            if np.any((neigh > 0) & (neigh < k)):
+                continue  # touches a darker phase: a rim (repair_rims) or a real body next to one
+            bright = neigh[neigh > k]
+            if bright.size == 0:
+                continue
+            b = int(np.bincount(bright).argmax())
+            gs = g[r0:r1, c0:c1]
+            deficit = float(np.clip(mu[b] - gs[sub | ring], 0.0, None).sum())
+            n_dark = int(round(deficit / max(mu[b] - mu[k - 1], 1e-9)))
+            vals = gs[sub]
+            order = np.argsort(vals, kind="stable")
+            new = np.full(vals.size, b, dtype=out.dtype)
+            new[order[: min(n_dark, vals.size)]] = k - 1
+            o = out[r0:r1, c0:c1]
+            o[sub] = new
     return out

@@ -365,5 +365,5 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                markdown_table(ev.drop(columns=["split", "setting"])), ""]
     (out / "phases_eval.md").write_text("\n".join(md))
     log.info("\n%s", "\n".join(md))
-    print("\n".join(md))
+
     return 0
