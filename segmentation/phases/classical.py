@@ -340,58 +340,73 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
 
 def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
                       depth: float = 0.25) -> np.ndarray:
-    """Give small dark objects that blur made read as an intermediate phase back their true phase and area.
+    """Give small dark objects that blur made read (partly) as an intermediate phase their true phase and area.
 
-    A blurred pore a few px across never reaches the pore grey level: it reads as the next phase
-    up (a pore in a coating reads as oxide).  A component of an intermediate phase ``k``
-    (``1 < k < n``) of at most ``max_area_px`` px, touching no darker phase, whose darkest pixel
-    lies more than ``depth`` of the gap below its class mean (towards phase ``k - 1``) is taken
-    for a blurred object of phase ``k - 1``.  Blur keeps the integrated darkness, so its area is
-    ``D / (mu_b - mu_{k-1})`` with ``D`` the sum of ``mu_b - grey`` over the component and a 1 px
-    ring (``mu_b`` the mean of the brighter phase around it): that many of its darkest pixels become
-    phase ``k - 1``, the rest the brighter phase around it.  Oxide stringers and other bodies of
-    phase ``k`` keep their label (they do not go that dark, or are larger).
+    A blurred pore a few px across never reaches the pore grey level: it reads as the next phase up
+    (a pore in a coating reads as oxide), or as a small pore core in a thick ring of it.  For each
+    intermediate phase ``k`` (``1 < k < n``, ascending), a connected object of phases ``1..k`` of at
+    most ``max_area_px`` px inside a brighter phase ``b`` (the most frequent phase on its 1 px ring)
+    is taken for a blurred dark object when it holds a pixel of a phase below ``k`` or its darkest
+    pixel lies more than ``depth`` of the gap below the class mean of ``k``.  Blur keeps the
+    integrated darkness, so its true area is ``D / (mu_b - mu_d)`` with ``D`` the sum of
+    ``mu_b - grey`` over the object and its ring and ``d`` the darkest phase in it (``k - 1`` when
+    none): that many of its darkest pixels become ``d``, the others ``b``.  Bodies of phase ``k``
+    alone that do not go that dark (oxide stringers) and large objects keep their labels.
+    Vectorised (label images and bincounts).
     """
     from scipy import ndimage as ndi
 
-    lab = np.asarray(labels)
-    out = lab.copy()
+    out = np.asarray(labels).copy()
     if n < 3 or max_area_px < 1:
         return out
     g = np.asarray(grey, dtype=np.float64)
-    cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
-    mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
-    h, w = lab.shape
     for k in range(2, n):
-        comp, nc = ndi.label(lab == k, structure=np.ones((3, 3), bool))
+        lab = out
+        cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+        mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+        mask = (lab > 0) & (lab <= k)
+        comp, nc = ndi.label(mask, structure=np.ones((3, 3), bool))
         if nc == 0:
             continue
         area = np.bincount(comp.ravel(), minlength=nc + 1)
-        gmin = ndi.minimum(g, comp, index=np.arange(1, nc + 1))
-        cand = np.flatnonzero((area[1:] <= max_area_px) & (gmin < mu[k] - depth * (mu[k] - mu[k - 1]))) + 1
-        if cand.size == 0:
+        small = area <= max_area_px
+        small[0] = False
+        if not small.any():
             continue
-        slices = ndi.find_objects(comp)
-        for c in cand:
-            sl = slices[c - 1]
-            r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
-            c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
-            sub = comp[r0:r1, c0:c1] == c
-            ring = ndi.binary_dilation(sub, structure=np.ones((3, 3), bool)) & ~sub
-            neigh = lab[r0:r1, c0:c1][ring]
-            if np.any((neigh > 0) & (neigh < k)):
-                continue  # touches a darker phase: a rim (repair_rims) or a real body next to one
-            bright = neigh[neigh > k]
-            if bright.size == 0:
-                continue
-            b = int(np.bincount(bright).argmax())
-            gs = g[r0:r1, c0:c1]
-            deficit = float(np.clip(mu[b] - gs[sub | ring], 0.0, None).sum())
-            n_dark = int(round(deficit / max(mu[b] - mu[k - 1], 1e-9)))
-            vals = gs[sub]
-            order = np.argsort(vals, kind="stable")
-            new = np.full(vals.size, b, dtype=out.dtype)
-            new[order[: min(n_dark, vals.size)]] = k - 1
-            o = out[r0:r1, c0:c1]
-            o[sub] = new
+        comp = np.where(small[comp], comp, 0).astype(np.int32)
+        ring_owner = ndi.grey_dilation(comp, size=(3, 3))
+        ring = (comp == 0) & (ring_owner > 0) & (lab > 0)
+        # the brighter phase around each object: most frequent label above k on its ring
+        ro, rl = ring_owner[ring], lab[ring]
+        pair = np.bincount(ro.astype(np.int64) * (n + 1) + rl, minlength=(nc + 1) * (n + 1)).reshape(nc + 1, n + 1)
+        pair[:, : k + 1] = 0
+        has_b = pair.sum(axis=1) > 0
+        b = pair.argmax(axis=1)
+        inside = comp > 0
+        ci, li, gi = comp[inside], lab[inside], g[inside]
+        darkest = np.full(nc + 1, k, dtype=np.int64)
+        np.minimum.at(darkest, ci, li.astype(np.int64))
+        gmin = np.full(nc + 1, np.inf)
+        np.minimum.at(gmin, ci, gi)
+        deep = gmin < mu[k] - depth * (mu[k] - mu[k - 1])
+        cand = small & has_b & ((darkest < k) | deep)
+        cand[0] = False
+        if not cand.any():
+            continue
+        d = np.where(darkest < k, darkest, k - 1)
+        mub, mud = mu[b], mu[d]
+        own = np.where(inside, comp, np.where(ring, ring_owner, 0))
+        sel = cand[own]
+        o, go = own[sel], g[sel]
+        deficit = np.bincount(o, weights=np.clip(mub[o] - go, 0.0, None), minlength=nc + 1)
+        n_dark = np.rint(deficit / np.maximum(mub - mud, 1e-9)).astype(np.int64)
+        pix = np.flatnonzero((inside & cand[comp]).ravel())
+        pc, pg = comp.ravel()[pix], g.ravel()[pix]
+        order = np.lexsort((pg, pc))
+        pix, pc = pix[order], pc[order]
+        start = np.searchsorted(pc, pc, side="left")
+        rank = np.arange(pc.size) - start
+        flat = out.ravel()
+        flat[pix] = np.where(rank < n_dark[pc], d[pc], b[pc]).astype(out.dtype)
+        out = flat.reshape(out.shape)
     return out
