@@ -97,8 +97,6 @@ DECLARED: tuple[Task, ...] = (
          {"eval_truth": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_truth_tiny_run"}),
     Task("eval_phases", f"{_EVAL}.phases:run", ("eval", "phases", f"{_EVAL}.config:EvalPhasesConfig"),
          {"eval_phases": "tests/experiments/research/evaluation/test_phases_eval.py::test_eval_phases_tiny_run"}),
-    Task("bench_phases", f"{_BENCH}.phases:run", ("bench", "phases", f"{_BENCH}.config:PhasesBenchConfig"),
-         {"bench_phases": "tests/experiments/research/bench/test_bench_phases.py::test_bench_phases_small"}),
     Task("eval_repeatability", f"{_EVAL}.repeatability:run",
          ("eval", "repeatability", f"{_EVAL}.config:EvalRepeatabilityConfig"),
          {"eval_repeatability":

@@ -303,8 +303,16 @@ class EvalPhasesConfig:
         "pore_sigma": [0.3, 0.7], "n_oxides": [0, 10], "gradient": [0.0, 0.15], "noise_sd": [2.0, 8.0],
         "blur_px": [0.5, 1.2], "jpeg": 0.5, "jpeg_quality": [80, 95], "n_phases": [2, 4],
         "blob_sigma_px": [5.0, 15.0]})
-    # segmentation.phases.PhasesConfig overrides (names come from the generator)
-    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "rim_px": 1})
+    # segmentation.phases.PhasesConfig overrides (names come from the generator): ``phases`` for every
+    # scan, then ``phases_coating`` / ``phases_multiphase`` by scan kind.  Chosen on the tuning seeds:
+    # CLAHE off (its 64 px tiles moved coating grey onto substrate: -2..-5 pp coating), a degree-2
+    # illumination field (a 12-15 % gradient moved one side of the coating into the substrate:
+    # thickness -12..-40 %); for a coating with pores the rim repair and the small blurred pore
+    # repair (pores read as oxide: up to -4 pp porosity), off for a multiphase alloy (a thin band
+    # of the middle phase between its neighbours is real there: they cost 7 pp of the share within 1 pp).
+    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "flatten": 2})
+    phases_coating: dict = field(default_factory=lambda: {"rim_px": 1, "deblur_max_area_px": 300})
+    phases_multiphase: dict = field(default_factory=dict)
     # data.standards.phases.PhaseMeasureConfig overrides (coating / substrate set for coating scans)
     measure: dict = field(default_factory=dict)
     pore_min_eq_diameter_px: float = 5.0

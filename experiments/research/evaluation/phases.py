@@ -46,7 +46,7 @@ from experiments.config import dataclass_from
 from .config import PHASES_TUNING_SEEDS, EvalPhasesConfig
 
 __all__ = ["EvalPhasesConfig", "draw_coating", "draw_multiphase", "match_pores", "evaluate_coating",
-           "evaluate_multiphase", "real_case", "run"]
+           "evaluate_multiphase", "phases_config", "real_case", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,19 @@ def _prf(c: dict) -> dict:
     return {"precision": p, "recall": r, "f1": f}
 
 
-def _segment_and_measure(t, cfg: EvalPhasesConfig, mcfg_extra: dict):
-    from data.standards.phases import PhaseMeasureConfig, measure_phases
-    from segmentation.phases import PhasesConfig, segment_phases
+def phases_config(cfg: EvalPhasesConfig, kind: str, names) -> "PhasesConfig":  # noqa: F821
+    """The :class:`segmentation.phases.PhasesConfig` of a ``kind`` ("coating" / "multiphase") scan."""
+    from segmentation.phases import PhasesConfig
 
-    pcfg = PhasesConfig(**{**dict(cfg.phases), "names": t.names})
+    extra = cfg.phases_coating if kind == "coating" else cfg.phases_multiphase
+    return PhasesConfig(**{**dict(cfg.phases), **dict(extra), "names": tuple(names)})
+
+
+def _segment_and_measure(t, cfg: EvalPhasesConfig, mcfg_extra: dict, kind: str):
+    from data.standards.phases import PhaseMeasureConfig, measure_phases
+    from segmentation.phases import segment_phases
+
+    pcfg = phases_config(cfg, kind, t.names)
     mcfg = PhaseMeasureConfig(**{**dict(cfg.measure), **mcfg_extra})
     t0 = time.perf_counter()
     lab = segment_phases(t.image, pcfg, pixel_size_um=t.pixel_size_um)
@@ -164,7 +172,7 @@ def evaluate_coating(seed: int, cfg: EvalPhasesConfig) -> tuple[list[dict], dict
 
     kw = draw_coating(seed, cfg)
     t = coating_scan(**kw)
-    lab, m, s_seg, s_meas = _segment_and_measure(t, cfg, {"coating": "coating", "substrate": "substrate"})
+    lab, m, s_seg, s_meas = _segment_and_measure(t, cfg, {"coating": "coating", "substrate": "substrate"}, "coating")
     c = m.coating.iloc[0]
     truth_pores, _ = ndi.label(t.labels == 1)
     pores = match_pores(m.region_labels, truth_pores, min_eq_diameter_px=cfg.pore_min_eq_diameter_px,
@@ -191,7 +199,7 @@ def evaluate_multiphase(seed: int, cfg: EvalPhasesConfig) -> list[dict]:
 
     kw = draw_multiphase(seed, cfg)
     t = multiphase_scan(**kw)
-    _, m, s_seg, s_meas = _segment_and_measure(t, cfg, {"objects": ()})
+    _, m, s_seg, s_meas = _segment_and_measure(t, cfg, {"objects": ()}, "multiphase")
     rows = _phase_rows("multiphase", seed, t, m, s_seg + s_meas)
     for r in rows:
         r["n_phases"] = kw["n_phases"]
@@ -351,7 +359,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     flat = {k: v for k, v in summary.items() if not isinstance(v, dict)}
     md = ["# Phases against exact truth (data.synthetic_phases)" + (" -- TUNING SEEDS" if ecfg.tuning else ""), "",
           f"{seeds} ({'tuning' if ecfg.tuning else 'never tuned on; tuning seeds'} {lo}-{hi}), "
-          f"{ecfg.shape[0]}x{ecfg.shape[1]} px at {ecfg.pixel_size_um:g} µm/px; phases {dict(ecfg.phases)}.", "",
+          f"{ecfg.shape[0]}x{ecfg.shape[1]} px at {ecfg.pixel_size_um:g} µm/px; phases {dict(ecfg.phases)}, "
+          f"coating scans + {dict(ecfg.phases_coating)}, multiphase + {dict(ecfg.phases_multiphase)}.", "",
           "Targets:", "", markdown_table(pd.DataFrame(targets)), "",
           "Summary:", "", markdown_table(pd.DataFrame([flat]).T.reset_index().set_axis(["measure", "value"], axis=1)), "",
           "Mean |area-fraction error| (pp) by phase:", "",

@@ -1,2 +1,0 @@
-from .config import PhasesBenchConfig
-def run(cfg, output_dir): raise NotImplementedError
