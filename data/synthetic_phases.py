@@ -38,13 +38,20 @@ class PhaseTruth:
     pixel_size_um : float
         Pixel size in µm.
     fractions : dict
-        Area fraction of each named phase over the assigned pixels (labels > 0).
+        Area fraction of each named phase over the sample pixels (labels > 0): the mount (label 0
+        of a coating scan, the resin above the top surface) is excluded, as
+        :func:`data.standards.phases.measure_phases` excludes it when a coating is measured.
+    mount_fraction : float
+        Share of the image that is mount (0 for a multiphase scan).
     porosity : float or None
         Pore area / (coating + pore + oxide) area inside the layer; None without a layer.
     thickness_profile_px : numpy.ndarray or None
         Per-column layer thickness in px (top surface to interface).
     thickness_mean_um : float or None
-        Mean of the profile in µm.
+        Mean of the profile in µm (this scan's exact mean thickness).
+    thickness_nominal_um : float or None
+        The layer's nominal mean thickness (``thickness_px`` in µm): the mean of the process the
+        profile is drawn from, which a field-to-field interval of the mean estimates.
     pores : list of dict
         Drawn pores: ``row``, ``col``, ``radius_px``, ``eq_diameter_px`` (of the drawn disc).
     """
@@ -58,6 +65,8 @@ class PhaseTruth:
     thickness_profile_px: np.ndarray | None = None
     thickness_mean_um: float | None = None
     pores: list = field(default_factory=list)
+    mount_fraction: float = 0.0
+    thickness_nominal_um: float | None = None
 
 
 def _smooth_profile(rng: np.random.Generator, n: int, *, mean: float, amp: float,
@@ -208,7 +217,9 @@ def coating_scan(*, shape: tuple[int, int] = (512, 512), seed: int = 0,
                   jpeg_quality=jpeg_quality, dtype=dtype)
     return PhaseTruth(image=img, labels=labels, names=names, pixel_size_um=float(pixel_size_um),
                       fractions=fr, porosity=por, thickness_profile_px=profile,
-                      thickness_mean_um=float(profile.mean() * pixel_size_um), pores=pores)
+                      thickness_mean_um=float(profile.mean() * pixel_size_um), pores=pores,
+                      mount_fraction=float((labels == 0).mean()),
+                      thickness_nominal_um=float(thickness_px * pixel_size_um))
 
 
 def multiphase_scan(*, shape: tuple[int, int] = (512, 512), seed: int = 0,

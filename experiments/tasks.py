@@ -96,6 +96,8 @@ DECLARED: tuple[Task, ...] = (
          {"eval_calibration": "tests/experiments/research/evaluation/test_calibration_eval.py"}),
     Task("eval_truth", f"{_EVAL}.truth:run", ("eval", "truth", f"{_EVAL}.config:EvalTruthConfig"),
          {"eval_truth": "tests/experiments/research/evaluation/test_truth_repeatability.py::test_eval_truth_tiny_run"}),
+    Task("eval_phases", f"{_EVAL}.phases:run", ("eval", "phases", f"{_EVAL}.config:EvalPhasesConfig"),
+         {"eval_phases": "tests/experiments/research/evaluation/test_phases_eval.py::test_eval_phases_tiny_run"}),
     Task("eval_repeatability", f"{_EVAL}.repeatability:run",
          ("eval", "repeatability", f"{_EVAL}.config:EvalRepeatabilityConfig"),
          {"eval_repeatability":

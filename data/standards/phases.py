@@ -8,9 +8,17 @@
   coating row after the enclosed pores of the layer are filled) and the interface (top of the
   substrate below it; notches of pores open at the surface are closed by a grey opening of the
   top profile over 31 columns); thickness = interface - top surface, mean / std / min / max and a 95 %
-  t-interval of the mean from field strips along the layer; porosity (ASTM E2109 style) = pore
+  t-interval of the mean from strips along the layer (``thickness_strips``: by default as many as
+  the profile's autocorrelation length allows); porosity (ASTM E2109 style) = pore
   pixels inside the layer / layer pixels, with a field-to-field 95 % t-interval along the layer.
   Dark pixels above the top surface (the mount) never count as porosity.
+* The mount (when a coating is measured): per column the pixels above the top surface of the layer
+  (in a column with no layer, above the substrate; a column with neither is all mount) -- the resin
+  outside the sample, on the image edge of the mount side.  The phase fractions and the point count
+  are then over the sample pixels only (mount excluded, so the dark resin is not counted as pore);
+  ``coating.mount_fraction`` is the mount's share of the image and
+  ``PhaseMeasurement.sample_mask`` the sample pixels.  Without a coating nothing is excluded (a
+  multiphase scan is all sample).
 * Melted / unmelted fraction when both phases are named.
 * The region table (``data.regions_from_labels`` columns + ``phase``) of the object phases' connected
   components (components outside the layer are dropped when a coating is measured).
@@ -65,6 +73,13 @@ class PhaseMeasureConfig:
         Allow thickness in px on an uncalibrated scan.
     melted, unmelted : str, optional
         Phases whose ratio gives ``melted_fraction``.
+    thickness_strips : int or "auto"
+        Strips along the layer for the 95 % interval of the thickness mean.  ``"auto"``: as many
+        strips as the profile holds lengths of twice its integrated autocorrelation length
+        ``tau = 1 + 2 sum(rho_k)`` (ACF summed up to its first negative lag), clipped to 2..16 --
+        adjacent strips of a smoothly varying layer are correlated, and a t-interval over
+        correlated strip means is too narrow (4 fixed strips covered the nominal mean on 87-88 %
+        of the tuning scans, "auto" on 92 %).  An int fixes the number.
     """
 
     fields: tuple[int, int] = (4, 4)
@@ -77,8 +92,12 @@ class PhaseMeasureConfig:
     allow_px: bool = False
     melted: str | None = None
     unmelted: str | None = None
+    thickness_strips: int | str = "auto"
 
     def __post_init__(self) -> None:
+        ts = self.thickness_strips
+        if ts != "auto" and (isinstance(ts, bool) or not isinstance(ts, (int, np.integer)) or ts < 2):
+            raise PhaseError(f"phases.thickness_strips must be 'auto' or an integer >= 2, got {ts!r}")
         f = tuple(int(x) for x in self.fields)
         if len(f) != 2 or min(f) < 1:
             raise PhaseError(f"phases.fields must be two integers >= 1, got {self.fields}")
@@ -107,6 +126,8 @@ class PhaseMeasurement:
     regions: pd.DataFrame
     thickness_profile: np.ndarray | None
     region_labels: np.ndarray
+    #: Pixels the fractions are over: assigned (label > 0) and, when a coating is measured, not mount.
+    sample_mask: np.ndarray | None = None
 
 
 def _ci(values: np.ndarray) -> tuple[float, float, int]:
@@ -118,6 +139,35 @@ def _ci(values: np.ndarray) -> tuple[float, float, int]:
 def _ci01(values: np.ndarray) -> tuple[float, float, int]:
     lo, hi, n = _ci(values)
     return max(lo, 0.0), min(hi, 1.0), n
+
+
+def autocorrelation_length(values: np.ndarray) -> float:
+    """Integrated autocorrelation length ``1 + 2 sum_k rho_k`` of a 1-D series (sum to the first negative lag)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    n = x.size
+    if n < 3:
+        return 1.0
+    x = x - x.mean()
+    v = float(np.dot(x, x))
+    if v <= 0:
+        return 1.0
+    f = np.fft.rfft(x, 2 * n)
+    r = np.fft.irfft(f * np.conj(f))[: n // 2] / v
+    neg = np.flatnonzero(r < 0)
+    cut = int(neg[0]) if neg.size else r.size
+    return float(1.0 + 2.0 * r[1:cut].sum())
+
+
+def thickness_strip_count(profile: np.ndarray, cfg: "PhaseMeasureConfig") -> int:
+    """Number of strips of the thickness interval (see ``PhaseMeasureConfig.thickness_strips``)."""
+    if cfg.thickness_strips != "auto":
+        return int(cfg.thickness_strips)
+    fin = np.asarray(profile, dtype=np.float64)
+    fin = fin[np.isfinite(fin)]
+    if fin.size < 4:
+        return 2
+    return int(np.clip(np.floor(fin.size / (2.0 * autocorrelation_length(fin))), 2, 16))
 
 
 def _splits(length: int, n: int) -> list[np.ndarray]:
@@ -151,17 +201,17 @@ def _check(labels: np.ndarray, names: Sequence[str], cfg: PhaseMeasureConfig) ->
     return lab, names
 
 
-def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str) -> pd.DataFrame:
+def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str,
+               valid: np.ndarray) -> pd.DataFrame:
     import pandas as pd  # lazy
-    valid = lab > 0
     n_valid = int(valid.sum())
     rs, cs = _splits(lab.shape[0], cfg.fields[0]), _splits(lab.shape[1], cfg.fields[1])
     sp = int(cfg.point_spacing_px)
     pts = lab[sp // 2 :: sp, sp // 2 :: sp]
-    pts = pts[pts > 0]
+    pts = pts[valid[sp // 2 :: sp, sp // 2 :: sp]]
     rows = []
     for k, name in enumerate(names, start=1):
-        m = lab == k
+        m = (lab == k) & valid
         per_field = []
         for r in rs:
             for c in cs:
@@ -194,7 +244,7 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
-    """Layer mask, per-column top surface and interface rows (NaN where no layer)."""
+    """Layer mask, pore mask, per-column top surface and interface rows, columns with a layer, mount mask."""
     from scipy import ndimage as ndi
 
     kc = names.index(cfg.coating) + 1
@@ -221,7 +271,12 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     layer = (rows >= top[None, :]) & (rows < iface[None, :]) & ok[None, :]
     layer &= lab > 0
     is_pore = np.isin(lab, pore_ids) & layer
-    return layer, is_pore, top, iface, ok
+    # mount: above the top surface; in a column with no layer, above the substrate body; a column
+    # with neither is outside the sample
+    sub_any = sub.any(axis=0)
+    sample_top = np.where(has, top, np.where(sub_any, np.argmax(sub, axis=0), h))
+    mount = rows < sample_top[None, :]
+    return layer, is_pore, top, iface, ok, mount
 
 
 def _coating(lab, names, cfg, pixel_size_um, scan_id):
@@ -232,15 +287,18 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
             "phases.allow_px=true to measure in px"
         )
     t = lab.T if cfg.direction == "rows" else lab
-    layer, is_pore, top, iface, ok = _layer(t, names, cfg)
+    layer, is_pore, top, iface, ok, mount = _layer(t, names, cfg)
     scale = float(pixel_size_um) if pixel_size_um is not None else 1.0
     prof = np.where(ok, (iface - top).astype(np.float64) * scale, np.nan)
     strips = _splits(t.shape[1], cfg.fields[0] if cfg.direction == "rows" else cfg.fields[1])
     th_f, por_f = [], []
+    # thickness strips along the finite profile (columns with a layer), as many as its
+    # autocorrelation allows
+    fin_prof = prof[np.isfinite(prof)]
+    n_strips = thickness_strip_count(fin_prof, cfg)
+    for s in _splits(fin_prof.size, n_strips):
+        th_f.append(float(fin_prof[s].mean()))
     for s in strips:
-        v = prof[s]
-        if np.isfinite(v).any():
-            th_f.append(np.nanmean(v))
         nl = int(layer[:, s].sum())
         if nl:
             por_f.append(is_pore[:, s].sum() / nl)
@@ -255,17 +313,19 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
         "thickness_std_um": float(fin.std(ddof=1)) if fin.size > 1 else nan,
         "thickness_min_um": float(fin.min()) if fin.size else nan,
         "thickness_max_um": float(fin.max()) if fin.size else nan,
-        "thickness_ci_low": tlo, "thickness_ci_high": thi,
+        "thickness_ci_low": tlo, "thickness_ci_high": thi, "thickness_n_strips": len(th_f),
         "porosity": float(is_pore.sum() / n_layer) if n_layer else nan,
         "porosity_ci_low": plo, "porosity_ci_high": phi,
         "thickness_unit": "um" if pixel_size_um is not None else "px",
+        "mount_fraction": float(mount.mean()),
     }
     if cfg.melted is not None:
         km, ku = names.index(cfg.melted) + 1, names.index(cfg.unmelted) + 1
         nm, nu = int((lab == km).sum()), int((lab == ku).sum())
         row["melted_fraction"] = nm / (nm + nu) if nm + nu else nan
     layer_img = layer.T if cfg.direction == "rows" else layer
-    return pd.DataFrame([row]), prof, layer_img
+    mount_img = mount.T if cfg.direction == "rows" else mount
+    return pd.DataFrame([row]), prof, layer_img, mount_img
 
 
 def _regions(lab, names, cfg, pixel_size_um, layer):
@@ -343,10 +403,12 @@ def measure_phases(
     if pixel_size_um is not None and not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
         raise PhaseError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
     lab, names = _check(labels, names, cfg)
-    fractions = _fractions(lab, names, cfg, scan_id)
     coating = prof = layer = None
+    sample = lab > 0
     if cfg.coating is not None:
-        coating, prof, layer = _coating(lab, names, cfg, pixel_size_um, scan_id)
+        coating, prof, layer, mount = _coating(lab, names, cfg, pixel_size_um, scan_id)
+        sample &= ~mount
+    fractions = _fractions(lab, names, cfg, scan_id, sample)
     regions, region_labels = _regions(lab, names, cfg, pixel_size_um, layer)
     return PhaseMeasurement(fractions=fractions, coating=coating, regions=regions,
-                            thickness_profile=prof, region_labels=region_labels)
+                            thickness_profile=prof, region_labels=region_labels, sample_mask=sample)

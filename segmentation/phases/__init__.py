@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classical import PhaseError, choose_n_by_bic, clean_small, gmm_thresholds, otsu_thresholds, preprocess, to_unit_grey
+from .classical import (PhaseError, choose_n_by_bic, clean_small, deblur_small_dark, flatten_illumination, gmm_thresholds,
+                        otsu_thresholds, preprocess, repair_rims, to_unit_grey)
 from .classical import _size_px
 
-__all__ = ["PhaseError", "PhasesConfig", "segment_phases", "resolve_n"]
+__all__ = ["PhaseError", "PhasesConfig", "segment_phases", "resolve_n", "repair_rims"]
 
 _METHODS = ("otsu", "gmm")
 
@@ -40,6 +41,22 @@ class PhasesConfig:
         Filter size; µm when given and the scan is calibrated (µm read as px otherwise).
     slic, slic_segments
         Average the grey level over SLIC superpixels before thresholding.
+    flatten : int or None
+        Illumination flattening (None = off): the degree of a 2-D polynomial multiplicative field
+        shared by all phases, fitted to the log ratio of each pixel to its class median and
+        divided out before the thresholds (:func:`~segmentation.phases.classical.flatten_illumination`).
+    rim_px : int
+        Transition-rim repair (0 = off): a pixel of an intermediate phase within ``rim_px`` px of
+        both a darker and a brighter phase is the blurred edge between them (a pore's rim in a
+        coating reads as oxide); it goes to the darker or the brighter of those two phases,
+        whichever class mean is nearer its grey level.  Thin bodies of the intermediate phase away
+        from such an edge (oxide stringers) are kept.
+    deblur_max_area_px : int
+        Small blurred dark objects (0 = off): an intermediate-phase component of at most this many
+        px, touching no darker phase and darker inside than its class, is a blurred object of the
+        next darker phase; it gets that phase back with the area its integrated darkness gives
+        (:func:`~segmentation.phases.classical.deblur_small_dark`; a small pore in a coating reads
+        as oxide otherwise).
     min_size_um, min_size_px
         Clean-up: components smaller than an equivalent diameter of ``min_size_um`` (µm; px when
         uncalibrated), or else than an area of ``min_size_px`` pixels, merge into the phase
@@ -55,6 +72,9 @@ class PhasesConfig:
     denoise_size_px: int = 3
     slic: bool = False
     slic_segments: int = 2000
+    flatten: int | None = None
+    rim_px: int = 0
+    deblur_max_area_px: int = 0
     min_size_um: float | None = None
     min_size_px: int = 4
 
@@ -77,6 +97,14 @@ class PhasesConfig:
                     f"phases.n={self.n} but {len(names)} names were given ({list(names)}); "
                     "give one name per phase, darkest first"
                 )
+        if isinstance(self.rim_px, bool) or int(self.rim_px) != self.rim_px or self.rim_px < 0:
+            raise PhaseError(f"phases.rim_px must be an integer >= 0, got {self.rim_px!r}")
+        if self.flatten is not None and (isinstance(self.flatten, bool) or int(self.flatten) != self.flatten
+                                         or not 1 <= self.flatten <= 4):
+            raise PhaseError(f"phases.flatten must be None or a polynomial degree 1..4, got {self.flatten!r}")
+        if isinstance(self.deblur_max_area_px, bool) or int(self.deblur_max_area_px) != self.deblur_max_area_px \
+                or self.deblur_max_area_px < 0:
+            raise PhaseError(f"phases.deblur_max_area_px must be an integer >= 0, got {self.deblur_max_area_px!r}")
         if self.min_size_px < 1:
             raise PhaseError(f"phases.min_size_px must be >= 1, got {self.min_size_px}")
         if self.min_size_um is not None and self.min_size_um <= 0:
@@ -123,6 +151,7 @@ def segment_phases(
         raise PhaseError(f"pixel_size_um must be a positive number or None, got {pixel_size_um}")
     grey = to_unit_grey(pixels)
     valid = np.ones(grey.shape, dtype=bool)
+    n_flat = None
     if exclude is not None:
         ex = np.asarray(exclude, dtype=bool)
         if ex.shape != grey.shape:
@@ -130,6 +159,9 @@ def segment_phases(
         valid = ~ex
         if not valid.any():
             raise PhaseError("exclude covers the whole scan: nothing left to segment")
+    if cfg.flatten is not None:
+        n_flat = resolve_n(grey[valid], cfg)
+        grey = flatten_illumination(grey, n=n_flat, method=cfg.method, degree=int(cfg.flatten), valid=valid)
     g = preprocess(
         grey,
         clahe_clip=cfg.clahe_clip,
@@ -141,10 +173,14 @@ def segment_phases(
     values = g[valid]
     # the number of phases from the raw grey levels: CLAHE and median filtering make each
     # phase's histogram non-Gaussian, which the BIC would pay for with extra components
-    n = resolve_n(grey[valid], cfg)
+    n = n_flat if n_flat is not None else resolve_n(grey[valid], cfg)
     t = otsu_thresholds(values, n) if cfg.method == "otsu" else gmm_thresholds(values, n)
     labels = (np.digitize(g, t) + 1).astype(np.uint8)
     labels[~valid] = 0
+    if cfg.rim_px and n >= 3:
+        labels = repair_rims(labels, g, n=n, rim_px=int(cfg.rim_px))
+    if cfg.deblur_max_area_px and n >= 3:
+        labels = deblur_small_dark(labels, g, n=n, max_area_px=int(cfg.deblur_max_area_px))
     if cfg.min_size_um is not None:
         d_px = cfg.min_size_um / pixel_size_um if pixel_size_um else cfg.min_size_um
         min_px = max(1, int(np.ceil(np.pi / 4.0 * d_px**2)))

@@ -21,6 +21,8 @@ __all__ = [
     "gmm_thresholds",
     "choose_n_by_bic",
     "clean_small",
+    "repair_rims",
+    "flatten_illumination",
 ]
 
 
@@ -253,4 +255,158 @@ def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | Non
             break
     if valid is not None:
         out[~valid] = 0
+    return out
+
+
+def repair_rims(labels: np.ndarray, grey: np.ndarray, *, n: int, rim_px: int = 1) -> np.ndarray:
+    """Give the blurred edge between a dark and a bright phase back to those two phases.
+
+    A pixel of an intermediate phase ``k`` (``1 < k < n``) within ``rim_px`` px of both a darker
+    and a brighter phase is relabelled to the darker phase nearest it (largest label below ``k``
+    in the window) or the brighter one (smallest label above ``k``), whichever class mean of
+    ``grey`` is nearer its grey level.  Label 0 (excluded) is never a neighbour and never changes.
+    """
+    from scipy import ndimage as ndi
+
+    lab = np.asarray(labels)
+    out = lab.copy()
+    if n < 3 or rim_px < 1:
+        return out
+    g = np.asarray(grey, dtype=np.float64)
+    cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+    mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+    size = 2 * int(rim_px) + 1
+    for k in range(2, n):
+        mid = lab == k
+        if not mid.any():
+            continue
+        dark = ndi.maximum_filter(np.where((lab > 0) & (lab < k), lab, 0).astype(np.uint8), size=size)
+        bright = ndi.minimum_filter(np.where(lab > k, lab, 255).astype(np.uint8), size=size)
+        rim = mid & (dark > 0) & (bright < 255)
+        if not rim.any():
+            continue
+        d, b, v = dark[rim], bright[rim], g[rim]
+        out[rim] = np.where(np.abs(v - mu[d]) <= np.abs(v - mu[b]), d, b)
+    return out
+
+
+def _poly_terms(yy: np.ndarray, xx: np.ndarray, degree: int) -> np.ndarray:
+    """Columns y^i x^j, 1 <= i + j <= degree (no constant)."""
+    cols = [yy**i * xx ** (d - i) for d in range(1, degree + 1) for i in range(d + 1)]
+    return np.stack(cols, axis=-1)
+
+
+def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degree: int = 2, iters: int = 3,
+                         valid: np.ndarray | None = None, max_samples: int = 200000, seed: int = 0) -> np.ndarray:
+    """Divide out a smooth multiplicative illumination field shared by all phases.
+
+    Each pass thresholds the image into ``n`` classes, fits ``log(g / median of its class)`` by a
+    2-D polynomial of ``degree`` (no constant, so the mean level is kept; weighted by the class
+    level, dark classes being noisier in log) on up to ``max_samples`` valid pixels, and divides the
+    image by ``exp(field)``.  A gradient across the scan no longer moves a phase across a threshold.
+    """
+    g = np.asarray(grey, dtype=np.float64)
+    m, w = g.shape
+    ok = np.ones(g.shape, bool) if valid is None else np.asarray(valid, bool)
+    idx = np.flatnonzero(ok.ravel())
+    if idx.size > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
+    ry, rx = np.divmod(idx, w)
+    yy_s, xx_s = 2.0 * ry / max(m - 1, 1) - 1.0, 2.0 * rx / max(w - 1, 1) - 1.0
+    a_s = _poly_terms(yy_s, xx_s, int(degree))
+    coef = np.zeros(a_s.shape[1])
+    eps = 1.0 / 1024.0
+    base = g.ravel()[idx]
+    v_s = base
+    for _ in range(int(iters)):
+        # classes of the last flattened samples; the field is re-fitted on the original levels
+        t = otsu_thresholds(v_s, n) if method == "otsu" else gmm_thresholds(v_s, n)
+        cls = np.digitize(v_s, t)
+        med = np.array([np.median(v_s[cls == k]) if np.any(cls == k) else np.nan for k in range(n)])
+        lv = med[cls]
+        use = np.isfinite(lv) & (lv > eps) & (base > eps)
+        r = np.log(base[use] / lv[use])
+        wt = lv[use] / np.nanmax(med)
+        coef, *_ = np.linalg.lstsq(a_s[use] * wt[:, None], r * wt, rcond=None)
+        v_s = base / np.exp(a_s @ coef)
+    yy, xx = np.mgrid[0:m, 0:w].astype(np.float64)
+    yy = 2.0 * yy / max(m - 1, 1) - 1.0
+    xx = 2.0 * xx / max(w - 1, 1) - 1.0
+    field_img = np.zeros(g.shape)
+    for c, col in zip(coef, [yy**i * xx ** (d - i) for d in range(1, int(degree) + 1) for i in range(d + 1)]):
+        field_img += c * col
+    return np.clip(g / np.exp(field_img), 0.0, 1.0)
+
+
+def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
+                      depth: float = 0.25) -> np.ndarray:
+    """Give small dark objects that blur made read (partly) as an intermediate phase their true phase and area.
+
+    A blurred pore a few px across never reaches the pore grey level: it reads as the next phase up
+    (a pore in a coating reads as oxide), or as a small pore core in a thick ring of it.  For each
+    intermediate phase ``k`` (``1 < k < n``, ascending), a connected object of phases ``1..k`` of at
+    most ``max_area_px`` px inside a brighter phase ``b`` (the most frequent phase on its 1 px ring)
+    is taken for a blurred dark object when it holds a pixel of a phase below ``k`` or its darkest
+    pixel lies more than ``depth`` of the gap below the class mean of ``k``.  Blur keeps the
+    integrated darkness, so its true area is ``D / (mu_b - mu_d)`` with ``D`` the sum of
+    ``mu_b - grey`` over the object and its ring and ``d`` the darkest phase in it (``k - 1`` when
+    none): that many of its darkest pixels become ``d``, the others ``b``.  Bodies of phase ``k``
+    alone that do not go that dark (oxide stringers) and large objects keep their labels.
+    Vectorised (label images and bincounts).
+    """
+    from scipy import ndimage as ndi
+
+    out = np.asarray(labels).copy()
+    if n < 3 or max_area_px < 1:
+        return out
+    g = np.asarray(grey, dtype=np.float64)
+    for k in range(2, n):
+        lab = out
+        cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
+        mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+        mask = (lab > 0) & (lab <= k)
+        comp, nc = ndi.label(mask, structure=np.ones((3, 3), bool))
+        if nc == 0:
+            continue
+        area = np.bincount(comp.ravel(), minlength=nc + 1)
+        small = area <= max_area_px
+        small[0] = False
+        if not small.any():
+            continue
+        comp = np.where(small[comp], comp, 0).astype(np.int32)
+        ring_owner = ndi.grey_dilation(comp, size=(3, 3))
+        ring = (comp == 0) & (ring_owner > 0) & (lab > 0)
+        # the brighter phase around each object: most frequent label above k on its ring
+        ro, rl = ring_owner[ring], lab[ring]
+        pair = np.bincount(ro.astype(np.int64) * (n + 1) + rl, minlength=(nc + 1) * (n + 1)).reshape(nc + 1, n + 1)
+        pair[:, : k + 1] = 0
+        has_b = pair.sum(axis=1) > 0
+        b = pair.argmax(axis=1)
+        inside = comp > 0
+        ci, li, gi = comp[inside], lab[inside], g[inside]
+        darkest = np.full(nc + 1, k, dtype=np.int64)
+        np.minimum.at(darkest, ci, li.astype(np.int64))
+        gmin = np.full(nc + 1, np.inf)
+        np.minimum.at(gmin, ci, gi)
+        deep = gmin < mu[k] - depth * (mu[k] - mu[k - 1])
+        cand = small & has_b & ((darkest < k) | deep)
+        cand[0] = False
+        if not cand.any():
+            continue
+        d = np.where(darkest < k, darkest, k - 1)
+        mub, mud = mu[b], mu[d]
+        own = np.where(inside, comp, np.where(ring, ring_owner, 0))
+        sel = cand[own]
+        o, go = own[sel], g[sel]
+        deficit = np.bincount(o, weights=np.clip(mub[o] - go, 0.0, None), minlength=nc + 1)
+        n_dark = np.rint(deficit / np.maximum(mub - mud, 1e-9)).astype(np.int64)
+        pix = np.flatnonzero((inside & cand[comp]).ravel())
+        pc, pg = comp.ravel()[pix], g.ravel()[pix]
+        order = np.lexsort((pg, pc))
+        pix, pc = pix[order], pc[order]
+        start = np.searchsorted(pc, pc, side="left")
+        rank = np.arange(pc.size) - start
+        flat = out.ravel()
+        flat[pix] = np.where(rank < n_dark[pc], d[pc], b[pc]).astype(out.dtype)
+        out = flat.reshape(out.shape)
     return out

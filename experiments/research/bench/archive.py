@@ -119,9 +119,9 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     results: list[dict] = []
     extra = list(bc.extra_overrides)
 
-    real, origin = _real_masks(bc.real_masks, bc.n_real, work / "real")
-    rounds: dict[int, list[dict]] = {int(w): [] for w in bc.workers}
-    for i in range(max(1, bc.repeats)):  # interleaved, so a slow spell of the machine hits both
+    real, origin = _real_masks(bc.real_masks, bc.n_real, work / "real") if bc.n_real else (None, "skipped (bench.n_real=0)")
+    rounds: dict[int, list[dict]] = {int(w): [] for w in bc.workers} if bc.n_real else {}
+    for i in range(max(1, bc.repeats) if rounds else 0):  # interleaved, so a slow spell of the machine hits both
         for w in rounds:
             res = _run(real, w, work / f"real-{w}", extra)
             log.info("%d real masks, round %d: %s", bc.n_real, i + 1, res)

@@ -6,7 +6,7 @@ key has its default here and a preset in ``conf/exp`` lists only its deltas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,21 @@ class ProcessBenchConfig:
             raise ValueError("bench.repeats, bench.import_top and bench.large_components must be >= 1")
         if not float(self.cli_target_s) > 0:
             raise ValueError(f"bench.cli_target_s must be > 0, got {self.cli_target_s}")
+
+
+@dataclass(frozen=True)
+class PhasesBenchConfig:
+    """Options of ``bench_phases`` (section ``bench:`` of ``conf/exp/bench_phases.yaml``)."""
+
+    size: int = 4000  # the generated coating scan is size x size px
+    seed: int = 7
+    repeats: int = 3  # median of this many timed runs (after one warm-up when warmup)
+    warmup: bool = True
+    pixel_size_um: float = 0.5
+    # segmentation.phases.PhasesConfig overrides (names: pore, oxide, coating, substrate)
+    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "rim_px": 1})
+    target_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.size < 64 or self.repeats < 1:
+            raise ValueError("bench.size must be >= 64 and bench.repeats >= 1")

@@ -273,3 +273,78 @@ class EvalRepeatabilityConfig:
             raise ValueError("shift_fraction must be in [0, 0.5) and brightness in [0, 1)")
         if self.top_k < 1 or self.min_area_px < 1 or self.tiling_offset < 0:
             raise ValueError("top_k and min_area_px must be >= 1 and tiling_offset >= 0")
+
+
+#: Base seeds of the generated scans looked at while the phase settings were chosen (clahe off,
+#: rim_px=1, the thickness interval): coating 1000-1099, multiphase 501000-501099 (base + 500_000).
+#: Never reported as results.
+PHASES_TUNING_SEEDS = (1000, 1099)
+
+
+@dataclass(frozen=True)
+class EvalPhasesConfig:
+    """Options of the ``eval:`` section of ``conf/exp/eval_phases.yaml`` (task ``eval_phases``).
+
+    Generated coating scans take seeds ``seed + i`` (``i < n_coating``), multiphase scans
+    ``seed + 500_000 + i``; every generator parameter is drawn per seed from ``draws``
+    (``[low, high]`` uniform; ``jpeg`` is the probability of a JPEG round trip at a quality drawn in
+    ``jpeg_quality``).  The tuning seeds are :data:`PHASES_TUNING_SEEDS`; the eval seeds start at
+    24_000_000 and nothing was chosen on them.
+    """
+
+    n_coating: int = 100
+    n_multiphase: int = 40
+    seed: int = 24_000_000
+    shape: tuple[int, int] = (512, 512)
+    pixel_size_um: float = 0.5
+    draws: dict = field(default_factory=lambda: {
+        "thickness_frac": [0.25, 0.6],  # mean layer thickness / image rows
+        "thickness_amp": [0.0, 0.25], "porosity": [0.01, 0.12], "pore_median_px": [2.0, 6.0],
+        "pore_sigma": [0.3, 0.7], "n_oxides": [0, 10], "gradient": [0.0, 0.15], "noise_sd": [2.0, 8.0],
+        "blur_px": [0.5, 1.2], "jpeg": 0.5, "jpeg_quality": [80, 95], "n_phases": [2, 4],
+        "blob_sigma_px": [5.0, 15.0]})
+    # segmentation.phases.PhasesConfig overrides (names come from the generator): ``phases`` for every
+    # scan, then ``phases_coating`` / ``phases_multiphase`` by scan kind.  Chosen on the tuning seeds:
+    # CLAHE off (its 64 px tiles moved coating grey onto substrate: -2..-5 pp coating), a degree-2
+    # illumination field (a 12-15 % gradient moved one side of the coating into the substrate:
+    # thickness -12..-40 %); for a coating with pores the rim repair and the small blurred pore
+    # repair (pores read as oxide: up to -4 pp porosity), off for a multiphase alloy (a thin band
+    # of the middle phase between its neighbours is real there: they cost 7 pp of the share within 1 pp).
+    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "flatten": 2})
+    phases_coating: dict = field(default_factory=lambda: {"rim_px": 1, "deblur_max_area_px": 300})
+    phases_multiphase: dict = field(default_factory=dict)
+    # data.standards.phases.PhaseMeasureConfig overrides (coating / substrate set for coating scans)
+    measure: dict = field(default_factory=dict)
+    pore_min_eq_diameter_px: float = 5.0
+    pore_iou: float = 0.5
+    # the real two-phase case on the bundled MLography scans ("" = skipped)
+    data_root: str = ""
+    real_tuning_scans: tuple[str, ...] = ()  # () = every labelled scan not in real_eval_scans, 10, 11
+    real_eval_scans: tuple[str, ...] = VAL_SCANS
+    real_pipeline: bool = True  # also the shipped U-Net's impurity fraction
+    real_settings: tuple[dict, ...] = (
+        {"name": "default", "n": 2, "method": "otsu", "clahe_clip": 0.01},
+        {"name": "otsu2_noclahe", "n": 2, "method": "otsu", "clahe_clip": None},
+        {"name": "otsu3_darkest", "n": 3, "method": "otsu", "clahe_clip": None},
+        {"name": "gmm3_darkest", "n": 3, "method": "gmm", "clahe_clip": None},
+        {"name": "otsu4_darkest", "n": 4, "method": "otsu", "clahe_clip": None},
+    )
+    # True = run on the tuning seeds (development only; the output says TUNING)
+    tuning: bool = False
+    targets: dict = field(default_factory=lambda: {
+        "fraction_within_pp": 1.0, "fraction_share": 0.95, "porosity_pp": 0.5, "thickness_rel": 0.02,
+        "coverage_low": 0.90, "coverage_high": 0.98, "pore_f1": 0.90, "bench_s": 5.0})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(v) for v in self.shape))
+        object.__setattr__(self, "real_tuning_scans", tuple(str(s) for s in self.real_tuning_scans))
+        object.__setattr__(self, "real_eval_scans", tuple(str(s) for s in self.real_eval_scans))
+        object.__setattr__(self, "real_settings", tuple(dict(s) for s in self.real_settings))
+        if self.n_coating < 0 or self.n_multiphase < 0 or self.n_coating + self.n_multiphase < 1:
+            raise ValueError("eval.n_coating and eval.n_multiphase must be >= 0, one of them >= 1")
+        if len(self.shape) != 2 or min(self.shape) < 64:
+            raise ValueError(f"eval.shape must be two sizes >= 64, got {self.shape}")
+        lo, hi = PHASES_TUNING_SEEDS
+        last = self.seed + max(self.n_multiphase, self.n_coating)
+        if not self.tuning and self.seed <= hi and last >= lo:
+            raise ValueError(f"eval.seed={self.seed}: the seeds {lo}-{hi} were tuned on; evaluate elsewhere")

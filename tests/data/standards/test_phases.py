@@ -116,3 +116,33 @@ def test_specks_in_the_mount_do_not_move_the_surfaces():
     m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=COAT)
     assert m.coating.iloc[0]["thickness_min_um"] == pytest.approx(40.0)
     assert m.coating.iloc[0]["thickness_max_um"] == pytest.approx(40.0)
+
+
+def test_mount_excluded_from_fractions_when_a_coating_is_measured():
+    lab = _band(top=20, bottom=60, h=100, w=80)  # rows 0-19: dark mount read as "pore"
+    lab[30:34, 10:14] = 1  # one pore inside the layer
+    m = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=COAT)
+    f = m.fractions.set_index("phase")["area_fraction"]
+    sample = 80 * 80
+    assert f["pore"] == pytest.approx(16 / sample)
+    assert f["coating"] == pytest.approx((40 * 80 - 16) / sample)
+    assert f["substrate"] == pytest.approx(40 * 80 / sample)
+    assert m.coating.iloc[0]["mount_fraction"] == pytest.approx(0.2)
+    assert m.sample_mask.sum() == sample and not m.sample_mask[:20].any()
+    assert m.fractions["point_count_fraction"].sum() == pytest.approx(1.0)
+    # without a coating nothing is excluded: the dark rows count as pore
+    m2 = measure_phases(lab, names=NAMES, pixel_size_um=1.0, cfg=PhaseMeasureConfig())
+    assert m2.fractions.set_index("phase")["area_fraction"]["pore"] == pytest.approx((20 * 80 + 16) / 8000)
+
+
+def test_generated_coating_fractions_agree_with_truth_over_the_sample():
+    from data.synthetic_phases import coating_scan
+
+    t = coating_scan(shape=(128, 160), seed=3, thickness_px=50.0, porosity=0.05, pore_median_px=3.0)
+    m = measure_phases(t.labels, names=t.names, pixel_size_um=t.pixel_size_um, cfg=COAT)
+    f = m.fractions.set_index("phase")["area_fraction"]
+    for k in t.names:
+        assert f[k] == pytest.approx(t.fractions[k], abs=1e-9)
+    assert m.coating.iloc[0]["porosity"] == pytest.approx(t.porosity, abs=1e-9)
+    # the top surface is a grey opening of the layer top (pores open at the surface): near exact
+    assert m.coating.iloc[0]["mount_fraction"] == pytest.approx(t.mount_fraction, rel=0.02)
