@@ -184,9 +184,12 @@ class TrainUNetPhasesConfig:
     patches_per_epoch: int = 512
     batch_size: int = 16
     learning_rate: float = 2e-3
+    # the learning rate halves after lr_patience epochs without a tuning gain (down to min_learning_rate)
+    lr_patience: int = 2
+    min_learning_rate: float = 1e-4
     epochs: int = 30
-    patience: int = 4
-    max_minutes: float = 6.0
+    patience: int = 5
+    max_minutes: float = 8.0
     threads: int = 1
     seed: int = 0
     tile: int = 256
@@ -207,7 +210,8 @@ class TrainUNetPhasesConfig:
             raise ValueError("train_seeds, tune_seeds and val_seeds must not overlap")
         if self.n_val < 1 or self.n_tune < 0:
             raise ValueError(f"n_val must be >= 1 and n_tune >= 0, got {self.n_val}, {self.n_tune}")
-        for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "threads"):
+        for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "lr_patience",
+                     "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.balanced_fraction <= 1.0:

@@ -268,6 +268,11 @@ def _bench(tcfg: TrainUNetPhasesConfig, pcfg, model_path: Path) -> dict:
         "learned_over_classical": round((t2 - t1) / max(t1 - t0, 1e-9), 2),
         "backend": "keras (fp32)", "threads": default_threads() or f"all ({os.cpu_count()})",
         "agreement_learned_vs_classical": float(np.mean(learned == classical)),
+        # pixel agreement with the generator's truth on its assigned pixels (the mount not scored)
+        **({"agreement_vs_truth": {
+            "learned": float(np.mean(learned[t.labels > 0] == t.labels[t.labels > 0])),
+            "classical": float(np.mean(classical[t.labels > 0] == t.labels[t.labels > 0]))}}
+           if tuple(pcfg.names) == tuple(t.names) else {}),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
 
@@ -344,7 +349,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     log.info("U-Net %s, %d classes: %d parameters", ucfg.to_dict(), n, n_params)
 
     history: list[dict] = []
-    best, best_epoch, best_weights, since_best = -1.0, 0, model.get_weights(), 0
+    best, best_epoch, best_weights, since_best, since_lr = -1.0, 0, model.get_weights(), 0, 0
     stop_reason = "max epochs"
     t_fit0 = time.perf_counter()
     for epoch in range(1, tcfg.epochs + 1):
@@ -365,15 +370,22 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                "seconds": round(time.perf_counter() - te, 1), "train_seconds": round(t_train, 1)}
         history.append(rec)
         score = sc["mean_iou"] or 0.0
+        rec["lr"] = lr
         if score > best + 1e-4:
-            best, best_epoch, best_weights, since_best = score, epoch, model.get_weights(), 0
+            best, best_epoch, best_weights = score, epoch, model.get_weights()
+            since_best = since_lr = 0
         else:
             since_best += 1
-        log.info("epoch %d: loss %.4f, tune mean IoU %.4f (best %.4f @ %d), %.0f s",
-                 epoch, rec["loss"], score, best, best_epoch, rec["seconds"])
+            since_lr += 1
+        log.info("epoch %d: loss %.4f, tune mean IoU %.4f (best %.4f @ %d), lr %g, %.0f s",
+                 epoch, rec["loss"], score, best, best_epoch, lr, rec["seconds"])
         if since_best >= tcfg.patience:
             stop_reason = f"early stopping (no tuning mean-IoU gain for {tcfg.patience} epochs)"
             break
+        if since_lr >= tcfg.lr_patience and lr > tcfg.min_learning_rate:
+            lr = max(lr / 2, float(tcfg.min_learning_rate))
+            model.optimizer.learning_rate.assign(lr)
+            since_lr = 0
         if (time.perf_counter() - t_start) / 60 > tcfg.max_minutes:
             stop_reason = f"time budget ({tcfg.max_minutes} min)"
             break
