@@ -120,3 +120,22 @@ def test_make_phase_segmenter(tiny_model):
         make_phase_segmenter("magic", cfg)
     with pytest.raises(PhaseError, match="n=auto"):
         make_phase_segmenter("unet", PhasesConfig(names=tuple(NAMES), n="auto"), weights=tiny_model)
+
+
+def test_shipped_phase_model_loads_and_keeps_its_contract():
+    from segmentation.phases import PhasesConfig
+    from segmentation.phases.learned import default_weights, make_phase_segmenter
+
+    if not default_weights().is_file():
+        pytest.skip("no shipped unet_phases.keras")
+    card = json.loads(default_weights().with_suffix(".json").read_text())
+    assert card["phases"]["names"] == ["pore", "oxide", "coating", "substrate"]
+    assert card["metrics_validation"]["learned_vs_classical"]["n_pixels"] > 0
+    seg = make_phase_segmenter("unet", PhasesConfig(names=tuple(card["phases"]["names"])))
+    from data.synthetic_phases import coating_scan
+
+    t = coating_scan(shape=(96, 96), thickness_px=40.0, seed=7)
+    lab = seg(t.image, pixel_size_um=t.pixel_size_um)
+    assert lab.dtype == np.uint8 and set(np.unique(lab)) <= {1, 2, 3, 4}
+    # the substrate (brightest, bottom rows) is found where the truth has it
+    assert np.mean(lab[t.labels == 4] == 4) > 0.9
