@@ -202,10 +202,11 @@ def _call(predict_fn: PredictFn, batch: np.ndarray) -> np.ndarray:
     out = np.asarray(predict_fn(batch))
     if out.ndim == 4 and out.shape[-1] == 1:
         out = out[..., 0]
-    if out.shape != batch.shape[:3]:
+    # (B, t, t): one probability per pixel; (B, t, t, C), C >= 2: one per class (blended alike)
+    if out.shape[:3] != batch.shape[:3] or out.ndim not in (3, 4):
         raise ValueError(
             f"predict_fn returned shape {out.shape} for a batch of shape {batch.shape}; "
-            "expected (B, t, t) or (B, t, t, 1)"
+            "expected (B, t, t), (B, t, t, 1) or (B, t, t, C)"
         )
     return out.astype(np.float32, copy=False)
 
@@ -229,9 +230,9 @@ def _predict_one_scale(
     pm, pn = padded.shape
     step = tile - overlap
     rows, cols = tile_starts(pm, tile, step), tile_starts(pn, tile, step)
-    out = np.empty((m, n), np.float32)
-    # Rolling accumulators for padded rows [band0, band0 + 2 * tile).
-    num = np.zeros((2 * tile, pn), np.float32)
+    # Rolling accumulators for padded rows [band0, band0 + 2 * tile); the output and ``num``
+    # get a class axis when the model returns (B, t, t, C) (allocated at the first prediction).
+    out = num = None
     den = np.zeros((2 * tile, pn), np.float32)
     band0 = 0
 
@@ -244,7 +245,8 @@ def _predict_one_scale(
         lo, hi = max(band0, top), min(upto, top + m)
         if hi > lo:
             sl = slice(lo - band0, hi - band0)
-            out[lo - top : hi - top] = num[sl, left : left + n] / den[sl, left : left + n]
+            d = den[sl, left : left + n]
+            out[lo - top : hi - top] = num[sl, left : left + n] / (d if num.ndim == 2 else d[..., None])
         num[: 2 * tile - k] = num[k:]
         den[: 2 * tile - k] = den[k:]
         num[2 * tile - k :] = 0.0
@@ -258,9 +260,14 @@ def _predict_one_scale(
         preds = np.concatenate(
             [_call(predict_fn, tiles[i : i + batch_size]) for i in range(0, len(tiles), batch_size)]
         )
+        if num is None:
+            extra = preds.shape[3:]
+            out = np.empty((m, n, *extra), np.float32)
+            num = np.zeros((2 * tile, pn, *extra), np.float32)
+        win = window if preds.ndim == 3 else window[..., None]
         o = int(r) - band0
         for c, p in zip(cols, preds, strict=True):
-            num[o : o + tile, c : c + tile] += p * window
+            num[o : o + tile, c : c + tile] += p * win
             den[o : o + tile, c : c + tile] += window
     flush(pm)
     return out
@@ -286,7 +293,8 @@ def predict_tiled(
         any size, including smaller than a tile (it is padded by reflection).
     predict_fn : callable
         ``predict_fn(batch)`` with ``batch`` float32 ``(B, tile, tile, 1)``
-        returns ``(B, tile, tile[, 1])`` probabilities.
+        returns ``(B, tile, tile[, 1])`` probabilities, or ``(B, tile, tile, C)``
+        class probabilities (a softmax head), blended per class.
     tile : int
         Tile side in pixels.
     overlap : int
@@ -305,7 +313,7 @@ def predict_tiled(
 
     Returns
     -------
-    ndarray, shape (M, N), float32
+    ndarray, shape (M, N) (or (M, N, C) for a C-class model), float32
     """
     img = np.asarray(image)
     if img.ndim != 2:
@@ -325,7 +333,7 @@ def predict_tiled(
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive, got {scales}")
     window = hann_window(tile, floor=floor)
-    total = np.zeros(img.shape, np.float32)
+    total = None
     for s in scales:
         if s == 1.0:
             src = img
@@ -337,8 +345,12 @@ def predict_tiled(
             src, predict_fn, tile=tile, overlap=overlap, batch_size=batch_size, window=window
         )
         if s != 1.0:
-            prob = cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-        total += prob
+            back = cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
+            prob = back.reshape(img.shape + prob.shape[2:])  # keeps a class axis of size 1..C
+        if total is None:
+            total = prob
+        else:
+            total += prob
     return total / np.float32(len(scales))
 
 

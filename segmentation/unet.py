@@ -73,8 +73,8 @@ def _conv_block(x, filters: int, cfg: UNetConfig, name: str):
     return x
 
 
-def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet") -> keras.Model:
-    """Build an (uncompiled) U-Net with a sigmoid output.
+def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet", classes: int = 1) -> keras.Model:
+    """Build an (uncompiled) U-Net with a sigmoid output (or a softmax over ``classes``).
 
     Parameters
     ----------
@@ -82,11 +82,14 @@ def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet") -> keras.Mo
         Architecture; defaults to ``UNetConfig()``.
     name : str
         Model name.
+    classes : int
+        1 (default): one sigmoid probability per pixel (the binary models, unchanged);
+        ``>= 2``: a softmax over ``classes`` channels (the multi-class phase model).
 
     Returns
     -------
     keras.Model
-        Maps float32 ``(B, H, W, 1)`` in [0, 1] to probabilities ``(B, H, W, 1)``.
+        Maps float32 ``(B, H, W, 1)`` in [0, 1] to probabilities ``(B, H, W, classes)``.
 
     Examples
     --------
@@ -95,6 +98,8 @@ def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet") -> keras.Mo
     (None, None, None, 1)
     """
     cfg = cfg or UNetConfig()
+    if isinstance(classes, bool) or int(classes) < 1:
+        raise ValueError(f"classes must be an int >= 1, got {classes!r}")
     inputs = keras.Input(shape=(None, None, 1), name="image")
     x = inputs
     skips = []
@@ -110,7 +115,10 @@ def build_unet(cfg: UNetConfig | None = None, *, name: str = "unet") -> keras.Mo
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}")(x)
         x = layers.Concatenate(name=f"concat{level}")([x, skips[level]])
         x = _conv_block(x, filters, cfg, f"dec{level}")
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="prob")(x)
+    if int(classes) == 1:
+        outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="prob")(x)
+    else:
+        outputs = layers.Conv2D(int(classes), 1, activation="softmax", dtype="float32", name="prob")(x)
     return keras.Model(inputs, outputs, name=name)
 
 

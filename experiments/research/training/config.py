@@ -144,3 +144,83 @@ class TrainShapeAEConfig:
             raise ValueError("normal_max_circle must be below anomalous_min_circle")
         if self.epochs < 1 or self.batch_size < 1 or self.anomalous_per_normal <= 0:
             raise ValueError("epochs, batch_size and anomalous_per_normal must be positive")
+
+
+@dataclass(frozen=True)
+class TrainUNetPhasesConfig:
+    """Options of the ``train:`` section of ``conf/exp/train_unet_phases.yaml`` (issue 24).
+
+    The teacher is :func:`segmentation.phases.segment_phases` with ``phases`` (a
+    :class:`~segmentation.phases.PhasesConfig` as a dict); the student a softmax U-Net over its
+    ``len(phases.names)`` phases.  Scans: ``inputs`` (files / folders / globs read with
+    :func:`data.read_scan`; sorted by scan id, the last ``n_val`` are held out for validation and
+    the ``n_tune`` before them choose the epoch), or, when ``inputs`` is empty, generated coating
+    scans (:func:`data.synthetic_phases.coating_scan` with ``generator`` keywords) of the seeds in
+    the half-open ranges ``train_seeds`` / ``tune_seeds`` / ``val_seeds``.
+    """
+
+    inputs: tuple[str, ...] = ()
+    n_val: int = 2
+    n_tune: int = 1
+    # coating_scan keywords (its defaults, listed so a preset or the command line can set them)
+    generator: dict = field(default_factory=lambda: {
+        "shape": [512, 512], "thickness_px": 200.0, "porosity": 0.05, "pore_median_px": 5.0,
+        "n_oxides": 6, "gradient": 0.1, "noise_sd": 4.0, "blur_px": 0.8, "jpeg_quality": None})
+    train_seeds: tuple[int, ...] = (0, 8)
+    tune_seeds: tuple[int, ...] = (100, 102)
+    val_seeds: tuple[int, ...] = (200, 204)
+    phases: dict = field(default_factory=lambda: {"names": ["pore", "oxide", "coating", "substrate"]})
+    unet: dict = field(default_factory=lambda: {"depth": 3, "base_width": 8})
+    augment: dict = field(default_factory=lambda: {
+        "dihedral": True, "brightness": 0.0, "contrast": 0.0, "gamma": 0.0, "noise": 0.02})
+    # Per-pixel loss weight of class k: frequency_k ** -class_balance (normalised to mean 1 over
+    # the training pixels, capped at max_class_weight); 0 = plain cross-entropy.
+    class_balance: float = 0.5
+    max_class_weight: float = 20.0
+    # Patches centred on a pixel of a class drawn uniformly among the classes (so rare phases,
+    # pores and oxides, are seen); the rest at uniform random positions.
+    balanced_fraction: float = 0.5
+    patch: int = 128
+    patches_per_epoch: int = 512
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    # the learning rate halves after lr_patience epochs without a tuning gain (down to min_learning_rate)
+    lr_patience: int = 2
+    min_learning_rate: float = 1e-4
+    epochs: int = 30
+    patience: int = 5
+    max_minutes: float = 8.0
+    threads: int = 1
+    seed: int = 0
+    tile: int = 256
+    overlap: int = 32
+    # Speed of learned vs classical on a generated bench_px x bench_px coating scan (0 = off).
+    bench_px: int = 2000
+    install: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(str(s) for s in self.inputs))
+        for name in ("train_seeds", "tune_seeds", "val_seeds"):
+            r = tuple(int(v) for v in getattr(self, name))
+            if len(r) != 2 or r[1] <= r[0]:
+                raise ValueError(f"{name} must be a range [first, stop) with stop > first, got {list(r)}")
+            object.__setattr__(self, name, r)
+        ranges = [set(range(*getattr(self, n))) for n in ("train_seeds", "tune_seeds", "val_seeds")]
+        if ranges[0] & ranges[1] or ranges[0] & ranges[2] or ranges[1] & ranges[2]:
+            raise ValueError("train_seeds, tune_seeds and val_seeds must not overlap")
+        if self.n_val < 1 or self.n_tune < 0:
+            raise ValueError(f"n_val must be >= 1 and n_tune >= 0, got {self.n_val}, {self.n_tune}")
+        for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "lr_patience",
+                     "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.balanced_fraction <= 1.0:
+            raise ValueError(f"balanced_fraction must be in [0, 1], got {self.balanced_fraction}")
+        if self.class_balance < 0 or self.max_class_weight < 1:
+            raise ValueError("class_balance must be >= 0 and max_class_weight >= 1")
+        if float(dict(self.augment).get("elastic_alpha", 0.0)) > 0:
+            raise ValueError("augment.elastic_alpha must be 0: a warp would interpolate the phase labels")
+        if not 0 <= self.overlap < self.tile:
+            raise ValueError(f"overlap must be in [0, tile), got {self.overlap} for tile {self.tile}")
+        if self.bench_px < 0:
+            raise ValueError(f"bench_px must be >= 0, got {self.bench_px}")
