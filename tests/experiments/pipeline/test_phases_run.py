@@ -196,3 +196,18 @@ def test_phase_configs_split_the_section(compose):
     seg, measure = phase_configs(pc.phases)
     assert seg.names == ("pore", "oxide", "coating", "substrate") and seg.clahe_clip is None
     assert measure.point_spacing_px == 8 and measure.coating == "coating" and measure.objects == ("pore", "oxide")
+
+
+def test_the_learned_phase_segmenter_runs_in_the_pipeline(coatings, compose, tmp_path):
+    """phases.segmenter=unet with the shipped unet_phases (trained by +exp=train_unet_phases)."""
+    from experiments.config import REPO_ROOT
+
+    root, truth = coatings
+    out = tmp_path / "run"
+    weights = REPO_ROOT / "segmentation" / "weights" / "unet_phases.keras"
+    assert _run(compose, out, f"data.input={root}", "report.html=false", "phases.segmenter=unet",
+                f"phases.weights={weights}") == 0
+    co = pd.read_parquet(out / "coating.parquet").set_index("scan_id")
+    for sid, t in truth.items():
+        assert abs(co.loc[sid, "thickness_mean_um"] / t.thickness_mean_um - 1) < 0.05
+    assert set(pd.read_parquet(out / "regions.parquet")["phase"]) <= {"pore", "oxide"}
