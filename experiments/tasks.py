@@ -75,6 +75,8 @@ DECLARED: tuple[Task, ...] = (
          {"bench_archive": f"{_PRESETS_TEST}::test_bench_archive_preset"}),
     Task("bench_process", f"{_BENCH}.process:run", ("bench", "process", f"{_BENCH}.config:ProcessBenchConfig"),
          {"bench_process": f"{_PRESETS_TEST}::test_bench_process_preset"}),
+    Task("bench_phases", f"{_BENCH}.phases:run", ("bench", "phases", f"{_BENCH}.config:PhasesBenchConfig"),
+         {"bench_phases": "tests/experiments/research/bench/test_bench_smoke.py::test_bench_phases_small"}),
     Task("bench_review", f"{_BENCH}.review:run", ("bench", "review", f"{_BENCH}.config:BenchReviewConfig"),
          {"bench_review": "tests/experiments/review/test_review_tasks.py::test_bench_review_task_tiny"}),
     Task("bench_segmentation", f"{_BENCH}.segmentation:run",

@@ -329,12 +329,18 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
         wt = lv[use] / np.nanmax(med)
         coef, *_ = np.linalg.lstsq(a_s[use] * wt[:, None], r * wt, rcond=None)
         v_s = base / np.exp(a_s @ coef)
-    yy, xx = np.mgrid[0:m, 0:w].astype(np.float64)
-    yy = 2.0 * yy / max(m - 1, 1) - 1.0
-    xx = 2.0 * xx / max(w - 1, 1) - 1.0
-    field_img = np.zeros(g.shape)
-    for c, col in zip(coef, [yy**i * xx ** (d - i) for d in range(1, int(degree) + 1) for i in range(d + 1)]):
-        field_img += c * col
+    # the field on the whole grid as Y C X^T (separable in y and x: one matrix product, no per-term
+    # image): C[i, j] is the coefficient of y^i x^j, in the column order of _poly_terms
+    d = int(degree)
+    cmat = np.zeros((d + 1, d + 1))
+    k = 0
+    for dd in range(1, d + 1):
+        for i in range(dd + 1):
+            cmat[i, dd - i] = coef[k]
+            k += 1
+    yv = np.vander(2.0 * np.arange(m) / max(m - 1, 1) - 1.0, d + 1, increasing=True)
+    xv = np.vander(2.0 * np.arange(w) / max(w - 1, 1) - 1.0, d + 1, increasing=True)
+    field_img = (yv @ cmat) @ xv.T
     return np.clip(g / np.exp(field_img), 0.0, 1.0)
 
 
@@ -383,11 +389,17 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
         has_b = pair.sum(axis=1) > 0
         b = pair.argmax(axis=1)
         inside = comp > 0
-        ci, li, gi = comp[inside], lab[inside], g[inside]
+        ci, li = comp[inside], lab[inside]
+        # the darkest phase in each object: the smallest label value present (k bincounts, no ufunc.at)
         darkest = np.full(nc + 1, k, dtype=np.int64)
-        np.minimum.at(darkest, ci, li.astype(np.int64))
-        gmin = np.full(nc + 1, np.inf)
-        np.minimum.at(gmin, ci, gi)
+        for v in range(k - 1, 0, -1):
+            darkest[np.bincount(ci[li == v], minlength=nc + 1) > 0] = v
+        gmin = np.full(nc + 1, np.inf)  # the darkest grey of each object: sorted by object, reduceat
+        order = np.argsort(ci, kind="stable")
+        cs, gs = ci[order], g[inside][order]
+        if cs.size:
+            starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+            gmin[cs[starts]] = np.minimum.reduceat(gs, starts)
         deep = gmin < mu[k] - depth * (mu[k] - mu[k - 1])
         cand = small & has_b & ((darkest < k) | deep)
         cand[0] = False

@@ -198,7 +198,9 @@ class PhasesBenchConfig:
     warmup: bool = True
     pixel_size_um: float = 0.5
     # segmentation.phases.PhasesConfig overrides (names: pore, oxide, coating, substrate)
-    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "rim_px": 1})
+    # the settings of +exp=phases (chosen by +exp=eval_phases on its tuning seeds)
+    phases: dict = field(default_factory=lambda: {"clahe_clip": None, "flatten": 2, "rim_px": 1,
+                                                  "deblur_max_area_px": 300})
     target_s: float = 5.0
 
     def __post_init__(self) -> None:

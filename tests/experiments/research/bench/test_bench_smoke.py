@@ -35,3 +35,19 @@ def test_bench_area_small(tmp_path):
     _run(tmp_path, "+exp=bench_area", "bench.n_scored=300", "bench.naive_n=100", "bench.sizes=[100]",
          "bench.repeats=1", "bench.masks=")
     assert list(tmp_path.glob("*.json"))
+
+
+def test_bench_phases_small(tmp_path):
+    """+exp=bench_phases on a small scan: timings, the truth errors and the markdown table."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "experiments.run", "+exp=bench_phases", "bench.size=384",
+                        "bench.repeats=1", f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "bench_phases.json").read_text())
+    assert res["total_s"] > 0 and res["segment_s"] + res["measure_s"] <= res["total_s"] * 1.01
+    assert abs(res["porosity_error_pp"]) < 2.0 and abs(res["thickness_error_pct"]) < 5.0
+    assert "| 384 x 384 px |" in (out / "bench_phases.md").read_text()
