@@ -66,6 +66,40 @@ def test_cv_and_box_overlap():
     assert rep.box_overlap_count(a, b.iloc[:0]) == 0
 
 
+def test_cluster_overlap_matches_by_member_pixels_one_to_one():
+    a = np.zeros((20, 20), np.int32)
+    a[1:3, 1:3] = 1  # rank 1
+    a[10:12, 10:12] = 2
+    a[15:17, 1:3] = 3
+    b = np.zeros_like(a)
+    b[2:4, 2:4] = 2  # the original's rank 1, ranked 2nd here
+    b[10:12, 10:12] = 1
+    b[15:17, 15:17] = 3  # elsewhere: no shared member
+    assert rep.cluster_overlap(a, a, 3) == 3
+    assert rep.cluster_overlap(a, b, 3) == 2
+    assert rep.cluster_overlap(a, b, 1) == 0  # top-1 of each: different clusters
+    c = np.zeros_like(a)
+    c[1:12, 1:12] = 1  # one big cluster covering two of a's: matched once only
+    assert rep.cluster_overlap(a, c, 3) == 1
+    assert rep.cluster_overlap(a, np.zeros_like(a), 3) == 0 and rep.cluster_overlap(a, a, 0) == 0
+    with pytest.raises(ValueError, match="shape"):
+        rep.cluster_overlap(a, a[:5], 3)
+
+
+def test_perturbation_breakdown():
+    per = pd.DataFrame({"scan": ["1"] * 3 + ["2"] * 3, "perturbation": ["original", "jpeg80", "rot90"] * 2,
+                        "area_fraction": [0.10, 0.09, 0.10, 0.20, 0.19, 0.20], "count": [100, 90, 100, 50, 45, 50],
+                        "top_overlap_fraction": [1.0, 0.5, 1.0, 1.0, 1.0, 1.0]})
+    t = rep.perturbation_breakdown(per).set_index("perturbation")
+    assert t.loc["jpeg80", "count change % (median)"] == pytest.approx(-10)
+    assert t.loc["rot90", "area change % (median)"] == pytest.approx(0)
+    assert t.loc["jpeg80", "median CV count without it %"] == pytest.approx(0)
+    assert t.loc["rot90", "median CV count without it %"] > 5
+    assert t.loc["jpeg80", "top-k overlap (median)"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="original"):
+        rep.perturbation_breakdown(per[per["perturbation"] != "original"])
+
+
 def test_kfold_groups_and_objectives():
     f = kfold_groups(["15", "17", "22", "24", "27", "34", "36", "39"], 4, seed=0)
     assert len(f) == 4 and sorted(s for g in f for s in g) == ["15", "17", "22", "24", "27", "34", "36", "39"]
@@ -109,6 +143,9 @@ def test_eval_repeatability_tiny_run(compose, tmp_path):
     a = per.set_index("perturbation")["area_fraction"]
     assert abs(a["rot90"] / a["original"] - 1) < 0.05
     assert out["per_scan"][0]["top_overlap_min"] >= 0 and np.isfinite(out["summary"]["cv_count_median"])
+    first = per.set_index("perturbation").loc["original"]
+    assert first["top_overlap"] == first["top_k"] <= 10  # the original matches itself
+    assert [r["perturbation"] for r in out["per_perturbation"]] == ["rot90", "shift", "tiling"]
 
 
 def test_isotonic_calibration_recovers_the_labelled_fraction():
