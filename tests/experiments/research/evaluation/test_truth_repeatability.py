@@ -36,6 +36,21 @@ def test_size_counts_and_detection_limit():
     assert np.isnan(truth.detection_limit(t.assign(recall=0.0), min_objects=1))
 
 
+def test_boundary_contrast_finds_a_groove_and_its_offset():
+    rng = np.random.default_rng(0)
+    img = np.full((80, 80), 120.0) + rng.normal(0, 3, (80, 80))
+    img[:, 40] -= 12  # a dark groove one px wide at column 40
+    labels = np.zeros((80, 80), bool)
+    labels[:, 41] = True  # drawn one px off
+    d = truth.boundary_contrast(img, labels, max_shift=2)
+    assert d["shift"][1] == -1 and 9 < d["depth"] < 15 and d["depth_z"] > 2
+    assert 2 < d["noise"] < 4.5
+    flat = truth.boundary_contrast(np.full((80, 80), 120.0) + rng.normal(0, 3, (80, 80)), labels)
+    assert flat["depth_z"] < 0.6  # no groove: only what the shift search picks from the noise
+    with pytest.raises(ValueError, match="no boundary"):
+        truth.boundary_contrast(img, np.zeros((80, 80), bool))
+
+
 def test_perturbations_map_back_to_the_original_frame():
     cfg = EvalRepeatabilityConfig(shift_fraction=0.1)
     img = (np.arange(40 * 60).reshape(40, 60) % 251).astype(np.uint8)
