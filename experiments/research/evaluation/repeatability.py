@@ -219,14 +219,17 @@ def _measure_scan(img: np.ndarray, s: str, ecfg: EvalRepeatabilityConfig, anomal
     dr, dc = _shift(shape, ecfg)
     win = (slice(dr, None), slice(dc, None))  # the window every re-imaging sees
     rows, tops, ranks = [], {}, {}
+    popts = dict(ecfg.predict_options)
+    tag = "".join(f"_{k}{v}" for k, v in sorted(popts.items()))  # other options, other cache files
     for kind in ecfg.perturbations:
         x = perturb(img, kind, ecfg)
         if kind == "tiling":
             o = int(ecfg.tiling_offset)
             padded = np.pad(x, ((o, 0), (o, 0)), mode="reflect")
-            prob = cached_probabilities(padded, "impurities", key=f"{s}_{kind}", cache_dir=ecfg.cache_dir)[o:, o:]
+            prob = cached_probabilities(padded, "impurities", key=f"{s}_{kind}{tag}", cache_dir=ecfg.cache_dir,
+                                        **popts)[o:, o:]
         else:
-            prob = cached_probabilities(x, "impurities", key=f"{s}_{kind}", cache_dir=ecfg.cache_dir)
+            prob = cached_probabilities(x, "impurities", key=f"{s}_{kind}{tag}", cache_dir=ecfg.cache_dir, **popts)
         mask = impurity_postprocess(prob, x, threshold, min_area_px=int(ecfg.min_area_px),
                                     extent_threshold=post.get("extent_threshold"),
                                     depth_fraction=post.get("depth_fraction"),
