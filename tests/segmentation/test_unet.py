@@ -217,3 +217,46 @@ def test_patch_sampling_oversamples_impurities():
     assert has[20:].mean() < 0.5  # random patches rarely hit 3 tiny objects
     with pytest.raises(ValueError, match="bundled"):
         TrainUNetConfig(val_scans=("10", "15"))
+
+
+def test_jpeg_recompress_keeps_scale_and_adds_block_artefacts():
+    from segmentation.augment import jpeg_recompress
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    smooth = (0.5 + 0.2 * np.sin(xx / 9.0) * np.cos(yy / 7.0)).astype(np.float32)[..., None]
+    hi = jpeg_recompress(smooth, 100, gain=1.0)
+    assert hi.shape == smooth.shape and hi.dtype == np.float32
+    assert np.abs(hi - smooth).max() < 3 / 255  # q100: 8-bit rounding only, same scale
+    noisy = np.clip(smooth + rng.normal(0, 0.03, smooth.shape), 0, 1).astype(np.float32)
+    lo = jpeg_recompress(noisy, 70, gain=1.0)
+    err = np.abs(lo - noisy)
+    assert 0.002 < err.mean() < 0.05  # q70 smooths the noise, keeps the picture
+    assert abs(float(lo.mean()) - float(noisy.mean())) < 0.01
+    with pytest.raises(ValueError, match="gain"):
+        jpeg_recompress(smooth, 80, gain=0)
+
+
+def test_augment_jpeg_and_defocus_options():
+    rng = np.random.default_rng(0)
+    x = np.clip(0.5 + 0.1 * rng.standard_normal((8, 32, 32, 1)), 0, 1).astype(np.float32)
+    y = (x > 0.6).astype(np.float32)
+    photometric_off = dict(dihedral=False, brightness=0, contrast=0, gamma=0, noise=0)
+    # the defaults leave the JPEG off and the blur probability at 0.3 (the shipped runs' stream)
+    assert AugmentConfig().jpeg_quality is None and AugmentConfig().blur_prob == 0.3
+    same = augment_batch(x, y, np.random.default_rng(3), AugmentConfig(blur=1.0))
+    again = augment_batch(x, y, np.random.default_rng(3), AugmentConfig(blur=1.0, blur_prob=0.3))
+    np.testing.assert_array_equal(same[0], again[0])
+    cfg = AugmentConfig(**photometric_off, jpeg_quality=[70, 95], jpeg_prob=1.0)
+    assert cfg.jpeg_quality == (70, 95)
+    xa, ya = augment_batch(x, y, np.random.default_rng(1), cfg)
+    np.testing.assert_array_equal(ya, y)  # the mask is untouched
+    changed = np.abs(xa - x).reshape(8, -1).mean(axis=1)
+    assert (changed > 0.001).all()  # every sample re-compressed
+    xb, _ = augment_batch(x, y, np.random.default_rng(1), cfg)
+    np.testing.assert_array_equal(xa, xb)
+    blurred, _ = augment_batch(x, y, np.random.default_rng(1), AugmentConfig(**photometric_off, blur=1.0, blur_prob=1.0))
+    assert blurred.std() < x.std()  # every sample defocused
+    for bad in (dict(jpeg_quality=(90, 70)), dict(jpeg_quality=(0, 80)), dict(jpeg_prob=1.5), dict(jpeg_gain=(0, 1))):
+        with pytest.raises(ValueError):
+            AugmentConfig(**bad)

@@ -264,6 +264,8 @@ class EvalRepeatabilityConfig:
     cache_dir: str | None = "/tmp/quantmet_trust_cache"
     # Postprocessing of the U-Net probabilities (segmentation.refine.impurity_postprocess); {} = the card's.
     unet_options: dict = field(default_factory=dict)
+    # Options of segmentation.models.predict_probabilities for the impurity U-Net (e.g. {tta: 8}); {} = defaults.
+    predict_options: dict = field(default_factory=dict)
     targets: dict = field(default_factory=lambda: {"cv_area_fraction": 0.02, "cv_count": 0.03, "top_overlap": 8})
 
     def __post_init__(self) -> None:

@@ -14,14 +14,21 @@ little less), so what moves is the method, not the field:
   objects counted by their centroid in the window),
 - ASTM E112 G (inpainting, grain U-Net, :func:`segmentation.grains.grain_measures`
   at a nominal pixel size), and
-- the top-``top_k`` clusters of the scan (default anomaly scoring and market
-  clustering): how many of the original's top-``top_k`` boxes overlap one of
-  the re-imaging's top-``top_k`` boxes (one-to-one).
+- the top-ranked clusters of the scan (default anomaly scoring and market
+  clustering), with ``k = min(top_k, clusters of the original)``: how many of
+  the original's top-k clusters are matched (one-to-one) by one of the
+  re-imaging's top-k clusters that shares a member impurity with it (member
+  pixels in the original frame; :func:`cluster_overlap`).  The box overlap of
+  the earlier rounds (original's top boxes against the re-imaging's top
+  ``top_k`` boxes, :func:`box_overlap_count`) is kept beside it.  Each
+  re-imaging also records how many impurities enter the market
+  (``combined_score > anomaly.area.min_score``), the number the clusters are
+  built from.
 
 Per scan: the coefficient of variation (sd / mean over the re-imagings,
 ``ddof=1``) of each number, the worst re-imaging, and the top-k overlap (the
-minimum over the re-imagings).  Outputs: ``repeatability.json`` and
-``repeatability.md``.
+minimum and the mean over the re-imagings); the summary takes the median over
+scans of each.  Outputs: ``repeatability.json`` and ``repeatability.md``.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.config import dataclass_from
 from .config import EvalRepeatabilityConfig
 
-__all__ = ["PERTURBATIONS", "box_overlap_count", "cv", "perturb", "run", "unperturb"]
+__all__ = ["PERTURBATIONS", "box_overlap_count", "cluster_overlap", "cv", "perturb", "perturbation_breakdown", "run",
+           "unperturb"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,39 @@ def box_overlap_count(a: pd.DataFrame, b: pd.DataFrame) -> int:
     return int(ov[r, c].sum())
 
 
+def cluster_overlap(ref: np.ndarray, other: np.ndarray, k: int) -> int:
+    """One-to-one count of the top-``k`` clusters of ``ref`` that share a member pixel with one of ``other``'s.
+
+    Parameters
+    ----------
+    ref, other : ndarray of int, same shape
+        Cluster-rank images in one frame: each member impurity's pixels carry its
+        cluster's scan rank (1 = best), 0 elsewhere.
+    k : int
+        Only ranks 1..k of either image take part.
+
+    Returns
+    -------
+    int
+        The size of the largest one-to-one matching between the two top-k sets in
+        which matched clusters have at least one member pixel in common.
+    """
+    a, b = np.asarray(ref), np.asarray(other)
+    if a.shape != b.shape:
+        raise ValueError(f"cluster images differ in shape: {a.shape} vs {b.shape}")
+    if k < 1:
+        return 0
+    both = (a > 0) & (a <= k) & (b > 0) & (b <= k)
+    if not both.any():
+        return 0
+    from scipy.optimize import linear_sum_assignment
+
+    ov = np.zeros((k, k), bool)
+    ov[a[both].astype(np.int64) - 1, b[both].astype(np.int64) - 1] = True
+    r, c = linear_sum_assignment(-ov.astype(float))
+    return int(ov[r, c].sum())
+
+
 def _boxes_back(clusters: pd.DataFrame, kind: str, shape, cfg) -> pd.DataFrame:
     c = clusters.copy()
     if kind == "rot90":  # rot90 maps (r, c) -> (W - 1 - c, r); back: r0 = c', c0 = W - 1 - r'
@@ -123,8 +164,13 @@ def _boxes_back(clusters: pd.DataFrame, kind: str, shape, cfg) -> pd.DataFrame:
     return c
 
 
-def _clusters(labels: np.ndarray, anomaly: dict, top_k: int) -> pd.DataFrame:
-    """The top-k clusters of a label image with the run's default anomaly settings (uncalibrated)."""
+def _clusters(labels: np.ndarray, anomaly: dict, top_k: int) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """The top-k clusters of a label image with the run's default anomaly settings (uncalibrated).
+
+    Returns the clusters (sorted by scan rank), the cluster-rank image (each member
+    impurity's pixels carry its cluster's scan rank, 0 elsewhere; all clusters) and
+    the number of impurities in the market.
+    """
     from anomaly.market import MarketConfig, market_clustering
     from anomaly.scorers import ScoreContext
     from anomaly.scoring import configured_scorers, score_regions
@@ -140,13 +186,21 @@ def _clusters(labels: np.ndarray, anomaly: dict, top_k: int) -> pd.DataFrame:
                           combine_method=combine.get("method", "product"),
                           context=ScoreContext(labels=labels))
     area = resolve_physical(dict(anomaly.get("area") or {}), None)
-    _, clusters = market_clustering(table, table["combined_score"].to_numpy(),
-                                    dataclass_from(MarketConfig, area, where="anomaly.area"))
+    mcfg = dataclass_from(MarketConfig, area, where="anomaly.area")
+    member, clusters = market_clustering(table, table["combined_score"].to_numpy(), mcfg)
+    n_market = int(np.count_nonzero(table["combined_score"].to_numpy() > mcfg.min_score))
     key = str(area.get("order_key", "weighted_area2_sum_mult_diameter_mult_amount"))
+    rank_img = np.zeros(labels.shape, np.int32)
     if not len(clusters):
-        return clusters
-    clusters = clusters.assign(scan_rank=scan_ranks(clusters, key))
-    return clusters.sort_values("scan_rank").head(int(top_k))
+        return clusters, rank_img, n_market
+    ranks = scan_ranks(clusters, key)
+    clusters = clusters.assign(scan_rank=ranks)
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    rid = table["region_id"].to_numpy(np.int64)
+    ok = member >= 0
+    lut[rid[ok]] = ranks[np.searchsorted(clusters["cluster_id"].to_numpy(), member[ok])]
+    rank_img = lut[labels]
+    return clusters.sort_values("scan_rank").head(int(top_k)), rank_img, n_market
 
 
 def _measure_scan(img: np.ndarray, s: str, ecfg: EvalRepeatabilityConfig, anomaly: dict, inpainting: dict | None):
@@ -164,15 +218,18 @@ def _measure_scan(img: np.ndarray, s: str, ecfg: EvalRepeatabilityConfig, anomal
     shape = img.shape
     dr, dc = _shift(shape, ecfg)
     win = (slice(dr, None), slice(dc, None))  # the window every re-imaging sees
-    rows, tops = [], {}
+    rows, tops, ranks = [], {}, {}
+    popts = dict(ecfg.predict_options)
+    tag = "".join(f"_{k}{v}" for k, v in sorted(popts.items()))  # other options, other cache files
     for kind in ecfg.perturbations:
         x = perturb(img, kind, ecfg)
         if kind == "tiling":
             o = int(ecfg.tiling_offset)
             padded = np.pad(x, ((o, 0), (o, 0)), mode="reflect")
-            prob = cached_probabilities(padded, "impurities", key=f"{s}_{kind}", cache_dir=ecfg.cache_dir)[o:, o:]
+            prob = cached_probabilities(padded, "impurities", key=f"{s}_{kind}{tag}", cache_dir=ecfg.cache_dir,
+                                        **popts)[o:, o:]
         else:
-            prob = cached_probabilities(x, "impurities", key=f"{s}_{kind}", cache_dir=ecfg.cache_dir)
+            prob = cached_probabilities(x, "impurities", key=f"{s}_{kind}{tag}", cache_dir=ecfg.cache_dir, **popts)
         mask = impurity_postprocess(prob, x, threshold, min_area_px=int(ecfg.min_area_px),
                                     extent_threshold=post.get("extent_threshold"),
                                     depth_fraction=post.get("depth_fraction"),
@@ -202,16 +259,58 @@ def _measure_scan(img: np.ndarray, s: str, ecfg: EvalRepeatabilityConfig, anomal
             b = predict_grain_boundaries(g)
             b = unperturb(b, kind, shape, ecfg)[win]
             row["G"] = float(grain_measures(b, pixel_size_um=ecfg.pixel_size_um)["grain_size_G"])
-        tops[kind] = _boxes_back(_clusters(labels, anomaly, ecfg.top_k), kind, shape, ecfg)
+        top, rank_img, row["n_market"] = _clusters(labels, anomaly, ecfg.top_k)
+        tops[kind] = _boxes_back(top, kind, shape, ecfg)
+        ranks[kind] = unperturb(rank_img, kind, shape, ecfg)
+        row["n_clusters"] = int(rank_img.max())
         rows.append(row)
         log.info("scan %s %-9s area %.3f%% count %d%s", s, kind, 100 * row["area_fraction"], count,
                  f" G {row['G']:.3f}" if "G" in row else "")
-    ref = tops.get("original", next(iter(tops.values())))
+    first = "original" if "original" in tops else next(iter(tops))
+    ref, ref_rank = tops[first], ranks[first]
+    k = min(int(ecfg.top_k), int(ref_rank.max()))  # fewer than top_k when the scan has fewer clusters
     for r in rows:
-        r["top_overlap"] = box_overlap_count(ref, tops[r["perturbation"]])
-        r["top_n_original"] = int(len(ref))  # fewer than top_k when the scan has fewer clusters
-        r["top_overlap_fraction"] = r["top_overlap"] / len(ref) if len(ref) else float("nan")
+        r["top_k"] = k
+        r["top_overlap"] = cluster_overlap(ref_rank, ranks[r["perturbation"]], k)
+        r["top_overlap_fraction"] = r["top_overlap"] / k if k else float("nan")
+        r["top_overlap_box"] = box_overlap_count(ref, tops[r["perturbation"]])
+        r["top_overlap_box_fraction"] = r["top_overlap_box"] / len(ref) if len(ref) else float("nan")
     return rows
+
+
+def perturbation_breakdown(per: pd.DataFrame) -> pd.DataFrame:
+    """What each re-imaging kind does, over scans (a table of ``per_imaging`` rows).
+
+    Per kind: the median over scans of the change from the original (area
+    fraction and count in %, G in units), the median |change|, the median
+    top-k overlap, and the median over scans of the CV of the area fraction and
+    of the count over all re-imagings except that kind (what the CV would be
+    without it).
+    """
+    if "original" not in set(per["perturbation"]):
+        raise ValueError("the per-imaging table needs the 'original' rows")
+    base = per[per["perturbation"] == "original"].set_index("scan")
+    d = per.assign(
+        d_area=100 * (per["area_fraction"] / per["scan"].map(base["area_fraction"]) - 1),
+        d_count=100 * (per["count"] / per["scan"].map(base["count"]) - 1))
+    if "G" in per:
+        d["d_G"] = per["G"] - per["scan"].map(base["G"])
+    out = []
+    for kind, g in d.groupby("perturbation", sort=False):
+        if kind == "original":
+            continue
+        rest = d[d["perturbation"] != kind].groupby("scan")
+        rec = {"perturbation": kind, "area change % (median)": float(g["d_area"].median()),
+               "|area change| % (median)": float(g["d_area"].abs().median()),
+               "count change % (median)": float(g["d_count"].median()),
+               "|count change| % (median)": float(g["d_count"].abs().median())}
+        if "d_G" in g:
+            rec["G change (median)"] = float(g["d_G"].median())
+        rec["top-k overlap (median)"] = float(g["top_overlap_fraction"].median())
+        rec["median CV area without it %"] = 100 * float(rest["area_fraction"].apply(cv).median())
+        rec["median CV count without it %"] = 100 * float(rest["count"].apply(cv).median())
+        out.append(rec)
+    return pd.DataFrame(out)
 
 
 def run(cfg: DictConfig, output_dir: Path) -> int:
@@ -236,21 +335,29 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         if "G" in d:
             rec["sd_G"] = float(d["G"].std(ddof=1))
             rec["cv_G"] = cv(d["G"])
-        rec["top_overlap_min"] = int(d["top_overlap"][d["perturbation"] != "original"].min())
-        rec["top_n"] = int(d["top_n_original"].iloc[0])
-        rec["top_overlap_fraction_min"] = float(d["top_overlap_fraction"][d["perturbation"] != "original"].min())
+        re_imaged = d["perturbation"] != "original"
+        rec["top_k"] = int(d["top_k"].iloc[0])
+        rec["top_overlap_min"] = int(d["top_overlap"][re_imaged].min())
+        rec["top_overlap_fraction_min"] = float(d["top_overlap_fraction"][re_imaged].min())
+        rec["top_overlap_fraction_mean"] = float(d["top_overlap_fraction"][re_imaged].mean())
+        rec["top_overlap_box_fraction_min"] = float(d["top_overlap_box_fraction"][re_imaged].min())
+        rec["cv_n_market"] = cv(d["n_market"])
         dev = (d["area_fraction"] / base["area_fraction"] - 1).abs()
         rec["worst_area"] = f"{d['perturbation'].iloc[int(dev.argmax())]} ({100 * dev.max():+.1f}%)"
         devc = (d["count"] / base["count"] - 1).abs()
         rec["worst_count"] = f"{d['perturbation'].iloc[int(devc.argmax())]} ({100 * devc.max():.1f}%)"
         summary.append(rec)
     summ = pd.DataFrame(summary)
+    by_kind = perturbation_breakdown(per)
     t = ecfg.targets
     med = {"cv_area_fraction_median": float(summ["cv_area_fraction"].median()),
            "cv_count_median": float(summ["cv_count"].median()),
            "top_overlap_median": float(summ["top_overlap_min"].median()),
            "top_overlap_fraction_median": float(summ["top_overlap_fraction_min"].median()),
-           "top_overlap_worst": int(summ["top_overlap_min"].min())}
+           "top_overlap_fraction_mean_median": float(summ["top_overlap_fraction_mean"].median()),
+           "top_overlap_box_fraction_median": float(summ["top_overlap_box_fraction_min"].median()),
+           "top_overlap_worst": int(summ["top_overlap_min"].min()),
+           "cv_n_market_median": float(summ["cv_n_market"].median())}
     if "sd_G" in summ:
         med["sd_G_median"] = float(summ["sd_G"].median())
     targets = [
@@ -258,16 +365,19 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
          "target": f"<= {t['cv_area_fraction']:g}", "met": med["cv_area_fraction_median"] <= t["cv_area_fraction"]},
         {"measure": "median CV count", "value": med["cv_count_median"], "target": f"<= {t['cv_count']:g}",
          "met": med["cv_count_median"] <= t["cv_count"]},
-        {"measure": f"top-{ecfg.top_k} overlap, share of the original's top clusters (median of per-scan minimum)",
+        {"measure": f"top-k cluster overlap by member impurities, k = min({ecfg.top_k}, clusters) "
+                    "(median over scans of the worst re-imaging)",
          "value": med["top_overlap_fraction_median"], "target": f">= {t['top_overlap'] / ecfg.top_k:g}",
          "met": med["top_overlap_fraction_median"] >= t["top_overlap"] / ecfg.top_k},
     ]
     out = {"config": asdict(ecfg), "summary": med, "targets": targets, "per_scan": summ.to_dict(orient="records"),
-           "per_imaging": per.to_dict(orient="records")}
+           "per_perturbation": by_kind.to_dict(orient="records"), "per_imaging": per.to_dict(orient="records")}
     (output_dir / "repeatability.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
     md = ["# Repeatability: the same field re-imaged", "",
           f"Scans {', '.join(ecfg.scans)}; re-imagings {', '.join(ecfg.perturbations)}; measured on the window "
           f"all of them see.", "", markdown_table(pd.DataFrame(targets)), "", markdown_table(summ), "",
+          "Per re-imaging kind (median over scans of the change from the original; the median CV "
+          "over scans without that kind):", "", markdown_table(by_kind), "",
           "Per re-imaging:", "", markdown_table(per), ""]
     (output_dir / "repeatability.md").write_text("\n".join(md))
     log.info("\n%s", "\n".join(md))

@@ -36,6 +36,21 @@ def test_size_counts_and_detection_limit():
     assert np.isnan(truth.detection_limit(t.assign(recall=0.0), min_objects=1))
 
 
+def test_boundary_contrast_finds_a_groove_and_its_offset():
+    rng = np.random.default_rng(0)
+    img = np.full((80, 80), 120.0) + rng.normal(0, 3, (80, 80))
+    img[:, 40] -= 12  # a dark groove one px wide at column 40
+    labels = np.zeros((80, 80), bool)
+    labels[:, 41] = True  # drawn one px off
+    d = truth.boundary_contrast(img, labels, max_shift=2)
+    assert d["shift"][1] == -1 and 9 < d["depth"] < 15 and d["depth_z"] > 2
+    assert 2 < d["noise"] < 4.5
+    flat = truth.boundary_contrast(np.full((80, 80), 120.0) + rng.normal(0, 3, (80, 80)), labels)
+    assert flat["depth_z"] < 0.6  # no groove: only what the shift search picks from the noise
+    with pytest.raises(ValueError, match="no boundary"):
+        truth.boundary_contrast(img, np.zeros((80, 80), bool))
+
+
 def test_perturbations_map_back_to_the_original_frame():
     cfg = EvalRepeatabilityConfig(shift_fraction=0.1)
     img = (np.arange(40 * 60).reshape(40, 60) % 251).astype(np.uint8)
@@ -64,6 +79,40 @@ def test_cv_and_box_overlap():
     b = pd.DataFrame({"bbox_rmin": [5], "bbox_cmin": [5], "bbox_rmax": [8], "bbox_cmax": [8]})
     assert rep.box_overlap_count(a, b) == 1 and rep.box_overlap_count(a, a) == 2
     assert rep.box_overlap_count(a, b.iloc[:0]) == 0
+
+
+def test_cluster_overlap_matches_by_member_pixels_one_to_one():
+    a = np.zeros((20, 20), np.int32)
+    a[1:3, 1:3] = 1  # rank 1
+    a[10:12, 10:12] = 2
+    a[15:17, 1:3] = 3
+    b = np.zeros_like(a)
+    b[2:4, 2:4] = 2  # the original's rank 1, ranked 2nd here
+    b[10:12, 10:12] = 1
+    b[15:17, 15:17] = 3  # elsewhere: no shared member
+    assert rep.cluster_overlap(a, a, 3) == 3
+    assert rep.cluster_overlap(a, b, 3) == 2
+    assert rep.cluster_overlap(a, b, 1) == 0  # top-1 of each: different clusters
+    c = np.zeros_like(a)
+    c[1:12, 1:12] = 1  # one big cluster covering two of a's: matched once only
+    assert rep.cluster_overlap(a, c, 3) == 1
+    assert rep.cluster_overlap(a, np.zeros_like(a), 3) == 0 and rep.cluster_overlap(a, a, 0) == 0
+    with pytest.raises(ValueError, match="shape"):
+        rep.cluster_overlap(a, a[:5], 3)
+
+
+def test_perturbation_breakdown():
+    per = pd.DataFrame({"scan": ["1"] * 3 + ["2"] * 3, "perturbation": ["original", "jpeg80", "rot90"] * 2,
+                        "area_fraction": [0.10, 0.09, 0.10, 0.20, 0.19, 0.20], "count": [100, 90, 100, 50, 45, 50],
+                        "top_overlap_fraction": [1.0, 0.5, 1.0, 1.0, 1.0, 1.0]})
+    t = rep.perturbation_breakdown(per).set_index("perturbation")
+    assert t.loc["jpeg80", "count change % (median)"] == pytest.approx(-10)
+    assert t.loc["rot90", "area change % (median)"] == pytest.approx(0)
+    assert t.loc["jpeg80", "median CV count without it %"] == pytest.approx(0)
+    assert t.loc["rot90", "median CV count without it %"] > 5
+    assert t.loc["jpeg80", "top-k overlap (median)"] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="original"):
+        rep.perturbation_breakdown(per[per["perturbation"] != "original"])
 
 
 def test_kfold_groups_and_objectives():
@@ -109,6 +158,9 @@ def test_eval_repeatability_tiny_run(compose, tmp_path):
     a = per.set_index("perturbation")["area_fraction"]
     assert abs(a["rot90"] / a["original"] - 1) < 0.05
     assert out["per_scan"][0]["top_overlap_min"] >= 0 and np.isfinite(out["summary"]["cv_count_median"])
+    first = per.set_index("perturbation").loc["original"]
+    assert first["top_overlap"] == first["top_k"] <= 10  # the original matches itself
+    assert [r["perturbation"] for r in out["per_perturbation"]] == ["rot90", "shift", "tiling"]
 
 
 def test_isotonic_calibration_recovers_the_labelled_fraction():
