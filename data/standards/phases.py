@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # annotations only (the module imports them where it uses the
     import pandas as pd
 
 
-__all__ = ["PhaseError", "PhaseMeasureConfig", "PhaseMeasurement", "measure_phases"]
+__all__ = ["PhaseError", "PhaseMeasureConfig", "PhaseMeasurement", "measure_phases", "unknown_phase_names"]
 
 #: Width (columns) of the grey opening of the top-surface profile that fills pores open at the top.
 _SURFACE_WINDOW_PX = 31
@@ -190,15 +190,31 @@ def _check(labels: np.ndarray, names: Sequence[str], cfg: PhaseMeasureConfig) ->
             f"labels hold values {int(lab.min())}..{int(lab.max())} but only {len(names)} phase names "
             f"were given ({names}); label k is names[k-1], 0 = unassigned"
         )
-    for key in ("coating", "substrate", "melted", "unmelted"):
-        v = getattr(cfg, key)
-        if v is not None and v not in names:
-            raise PhaseError(f"phases.{key}={v!r} is not one of the phase names {names}")
-    for key in ("pores", "objects"):
-        bad = [v for v in getattr(cfg, key) if v not in names]
-        if bad and (key == "pores" and cfg.coating is not None):
+    for key, bad in unknown_phase_names(names, cfg).items():
+        if isinstance(bad, str):
+            raise PhaseError(f"phases.{key}={bad!r} is not one of the phase names {names}")
+        if key == "pores" and cfg.coating is not None:  # objects not named are simply not measured
             raise PhaseError(f"phases.{key} lists {bad}, not among the phase names {names}")
     return lab, names
+
+
+def unknown_phase_names(names: Sequence[str], cfg: PhaseMeasureConfig) -> dict:
+    """The settings of ``cfg`` that name a phase not in ``names``.
+
+    ``{key: name}`` for ``coating`` / ``substrate`` / ``melted`` / ``unmelted`` and ``{key: [names]}``
+    for ``pores`` / ``objects`` (only the keys that have one).
+    """
+    known = set(names)
+    out: dict = {}
+    for key in ("coating", "substrate", "melted", "unmelted"):
+        v = getattr(cfg, key)
+        if v is not None and v not in known:
+            out[key] = v
+    for key in ("pores", "objects"):
+        bad = [v for v in getattr(cfg, key) if v not in known]
+        if bad:
+            out[key] = bad
+    return out
 
 
 def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_id: str,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from data.standards.phases import PhaseError, PhaseMeasureConfig, PhaseMeasurement, measure_phases
+from data.standards.phases import PhaseError, PhaseMeasureConfig, PhaseMeasurement, measure_phases, unknown_phase_names
 from segmentation.phases import PhasesConfig, segment_phases
 
 from ..config import PHASE_MEASURE_KEYS, ConfigError, PhasesSection, domain_config
@@ -42,15 +42,10 @@ def phase_configs(section: PhasesSection) -> tuple[PhasesConfig, PhaseMeasureCon
         raise ConfigError(str(exc)) from None
     if section.segmenter not in _SEGMENTERS:
         raise ConfigError(f"phases.segmenter must be one of {list(_SEGMENTERS)}, got {section.segmenter!r}")
-    names = set(seg.names)
-    for key in ("coating", "substrate", "melted", "unmelted"):
-        value = getattr(measure, key)
-        if value is not None and value not in names:
-            raise ConfigError(f"phases.{key}={value!r} is not one of phases.names {list(seg.names)}")
-    for key in ("pores", "objects"):
-        unknown = [v for v in getattr(measure, key) if v not in names]
-        if unknown:
-            raise ConfigError(f"phases.{key} {unknown} are not among phases.names {list(seg.names)}")
+    for key, bad in unknown_phase_names(seg.names, measure).items():  # a run names every phase it uses
+        if isinstance(bad, str):
+            raise ConfigError(f"phases.{key}={bad!r} is not one of phases.names {list(seg.names)}")
+        raise ConfigError(f"phases.{key} {bad} are not among phases.names {list(seg.names)}")
     if not measure.objects:
         raise ConfigError("phases.objects is empty: name the phases whose particles are scored (e.g. [pore])")
     return seg, measure

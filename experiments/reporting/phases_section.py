@@ -140,10 +140,14 @@ def phase_sections(layout: RunLayout, scans: pd.DataFrame, out: Path) -> list[di
     co = _read(layout.coating)
     if co is not None and len(co):
         sections.append(_coating_section(co, _copy_images(layout, scans, "thickness_file", out, "thickness profile")))
-    wanted = ["phase", "area_px", "eq_diameter_px", "eq_diameter_um"]
-    regions = _read(layout.regions)
-    if regions is not None and "phase" in regions.columns and len(regions):
-        regions = regions[[c for c in wanted if c in regions.columns]]
+    regions = None
+    if layout.regions.exists():  # only the columns the size plots need (the table can be large)
+        import pyarrow.parquet as pq  # lazy
+
+        have = set(pq.read_schema(layout.regions).names)
+        wanted = [c for c in ("phase", "area_px", "eq_diameter_px", "eq_diameter_um") if c in have]
+        regions = _read(layout.regions, columns=wanted) if "phase" in have else None
+    if regions is not None and len(regions):
         calibrated = "eq_diameter_um" in regions.columns and bool(regions["eq_diameter_um"].notna().any())
         imgs = _size_images(regions, calibrated, out)
         if imgs:
