@@ -182,6 +182,7 @@ def predict_probabilities(
     backend: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
+    streams: int | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Per-pixel probabilities of a shipped model on a whole scan, and the model card.
 
@@ -197,7 +198,7 @@ def predict_probabilities(
         every tile (:func:`segmentation.tiling.tta_predict_fn`); costs ``tta`` x the time.
     weights : path, optional
         Another ``.keras`` file (with its card beside it) instead of the shipped one.
-    backend, precision, threads
+    backend, precision, threads, streams
         Inference backend (:func:`segmentation.backends.make_predict_fn`): ``'auto'`` runs the
         fastest installed one (OpenVINO bf16 where the CPU has bf16 units, ONNX Runtime, Keras)
         whose verified ONNX export is there; :func:`segmentation.backends.last_backends` names it.
@@ -216,7 +217,7 @@ def predict_probabilities(
     from .backends import make_predict_fn
 
     fn, _ = make_predict_fn(model, weights_path(kind, weights).resolve(), card, backend=backend,
-                            precision=precision, threads=threads)
+                            precision=precision, threads=threads, streams=streams)
     depth = int(card.get("config", {}).get("unet", {}).get("depth", 0)) or 4
     prob = predict_tiled(
         x,
@@ -254,6 +255,7 @@ def predict_impurity_mask(
     backend: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
+    streams: int | None = None,
 ) -> np.ndarray:
     """Impurity mask of a raw gray scan from the shipped U-Net.
 
@@ -277,7 +279,7 @@ def predict_impurity_mask(
         (absent: off), 0 = off.
     depth_smooth_sigma : float, optional
         Smoothing of the scan for ``depth_fraction``; None = the card's value (1.0).
-    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams
         See :func:`predict_probabilities`.
 
     Returns
@@ -294,6 +296,7 @@ def predict_impurity_mask(
     prob, card = predict_probabilities(
         pixels, "impurities", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
         tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
+        streams=streams,
     )
     post = card.get("postprocess", {})
     area = int(post.get("min_area_px", 0)) if min_area_px is None else int(min_area_px)
@@ -325,6 +328,7 @@ def predict_grain_boundaries(
     backend: str = "auto",
     precision: str = "auto",
     threads: int | None = None,
+    streams: int | None = None,
 ) -> np.ndarray:
     """Grain-boundary mask of an impurity-free (inpainted) gray scan from the shipped U-Net.
 
@@ -343,7 +347,7 @@ def predict_grain_boundaries(
         Post-processing of :func:`segmentation.grains.grain_postprocess`
         (hysteresis, dangling spurs, weak segments); None = the card's
         ``postprocess`` values (absent: off).
-    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams
         See :func:`predict_probabilities`.
 
     Returns
@@ -358,6 +362,7 @@ def predict_grain_boundaries(
     prob, card = predict_probabilities(
         pixels, "grains", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
         tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
+        streams=streams,
     )
     post = card.get("postprocess", {})
 

@@ -77,6 +77,24 @@ def test_plain_micrographs_have_no_annotation(base):
     assert not find_annotations(noise).mask.any()
 
 
+def test_uniform_noisy_band_along_an_edge_is_not_a_data_bar(base):
+    """A coating's substrate band: one level along an edge, but with a sensor's noise (not rendered)."""
+    rng = np.random.default_rng(3)
+    px = base.copy()
+    band = np.clip(rng.normal(215, 2.5, (120, px.shape[1])), 0, 255).astype(np.uint8)
+    px[-120:] = band
+    assert find_annotations(px).data_bar is None
+    # the same band rendered digitally flat, with text on it, is a data bar
+    flat = base.copy()
+    flat[-40:] = 215
+    cv2.putText(flat, "x100 15kV SEI", (20, flat.shape[0] - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 40, 2)
+    ann = find_annotations(flat)
+    assert ann.data_bar == (flat.shape[0] - 40, 0, flat.shape[0] - 1, flat.shape[1] - 1)
+    # a JPEG of it (q85) stays flat enough
+    ok, buf = cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert find_annotations(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)).data_bar is not None
+
+
 @pytest.mark.slow
 def test_impurity_like_shapes_are_not_scale_bars(base):
     px = base.copy()

@@ -182,6 +182,25 @@ def test_shipped_exports_match_their_cards_and_keras(kind):
             assert np.mean(np.abs(got - ref)) < 0.01
 
 
+@pytest.mark.skipif(not HAVE_OV, reason="openvino not installed (extra [fast])")
+@pytest.mark.parametrize("prec", ["fp32", "bf16"])
+def test_openvino_streams_give_the_same_tiles(prec):
+    """A tile batch split across 2 streams (1 thread each) is the one request's answer, tile for tile."""
+    if prec == "bf16" and not backends.cpu_has_bf16():
+        pytest.skip("no bf16 units on this CPU")
+    model, card = load_model("impurities")
+    path = weights_path("impurities").resolve()
+    x = np.random.default_rng(4).random((5, 64, 64, 1), dtype=np.float32)
+    one, _ = make_predict_fn(model, path, card, backend="openvino", precision=prec, threads=2, streams=1)
+    two, _ = make_predict_fn(model, path, card, backend="openvino", precision=prec, threads=2, streams=2)
+    a, b = one(x), two(x)
+    assert b.shape == a.shape == (5, 64, 64)
+    assert np.max(np.abs(a - b)) < (1e-5 if prec == "fp32" else 2e-2)
+    assert np.array_equal(two(x[:1]), two(x[:1]))  # a batch smaller than the streams: one request
+    with pytest.raises(ValueError, match="streams"):
+        make_predict_fn(model, path, card, backend="openvino", streams=0)
+
+
 def test_forward_flops_counts_convolutions_by_hand():
     inp = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(5, 3, padding="same", use_bias=False)(inp)

@@ -115,8 +115,9 @@ class SegmentationBenchConfig:
     threads: int | None = None  # intra-op threads of every path; None = each library's default (all cores)
     target_s: float = 10.0
     gemm_n: int = 2048  # side of the sgemm peak's matrices
-    # inference paths (backend-precision; segmentation.backends), today's default first
-    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16")
+    # inference paths (backend-precision; segmentation.backends), today's default first; an OpenVINO
+    # path may end in -sN: N inference streams (default: one per thread; -s1 = one request on all threads)
+    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16-s1", "openvino-bf16")
     # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
     tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
     seam_border: int = 128  # px along the scan's edges left out of the inner_* seam errors
@@ -132,13 +133,26 @@ class SegmentationBenchConfig:
         from segmentation.backends import BACKENDS, PRECISIONS
 
         for p in self.paths:
-            b, _, prec = p.partition("-")
-            if b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec == "bf16" and b != "openvino"):
-                raise ValueError(f"bench.paths entry {p!r} is not backend-precision, e.g. 'openvino-bf16'")
+            b, prec, streams = split_path(p)
+            if (b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec == "bf16" and b != "openvino")
+                    or (streams is not None and (b != "openvino" or streams < 1))):
+                raise ValueError(f"bench.paths entry {p!r} is not backend-precision[-sN], e.g. 'openvino-bf16'")
         object.__setattr__(self, "tilings", tuple((int(t), int(o)) for t, o in self.tilings))
         for t, o in self.tilings:
             if t % 16 or not 0 <= o < t:
                 raise ValueError(f"bench.tilings entry ({t}, {o}): tile a multiple of 16, 0 <= overlap < tile")
+
+
+def split_path(path: str) -> tuple[str, str, int | None]:
+    """``'openvino-bf16-s2'`` -> ``('openvino', 'bf16', 2)``; no ``-sN``: streams None (the default)."""
+    parts = str(path).split("-")
+    streams = None
+    if len(parts) == 3 and parts[2][:1] == "s" and parts[2][1:].isdigit():
+        streams = int(parts[2][1:])
+        parts = parts[:2]
+    if len(parts) != 2:
+        return str(path), "", None
+    return parts[0], parts[1], streams
 
 
 @dataclass(frozen=True)

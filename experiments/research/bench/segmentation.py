@@ -41,7 +41,7 @@ from omegaconf import DictConfig
 
 from experiments._markdown import markdown_table
 from experiments.config import SAMPLES_DIR, dataclass_from
-from .config import SegmentationBenchConfig
+from .config import SegmentationBenchConfig, split_path
 
 __all__ = ["SegmentationBenchConfig", "prior_art_tiles", "run", "sgemm_peaks"]
 
@@ -158,22 +158,24 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     installed = set(backends.available_backends())
     paths, skipped = [], []
     for p in bcfg.paths:
-        b, prec = p.split("-")
+        b, prec, streams = split_path(p)
         if b not in installed:
             skipped.append(f"{p} ({b} not installed)")
         elif prec == "bf16" and not backends.cpu_has_bf16():
             skipped.append(f"{p} (no bf16 units on this CPU)")
         else:
-            paths.append((p, b, prec))
+            paths.append((p, b, prec, streams))
     rows = []
     rng = np.random.default_rng(0)
     batch = rng.random((bcfg.batch_size, bcfg.tile, bcfg.tile, 1), dtype=np.float32)
     n_batches, rest = divmod(n_tiles, bcfg.batch_size)
     opts = {"tile": bcfg.tile, "overlap": bcfg.overlap, "batch_size": bcfg.batch_size}
-    for name, b, prec in paths:
+    for name, b, prec, streams in paths:
         for kind in kinds:
             model, card = load_model(kind)
             fn_kw = {"backend": b, "precision": prec}
+            if streams is not None:
+                fn_kw["streams"] = streams
             try:
                 fn, ran = backends.make_predict_fn(model, weights_path(kind).resolve(), card, **fn_kw)
             except Exception as exc:  # noqa: BLE001 - e.g. no export in the card: reported, not fatal
@@ -193,6 +195,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             fwd, _ = _median_time(forward, bcfg.repeats)
             gflops = work[kind]["gflop_per_scan"] / fwd
             peak = peak_bf16 if prec == "bf16" else peak_fp32
+            ran = name if streams is not None else ran
             rows.append({"path": ran, "model": kind, "seconds": med, "seconds_all": times,
                          "forward_s": fwd, "gflop_per_s": gflops, "peak_share": gflops / peak,
                          "mpx_per_s": mpx / med})
@@ -224,8 +227,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     # tiling: seconds and seam error of each (tile, overlap) with the fastest path
     tiling_rows = []
     if fastest is not None and bcfg.tilings:
-        b, prec = fastest.split("-")
+        b, prec, streams = split_path(fastest)
         kw = {"backend": b, "precision": prec, "batch_size": bcfg.batch_size}
+        if streams is not None:
+            kw["streams"] = streams
         mult = 16
         side = max(x.shape) + 2 * (max(o for _, o in bcfg.tilings) // 2)
         ref_tile = -(-side // mult) * mult
