@@ -826,6 +826,17 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
 
 # --------------------------------------------------------------------------- cached probability maps
 
+def resolved_backend(kind: str, *, weights: str | None = None, backend: str = "auto",
+                     precision: str = "auto") -> str:
+    """What :func:`segmentation.models.predict_probabilities` runs for these options, e.g. ``'keras-fp32'``."""
+    from segmentation.backends import make_predict_fn
+    from segmentation.models import load_model, weights_path
+
+    model, card = load_model(kind, weights)
+    return make_predict_fn(model, weights_path(kind, weights).resolve(), card, backend=backend,
+                           precision=precision)[1]
+
+
 def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: str | Path | None,
                          weights: str | None = None, **options) -> np.ndarray:
     """The shipped U-Net's probabilities of ``image``, cached as ``<cache_dir>/<kind>_<key>.npz``.
@@ -839,8 +850,12 @@ def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: s
     from segmentation.models import model_card, predict_probabilities
 
     img = np.ascontiguousarray(image)
+    # The backend that would run (e.g. 'openvino-bf16' for backend='auto' on a bf16 CPU) is part of
+    # the stamp: a map cached by one backend is never read as another's.
+    ran = resolved_backend(kind, weights=weights, backend=options.get("backend", "auto"),
+                           precision=options.get("precision", "auto"))
     stamp = f"{model_card(kind, weights).get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
-            f"{sorted(options.items())}"
+            f"{sorted((k, v) for k, v in options.items() if k not in ('backend', 'precision', 'threads'))}:{ran}"
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{kind}_{key}.npz"
@@ -911,6 +926,11 @@ def _fold_stats(values) -> dict:
             "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
 
 
+def _inference_options(options: dict | None) -> dict:
+    """The backend / precision keys of ``eval.unet_options`` or ``eval.grain_options`` (the rest is post-processing)."""
+    return {k: v for k, v in dict(options or {}).items() if k in ("backend", "precision")}
+
+
 def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     """k-fold cross-validation of the post-processing over the scans the models did not train on.
 
@@ -930,6 +950,12 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     root = dev_root(cfg.data_root)
     limit = int(cfg.min_area_px)
     out: dict = {"k": cfg.cv_folds, "seed": cfg.seed}
+    # Inference options of the U-Nets (e.g. +eval.grain_options.backend=keras): the maps are cached per backend.
+    imp_infer = _inference_options(cfg.unet_options)
+    grain_infer = _inference_options(cfg.grain_options)
+    out["backends"] = {"impurities": resolved_backend("impurities", **imp_infer),
+                       "grains": resolved_backend("grains", **grain_infer)}
+    log.info("cv: U-Net maps from %s", out["backends"])
     # ---- impurities
     scans = list(cfg.scans) if cfg.scans is not None else out_of_training_scans("impurities")
     card = model_card("impurities")
@@ -946,7 +972,7 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         img = read_gray(root / "scans" / "images" / f"{s}.jpg")
         truth_all = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
         truth = drop_small(truth_all, limit) if cfg.limit_labels else truth_all
-        prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir)
+        prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir, **imp_infer)
         hist[s] = probability_histogram(prob, truth, n_bins=cfg.calibration_bins)
         for g in grid:
             pred = impurity_postprocess(prob, img, g["threshold"], min_area_px=limit,
@@ -1006,7 +1032,7 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     gprior: dict[str, list] = {}
     for s in gscans:
         prob = cached_probabilities(read_gray(root / "reference_outputs" / "inpainted" / f"{s}.png"), "grains",
-                                    key=f"inpainted_{s}", cache_dir=cfg.cache_dir)
+                                    key=f"inpainted_{s}", cache_dir=cfg.cache_dir, **grain_infer)
         regs = [r for r in regions if r.scan == s]
         for g in ggrid:
             pred = grain_postprocess(prob, g["threshold"], spur_length_px=g["spur_length_px"],
@@ -1029,7 +1055,8 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         train = [s for s in gscans if s not in held]
         best = max(ggrid, key=lambda g: (round(grain_cv_objective(
             [r for s in train for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
-        gfolds.append({"held_out": held, "chosen": best,
+        train_merit = [grain_cv_objective([r for s in train for r in gper[tuple(g.items())][s]]) for g in ggrid]
+        gfolds.append({"held_out": held, "chosen": best, "train_merit": train_merit,
                        "cv": gsum([r for s in held for r in gper[tuple(best.items())][s]]),
                        "default": gsum([r for s in held for r in gper[tuple(gdefault.items())][s]]),
                        "prior_art": gsum([r for s in held for r in gprior[s]])})
@@ -1037,6 +1064,8 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         [r for s in gscans for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
     out["grains"] = {"scans": gscans, "n_regions": len(regions), "folds": gfolds, "default": gdefault,
                      "chosen_on_all": goverall, "grid": ggrid,
+                     "per_region": [{s: [{"f1": r["f1"], "heyn_rel_error": r["heyn_rel_error"]}
+                                         for r in gper[tuple(g.items())][s]] for s in gscans} for g in ggrid],
                      "summary": {m: {k: _fold_stats([f[m][k] for f in gfolds])
                                      for k in ("boundary_f1", "heyn_abs_rel_error")}
                                  for m in ("cv", "default", "prior_art")}}
