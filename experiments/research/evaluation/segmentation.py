@@ -651,8 +651,11 @@ def _sel_note(fold: dict) -> str:
     sel = fold.get("selection", {})
     if "n_within_one_se" not in sel:
         return ""
-    return (f" (best by merit {sel['best_by_merit']}, merit {sel['best_merit']:.4f} vs chosen "
-            f"{sel['chosen_merit']:.4f}, SE {sel['se_vs_best']:.4f}; {sel['n_within_one_se']} settings within one SE)")
+    if sel["best_by_merit"] == fold["chosen"]:
+        return f" (also the best by merit, {sel['best_merit']:.4f}; {sel['n_within_one_se']} settings within one SE)"
+    return (f" (best by merit {sel['best_by_merit']}: {sel['best_merit']:.4f} vs the chosen's "
+            f"{sel['chosen_merit']:.4f}, paired SE of the gap {sel['se_vs_best']:.4f}; "
+            f"{sel['n_within_one_se']} settings within one SE)")
 
 
 def _run_cv(ecfg: EvalSegmentationConfig, output_dir: Path) -> int:
