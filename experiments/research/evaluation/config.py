@@ -74,6 +74,9 @@ class EvalSegmentationConfig:
     tune: str | None = None
     # eval.tune=cv: k-fold cross-validation over the out-of-training scans (cross_validate); cached U-Net maps
     cv_folds: int = 4
+    # Selection rule per fold (segmentation.select_setting): "one_se" = among the settings within one paired
+    # standard error of the best training merit, the closest to the shipped default; "best" = the highest merit.
+    cv_rule: str = "one_se"
     calibration_bins: int = 200  # probability bins of the isotonic calibration (eval.tune=cv)
     cache_dir: str | None = "/tmp/quantmet_trust_cache"
     tune_grid: dict = field(default_factory=dict)  # overrides of the default grid's axes
@@ -97,6 +100,8 @@ class EvalSegmentationConfig:
             raise ValueError(f"unknown methods {sorted(bad)}; expected unet, classical, reference")
         if self.tune not in (None, "impurities", "grains", "cv"):
             raise ValueError(f"tune must be null, 'impurities', 'grains' or 'cv', got {self.tune!r}")
+        if self.cv_rule not in ("one_se", "best"):
+            raise ValueError(f"cv_rule must be 'one_se' or 'best', got {self.cv_rule!r}")
         if self.cv_folds < 2:
             raise ValueError(f"cv_folds must be >= 2, got {self.cv_folds}")
         if self.min_area_px < 1 or self.match_tolerance_px < 0 or self.bootstrap < 0:

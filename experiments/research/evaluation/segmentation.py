@@ -53,6 +53,7 @@ __all__ = [
     "bootstrap_interval",
     "cached_probabilities",
     "cross_validate",
+    "select_setting",
     "calibrated_area_fraction",
     "cv_table",
     "fit_isotonic",
@@ -646,6 +647,17 @@ def _run_tuning(ecfg: EvalSegmentationConfig, scans: list[str], gscans: list[str
     return 0
 
 
+def _sel_note(fold: dict) -> str:
+    sel = fold.get("selection", {})
+    if "n_within_one_se" not in sel:
+        return ""
+    if sel["best_by_merit"] == fold["chosen"]:
+        return f" (also the best by merit, {sel['best_merit']:.4f}; {sel['n_within_one_se']} settings within one SE)"
+    return (f" (best by merit {sel['best_by_merit']}: {sel['best_merit']:.4f} vs the chosen's "
+            f"{sel['chosen_merit']:.4f}, paired SE of the gap {sel['se_vs_best']:.4f}; "
+            f"{sel['n_within_one_se']} settings within one SE)")
+
+
 def _run_cv(ecfg: EvalSegmentationConfig, output_dir: Path) -> int:
     from experiments._markdown import markdown_table
 
@@ -656,10 +668,14 @@ def _run_cv(ecfg: EvalSegmentationConfig, output_dir: Path) -> int:
           f"Impurities: scans {', '.join(res['impurities']['scans'])}; grains: "
           f"{res['grains']['n_regions']} regions of scans {', '.join(res['grains']['scans'])}. "
           "Fold mean ± sd (worst fold).", "", markdown_table(table), "",
+          f"U-Net maps from: {res.get('backends')}. Selection rule per fold: {ecfg.cv_rule}"
+          + (" (among the settings whose training merit is within one paired standard error of the best, "
+             "the closest to the shipped default)" if ecfg.cv_rule == "one_se" else " (the highest training merit)")
+          + ".", "",
           "Chosen per fold (impurities): " + "; ".join(
-              f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["impurities"]["folds"]),
+              f"{'/'.join(f['held_out'])}: {f['chosen']}{_sel_note(f)}" for f in res["impurities"]["folds"]),
           "", "Chosen per fold (grains): " + "; ".join(
-              f"{'/'.join(f['held_out'])}: {f['chosen']}" for f in res["grains"]["folds"]),
+              f"{'/'.join(f['held_out'])}: {f['chosen']}{_sel_note(f)}" for f in res["grains"]["folds"]),
           "", "Area fraction from isotonic-calibrated probabilities (fitted on the other folds' pixels), "
           f"mean |error| over folds: {res['impurities']['summary']['calibrated']['area_fraction_abs_rel_error']}",
           "", f"Chosen on all folds together: impurities {res['impurities']['chosen_on_all']}, "
@@ -826,6 +842,17 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
 
 # --------------------------------------------------------------------------- cached probability maps
 
+def resolved_backend(kind: str, *, weights: str | None = None, backend: str = "auto",
+                     precision: str = "auto") -> str:
+    """What :func:`segmentation.models.predict_probabilities` runs for these options, e.g. ``'keras-fp32'``."""
+    from segmentation.backends import make_predict_fn
+    from segmentation.models import load_model, weights_path
+
+    model, card = load_model(kind, weights)
+    return make_predict_fn(model, weights_path(kind, weights).resolve(), card, backend=backend,
+                           precision=precision)[1]
+
+
 def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: str | Path | None,
                          weights: str | None = None, **options) -> np.ndarray:
     """The shipped U-Net's probabilities of ``image``, cached as ``<cache_dir>/<kind>_<key>.npz``.
@@ -839,8 +866,12 @@ def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: s
     from segmentation.models import model_card, predict_probabilities
 
     img = np.ascontiguousarray(image)
+    # The backend that would run (e.g. 'openvino-bf16' for backend='auto' on a bf16 CPU) is part of
+    # the stamp: a map cached by one backend is never read as another's.
+    ran = resolved_backend(kind, weights=weights, backend=options.get("backend", "auto"),
+                           precision=options.get("precision", "auto"))
     stamp = f"{model_card(kind, weights).get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
-            f"{sorted(options.items())}"
+            f"{sorted((k, v) for k, v in options.items() if k not in ('backend', 'precision', 'threads'))}:{ran}"
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{kind}_{key}.npz"
@@ -911,6 +942,62 @@ def _fold_stats(values) -> dict:
             "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
 
 
+def impurity_unit_merits(rows: list[dict]) -> np.ndarray:
+    """Per-scan terms of :func:`impurity_cv_objective` (their mean is the objective)."""
+    return np.array([r["f1"] + r["iou"] - abs(r["area_fraction_rel_error"]) for r in rows], float)
+
+
+def grain_unit_merits(rows: list[dict]) -> np.ndarray:
+    """Per-region boundary F1 - |Heyn error| (a missing Heyn value counts as error 1; NaN F1 stays NaN)."""
+    f1 = np.array([r["f1"] for r in rows], float)
+    h = np.abs(np.array([r["heyn_rel_error"] for r in rows], float))
+    return f1 - np.where(np.isfinite(h), h, 1.0)
+
+
+def select_setting(grid: list[dict], merit, unit_merits, *, rule: str, default: dict, distance, tiebreak) -> tuple[dict, dict]:
+    """The setting a fold chooses from its training units, by ``rule``.
+
+    ``merit(g)``: the selection merit of setting ``g`` on the training units;
+    ``unit_merits(g)``: its per-unit terms (aligned across settings, for paired
+    differences); ``tiebreak(g)``: tuple after the merit (higher wins).
+
+    - ``'best'``: the highest merit (rounded to 1e-6), then ``tiebreak``.
+    - ``'one_se'``: the one-standard-error rule.  Let *b* be the ``'best'``
+      setting.  A setting ``g`` is within noise of *b* when
+      ``merit(b) - merit(g) <= SE``, the standard error of the paired per-unit
+      differences ``unit_merits(b) - unit_merits(g)`` (sd with ddof 1 over
+      sqrt(n)).  Among those, the one with the smallest ``distance(g)`` to the
+      shipped default is chosen (the default itself, when it is within noise),
+      then the higher merit.  Fixed before any fold was scored.
+
+    Returns the chosen setting and a record (best by merit, merits, SE, number within noise).
+    """
+    merits = [merit(g) for g in grid]
+    best_i = max(range(len(grid)), key=lambda i: (round(merits[i], 6), *tiebreak(grid[i])))
+    info = {"rule": rule, "best_by_merit": grid[best_i], "best_merit": merits[best_i]}
+    if rule == "best":
+        return grid[best_i], {**info, "chosen_merit": merits[best_i]}
+    if rule != "one_se":
+        raise ValueError(f"unknown selection rule {rule!r}; expected 'best' or 'one_se'")
+    ub = np.asarray(unit_merits(grid[best_i]), float)
+    within, ses = [], []
+    for i, g in enumerate(grid):
+        d = ub - np.asarray(unit_merits(g), float)
+        d = d[np.isfinite(d)]
+        se = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+        ses.append(se)
+        if merits[best_i] - merits[i] <= se + 1e-12:
+            within.append(i)
+    ci = min(within, key=lambda i: (distance(grid[i]), -merits[i]))
+    return grid[ci], {**info, "chosen_merit": merits[ci], "se_vs_best": ses[ci], "n_within_one_se": len(within),
+                      "within_one_se": [grid[i] for i in within], "default_within": default in [grid[i] for i in within]}
+
+
+def _inference_options(options: dict | None) -> dict:
+    """The backend / precision keys of ``eval.unet_options`` or ``eval.grain_options`` (the rest is post-processing)."""
+    return {k: v for k, v in dict(options or {}).items() if k in ("backend", "precision")}
+
+
 def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     """k-fold cross-validation of the post-processing over the scans the models did not train on.
 
@@ -930,6 +1017,12 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     root = dev_root(cfg.data_root)
     limit = int(cfg.min_area_px)
     out: dict = {"k": cfg.cv_folds, "seed": cfg.seed}
+    # Inference options of the U-Nets (e.g. +eval.grain_options.backend=keras): the maps are cached per backend.
+    imp_infer = _inference_options(cfg.unet_options)
+    grain_infer = _inference_options(cfg.grain_options)
+    out["backends"] = {"impurities": resolved_backend("impurities", **imp_infer),
+                       "grains": resolved_backend("grains", **grain_infer)}
+    log.info("cv: U-Net maps from %s", out["backends"])
     # ---- impurities
     scans = list(cfg.scans) if cfg.scans is not None else out_of_training_scans("impurities")
     card = model_card("impurities")
@@ -939,6 +1032,12 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
             for d in CV_IMPURITY_GRID["depth_fraction"]]
     if default not in grid:
         grid.append(default)
+
+    def imp_distance(g: dict) -> tuple:  # closeness to the shipped default (threshold first, then the outline)
+        d0, d = default["depth_fraction"], g["depth_fraction"]
+        return (round(abs(g["threshold"] - default["threshold"]), 9),
+                0.0 if d == d0 else (1.0 if d is None or d0 is None else round(abs(d - d0), 9)))
+
     per: dict[tuple, dict[str, dict]] = {}
     prior: dict[str, dict] = {}
     hist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -946,7 +1045,7 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         img = read_gray(root / "scans" / "images" / f"{s}.jpg")
         truth_all = read_gray(root / "scans" / "impurity_masks" / f"{s}.png") > 127
         truth = drop_small(truth_all, limit) if cfg.limit_labels else truth_all
-        prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir)
+        prob = cached_probabilities(img, "impurities", key=s, cache_dir=cfg.cache_dir, **imp_infer)
         hist[s] = probability_histogram(prob, truth, n_bins=cfg.calibration_bins)
         for g in grid:
             pred = impurity_postprocess(prob, img, g["threshold"], min_area_px=limit,
@@ -963,9 +1062,11 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     imp_folds = []
     for held in folds:
         train = [s for s in scans if s not in held]
-        best = max(grid, key=lambda g: (round(impurity_cv_objective([per[tuple(g.items())][s] for s in train]), 6),
-                                        -g["threshold"]))
-        row = {"held_out": held, "chosen": best}
+        best, sel = select_setting(
+            grid, lambda g: impurity_cv_objective([per[tuple(g.items())][s] for s in train]),
+            lambda g: impurity_unit_merits([per[tuple(g.items())][s] for s in train]),
+            rule=cfg.cv_rule, default=default, distance=imp_distance, tiebreak=lambda g: (-g["threshold"],))
+        row = {"held_out": held, "chosen": best, "selection": sel}
         for name, rows in (("cv", [per[tuple(best.items())][s] for s in held]),
                            ("default", [per[tuple(default.items())][s] for s in held]),
                            ("prior_art", [prior[s] for s in held])):
@@ -982,10 +1083,12 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         row["calibrated"] = {"area_fraction_abs_rel_error": float(np.mean(np.abs(errs))),
                              "area_fraction_rel_error": [float(e) for e in errs]}
         imp_folds.append(row)
-    overall = max(grid, key=lambda g: (round(impurity_cv_objective(list(per[tuple(g.items())].values())), 6),
-                                       -g["threshold"]))
+    overall, overall_sel = select_setting(
+        grid, lambda g: impurity_cv_objective([per[tuple(g.items())][s] for s in scans]),
+        lambda g: impurity_unit_merits([per[tuple(g.items())][s] for s in scans]),
+        rule=cfg.cv_rule, default=default, distance=imp_distance, tiebreak=lambda g: (-g["threshold"],))
     out["impurities"] = {"scans": scans, "folds": imp_folds, "default": default,
-                         "chosen_on_all": overall, "grid": grid,
+                         "chosen_on_all": overall, "selection_on_all": overall_sel, "rule": cfg.cv_rule, "grid": grid,
                          "summary": {m: {k: _fold_stats([f[m][k] for f in imp_folds])
                                          for k in ("object_f1", "iou", "area_fraction_abs_rel_error")}
                                      for m in ("cv", "default", "prior_art")}}
@@ -1002,11 +1105,18 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
              for sp in CV_GRAIN_GRID["spur_length_px"] for mp in CV_GRAIN_GRID["min_mean_prob"] if not mp or mp > t]
     if gdefault not in ggrid:
         ggrid.append(gdefault)
+
+    def grain_distance(g: dict) -> tuple:  # closeness to the shipped default: threshold, then less pruning
+        return (round(abs(g["threshold"] - gdefault["threshold"]), 9), g["spur_length_px"], g["min_mean_prob"])
+
+    def grain_tiebreak(g: dict) -> tuple:
+        return (-g["spur_length_px"], -g["min_mean_prob"])
+
     gper: dict[tuple, dict[str, list]] = {}
     gprior: dict[str, list] = {}
     for s in gscans:
         prob = cached_probabilities(read_gray(root / "reference_outputs" / "inpainted" / f"{s}.png"), "grains",
-                                    key=f"inpainted_{s}", cache_dir=cfg.cache_dir)
+                                    key=f"inpainted_{s}", cache_dir=cfg.cache_dir, **grain_infer)
         regs = [r for r in regions if r.scan == s]
         for g in ggrid:
             pred = grain_postprocess(prob, g["threshold"], spur_length_px=g["spur_length_px"],
@@ -1027,16 +1137,23 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
     gfolds = []
     for held in kfold_groups(gscans, cfg.cv_folds, seed=cfg.seed):
         train = [s for s in gscans if s not in held]
-        best = max(ggrid, key=lambda g: (round(grain_cv_objective(
-            [r for s in train for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
-        gfolds.append({"held_out": held, "chosen": best,
+        best, sel = select_setting(
+            ggrid, lambda g: grain_cv_objective([r for s in train for r in gper[tuple(g.items())][s]]),
+            lambda g: grain_unit_merits([r for s in train for r in gper[tuple(g.items())][s]]),
+            rule=cfg.cv_rule, default=gdefault, distance=grain_distance, tiebreak=grain_tiebreak)
+        train_merit = [grain_cv_objective([r for s in train for r in gper[tuple(g.items())][s]]) for g in ggrid]
+        gfolds.append({"held_out": held, "chosen": best, "selection": sel, "train_merit": train_merit,
                        "cv": gsum([r for s in held for r in gper[tuple(best.items())][s]]),
                        "default": gsum([r for s in held for r in gper[tuple(gdefault.items())][s]]),
                        "prior_art": gsum([r for s in held for r in gprior[s]])})
-    goverall = max(ggrid, key=lambda g: (round(grain_cv_objective(
-        [r for s in gscans for r in gper[tuple(g.items())][s]]), 6), -g["spur_length_px"], -g["min_mean_prob"]))
+    goverall, goverall_sel = select_setting(
+        ggrid, lambda g: grain_cv_objective([r for s in gscans for r in gper[tuple(g.items())][s]]),
+        lambda g: grain_unit_merits([r for s in gscans for r in gper[tuple(g.items())][s]]),
+        rule=cfg.cv_rule, default=gdefault, distance=grain_distance, tiebreak=grain_tiebreak)
     out["grains"] = {"scans": gscans, "n_regions": len(regions), "folds": gfolds, "default": gdefault,
-                     "chosen_on_all": goverall, "grid": ggrid,
+                     "chosen_on_all": goverall, "selection_on_all": goverall_sel, "rule": cfg.cv_rule, "grid": ggrid,
+                     "per_region": [{s: [{"f1": r["f1"], "heyn_rel_error": r["heyn_rel_error"]}
+                                         for r in gper[tuple(g.items())][s]] for s in gscans} for g in ggrid],
                      "summary": {m: {k: _fold_stats([f[m][k] for f in gfolds])
                                      for k in ("boundary_f1", "heyn_abs_rel_error")}
                                  for m in ("cv", "default", "prior_art")}}

@@ -207,3 +207,49 @@ def test_cross_validation_tiny(tmp_path, monkeypatch):
     assert table["measure"].tolist() == ["object_f1", "iou", "area_fraction_abs_rel_error", "boundary_f1",
                                          "heyn_abs_rel_error"]
     assert list((tmp_path / "cache").glob("impurities_*.npz"))  # the maps are cached
+
+
+def test_one_se_rule_keeps_the_default_within_noise_and_leaves_it_beyond():
+    from experiments.research.evaluation.segmentation import select_setting
+
+    grid = [{"t": 0.2}, {"t": 0.3}, {"t": 0.4}]
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.05, 10)
+    jitter = rng.normal(0, 0.01, 10)
+    jitter -= jitter.mean()  # the mean gain is exactly ``gain``; paired SE ~ 0.003
+
+    def run(gain, rule):
+        units = {0.2: 0.5 + noise, 0.3: 0.5 + gain + noise + jitter, 0.4: 0.3 + noise}
+        return select_setting(grid, lambda g: float(np.mean(units[g["t"]])), lambda g: units[g["t"]], rule=rule,
+                              default={"t": 0.2}, distance=lambda g: abs(g["t"] - 0.2), tiebreak=lambda g: ())
+
+    # a gain far inside the paired noise (paired SE ~ 0.003): the default stays under one_se, 'best' flips
+    chosen, info = run(0.001, "one_se")
+    assert chosen == {"t": 0.2} and info["best_by_merit"] == {"t": 0.3} and info["default_within"]
+    assert run(0.001, "best")[0] == {"t": 0.3}
+    # a gain of many paired SEs: one_se takes it too
+    chosen, info = run(0.05, "one_se")
+    assert chosen == {"t": 0.3} and not info["default_within"] and info["n_within_one_se"] == 1
+    with pytest.raises(ValueError, match="rule"):
+        run(0.0, "median")
+
+
+def test_cached_probabilities_are_kept_apart_per_backend(tmp_path, monkeypatch):
+    """A map cached by one backend is predicted again, not read, when another backend is asked for."""
+    from experiments.research.evaluation import segmentation as seg
+
+    calls = []
+
+    def fake_predict(img, kind, weights=None, **opts):
+        calls.append(opts.get("backend", "auto"))
+        return np.full(img.shape, 0.25 if opts.get("backend") == "keras" else 0.5, np.float32), {}
+
+    monkeypatch.setattr("segmentation.models.predict_probabilities", fake_predict)
+    monkeypatch.setattr(seg, "resolved_backend", lambda kind, weights=None, backend="auto", precision="auto":
+                        "keras-fp32" if backend == "keras" else "openvino-bf16")
+    img = np.zeros((8, 8), np.uint8)
+    a = seg.cached_probabilities(img, "grains", key="x", cache_dir=tmp_path)
+    b = seg.cached_probabilities(img, "grains", key="x", cache_dir=tmp_path, backend="keras")
+    c = seg.cached_probabilities(img, "grains", key="x", cache_dir=tmp_path, backend="keras")
+    assert calls == ["auto", "keras"]  # the third is read from the cache
+    assert a.max() == 0.5 and b.max() == 0.25 and c.max() == 0.25
