@@ -201,6 +201,17 @@ def test_openvino_streams_give_the_same_tiles(prec):
         make_predict_fn(model, path, card, backend="openvino", streams=0)
 
 
+@pytest.mark.skipif(not HAVE_OV, reason="openvino not installed (extra [fast])")
+def test_openvino_leaves_the_thread_unpinned():
+    """OpenVINO's default pins its inference threads from core 0 up (during each inference): two
+    1-thread Ray workers then share core 0 while core 1 idles."""
+    model, card = load_model("grains")
+    for threads, streams in ((1, 1), (2, 2)):
+        fn, _ = make_predict_fn(model, weights_path("grains").resolve(), card, backend="openvino",
+                                precision="fp32", threads=threads, streams=streams)
+        assert fn.compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_forward_flops_counts_convolutions_by_hand():
     inp = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(5, 3, padding="same", use_bias=False)(inp)
