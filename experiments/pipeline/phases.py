@@ -67,10 +67,14 @@ class PhaseStep:
     ----------
     section : PhasesSection
         The run's ``phases`` section.
+    backend, precision
+        Inference path of a phase U-Net (``segmentation.unet.backend`` / ``precision``: its
+        verified ONNX export on OpenVINO / ONNX Runtime when installed, else Keras).
     """
 
-    def __init__(self, section: PhasesSection):
+    def __init__(self, section: PhasesSection, *, backend: str = "auto", precision: str = "auto"):
         self.section = section
+        self.backend, self.precision = backend, precision
         self.segment_cfg, self.measure_cfg = phase_configs(section)
         self.names: tuple[str, ...] = tuple(self.segment_cfg.names)
         self._unet = None
@@ -81,7 +85,8 @@ class PhaseStep:
         if self._unet is None:
             from segmentation.phases.learned import make_phase_segmenter  # lazy: Keras
 
-            self._unet = make_phase_segmenter("unet", self.segment_cfg, weights=self.section.weights)
+            self._unet = make_phase_segmenter("unet", self.segment_cfg, weights=self.section.weights,
+                                              backend=self.backend, precision=self.precision)
         return self._unet(pixels, pixel_size_um=pixel_size_um, exclude=exclude)
 
     def warm_up(self) -> None:

@@ -134,7 +134,8 @@ class ScanAnalyzer:
         self.render = render
         self.map_rows = map_rows
         self._segmenter = None
-        self.phases = PhaseStep(cfg.phases) if cfg.phases.enabled else None
+        self.phases = (PhaseStep(cfg.phases, backend=cfg.segmentation.unet.backend,
+                                 precision=cfg.segmentation.unet.precision) if cfg.phases.enabled else None)
         self.options = analysis_options(cfg)
         self._card = impurity_model_card(cfg)
         self._find_annotations = cfg.data.annotations.enabled and cfg.data.kind == "scan"

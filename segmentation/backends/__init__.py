@@ -157,6 +157,13 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _nhwc(out: np.ndarray) -> np.ndarray:
+    """``(B, 1, H, W)`` -> ``(B, H, W)``; ``(B, C, H, W)`` class probabilities -> ``(B, H, W, C)``."""
+    if out.shape[1] == 1:
+        return out.reshape(out.shape[0], out.shape[2], out.shape[3])
+    return np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+
+
 @functools.lru_cache(maxsize=16)
 def _openvino_fn(path: str, precision: str, threads: int | None,
                  streams: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -192,7 +199,7 @@ def _openvino_fn(path: str, precision: str, threads: int | None,
         b = x.shape[0]
         k = min(streams, b)
         if k == 1:
-            return np.array(requests[0].infer({0: x})[0]).reshape(b, x.shape[2], x.shape[3])
+            return _nhwc(np.array(requests[0].infer({0: x})[0]))
         bounds = np.linspace(0, b, k + 1).round().astype(int)
         for req, lo, hi in zip(requests, bounds[:-1], bounds[1:]):
             req.start_async({0: x[lo:hi]})
@@ -200,7 +207,7 @@ def _openvino_fn(path: str, precision: str, threads: int | None,
         for req in requests[:k]:
             req.wait()
             parts.append(np.array(req.get_output_tensor(0).data))
-        return np.concatenate(parts).reshape(b, x.shape[2], x.shape[3])
+        return _nhwc(np.concatenate(parts))
 
     fn.compiled = compiled  # its properties, for the tests
     return fn
@@ -224,7 +231,7 @@ def _onnxruntime_fn(path: str, threads: int | None) -> Callable[[np.ndarray], np
 
     def fn(batch: np.ndarray) -> np.ndarray:
         x = _nchw(batch)
-        return session.run(["prob"], {"image": x})[0].reshape(x.shape[0], x.shape[2], x.shape[3])
+        return _nhwc(session.run(["prob"], {"image": x})[0])
 
     return fn
 

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 def _check_diff(model: Any, onnx_file: Path, *, tile: int, seed: int = 0) -> float | None:
     """Largest |probability| difference export vs Keras on a random (2, tile, tile, 1) batch; None untested."""
     x = np.random.default_rng(seed).random((2, tile, tile, 1), dtype=np.float32)
-    ref = np.asarray(model.predict_on_batch(x))[..., 0]
+    ref = np.asarray(model.predict_on_batch(x))
+    if ref.shape[-1] == 1:
+        ref = ref[..., 0]
     from . import _onnxruntime_fn, _openvino_fn, BackendUnavailable
 
     for make in (lambda: _onnxruntime_fn(str(onnx_file), None), lambda: _openvino_fn(str(onnx_file), "fp32", None)):

@@ -4,9 +4,11 @@ Written from the Keras layers themselves (no converter package): every layer of 
 functional model is visited in order and mapped to ONNX operators in NCHW layout.
 Batch normalisation (inference statistics) is folded into the convolution before it,
 so the exported graph holds only ``Conv``, ``Relu``, ``MaxPool``, ``ConvTranspose``,
-``Concat`` and ``Sigmoid``.  The graph's input ``image`` is ``(B, 1, H, W)`` float32 and its
-output ``prob`` ``(B, 1, H, W)`` probabilities; with one channel these have the same memory
-layout as the Keras model's ``(B, H, W, 1)``, so no transpose is needed at run time.
+``Concat`` and ``Sigmoid`` (or ``Softmax`` over the channels of a multi-class model).  The graph's
+input ``image`` is ``(B, 1, H, W)`` float32 and its output ``prob`` ``(B, C, H, W)`` probabilities;
+with one channel these have the same memory layout as the Keras model's ``(B, H, W, 1)``, so no
+transpose is needed at run time (a ``C``-class output is transposed to ``(B, H, W, C)`` by the
+backends).
 
 Needs the ``onnx`` package (extra ``[fast]``); the Keras model stays the source of truth.
 """
@@ -45,9 +47,15 @@ def _activation(layer: Any) -> str | None:
     name = getattr(act, "__name__", None) if act is not None else None
     if name in (None, "linear"):
         return None
-    if name in ("relu", "sigmoid"):
+    if name in ("relu", "sigmoid", "softmax"):
         return name
-    raise ValueError(f"layer {layer.name}: activation {name!r} is not exported (relu, sigmoid, linear)")
+    raise ValueError(f"layer {layer.name}: activation {name!r} is not exported (relu, sigmoid, softmax, linear)")
+
+
+def _act_node(helper, act: str, src: str, dst: str, name: str):
+    if act == "softmax":  # over the channels (Keras' last axis = ONNX axis 1 in NCHW)
+        return helper.make_node("Softmax", [src], [dst], name=name, axis=1)
+    return helper.make_node({"relu": "Relu", "sigmoid": "Sigmoid"}[act], [src], [dst], name=name)
 
 
 def keras_to_onnx(model: Any, *, name: str | None = None) -> Any:
@@ -87,7 +95,7 @@ def keras_to_onnx(model: Any, *, name: str | None = None) -> Any:
         y = f"{lname}:pre" if act else v
         nodes.append(helper.make_node(op, [src, wn, bn], [y], name=lname, **attrs))
         if act:
-            nodes.append(helper.make_node("Relu" if act == "relu" else "Sigmoid", [y], [v], name=f"{lname}_{act}"))
+            nodes.append(_act_node(helper, act, y, v, f"{lname}_{act}"))
         out_of[lname] = v
 
     def flush(lname: str) -> None:
@@ -143,8 +151,10 @@ def keras_to_onnx(model: Any, *, name: str | None = None) -> Any:
             continue
         if kind in ("Activation", "ReLU"):
             act = "relu" if kind == "ReLU" else _activation(layer)
-            op = {"relu": "Relu", "sigmoid": "Sigmoid", None: "Identity"}[act]
-            nodes.append(helper.make_node(op, ins, [f"{layer.name}:0"], name=layer.name))
+            if act is None:
+                nodes.append(helper.make_node("Identity", ins, [f"{layer.name}:0"], name=layer.name))
+            else:
+                nodes.append(_act_node(helper, act, ins[0], f"{layer.name}:0", layer.name))
         elif kind == "MaxPooling2D":
             if layer.padding != "valid":
                 raise ValueError(f"layer {layer.name}: only valid max pooling is exported")
@@ -162,11 +172,12 @@ def keras_to_onnx(model: Any, *, name: str | None = None) -> Any:
     if input_name is None or len(model.outputs) != 1:
         raise ValueError("the model must have one input layer and one output")
     last = model.outputs[0]._keras_history.operation.name
+    channels = int(model.outputs[0].shape[-1])
     nodes.append(helper.make_node("Identity", [out_of[last]], ["prob"], name="output"))
     graph = helper.make_graph(
         nodes, name or model.name,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["B", 1, "H", "W"])],
-        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["B", 1, "H", "W"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["B", channels, "H", "W"])],
         initializer=inits,
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

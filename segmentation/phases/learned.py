@@ -150,7 +150,8 @@ def _grey(pixels: Any) -> np.ndarray:
 
 
 def predict_phase_probabilities(
-    pixels: np.ndarray, model: Any, card: dict, *, batch_size: int = 8
+    pixels: np.ndarray, model: Any, card: dict, *, batch_size: int = 8,
+    model_file: str | Path | None = None, backend: str = "auto", precision: str = "auto",
 ) -> np.ndarray:
     """Class probabilities ``(M, N, n)`` of a phase model on a whole scan (channel k = names[k]).
 
@@ -165,6 +166,11 @@ def predict_phase_probabilities(
         Its card (tile, overlap, size multiple).
     batch_size : int
         Tiles per model call.
+    model_file : path, optional
+        The model's ``.keras`` file: its verified ONNX export beside it (card ``export.onnx``) runs on
+        the fastest installed backend (:func:`segmentation.backends.make_predict_fn`); None = Keras.
+    backend, precision
+        As for :func:`segmentation.backends.make_predict_fn` (used with ``model_file``).
     """
     from segmentation.models import keras_predict_fn
     from segmentation.tiling import normalize_scan, predict_tiled
@@ -175,8 +181,15 @@ def predict_phase_probabilities(
     except ValueError as exc:
         raise PhaseError(f"pixels: {exc}") from None
     inp = card["input"]
+    if model_file is None:
+        fn = keras_predict_fn(model)
+    else:
+        from segmentation.backends import make_predict_fn
+
+        fn, _ = make_predict_fn(model, Path(model_file).expanduser().resolve(), card, backend=backend,
+                                precision=precision)
     prob = predict_tiled(
-        x, keras_predict_fn(model), tile=int(inp["tile"]), overlap=int(inp["overlap"]),
+        x, fn, tile=int(inp["tile"]), overlap=int(inp["overlap"]),
         batch_size=int(batch_size), multiple=int(inp["size_multiple"]),
     )
     n = len(card["phases"]["names"])
@@ -203,6 +216,9 @@ def predict_phases(
     cfg: PhasesConfig | None = None,
     clean: bool = True,
     batch_size: int = 8,
+    model_file: str | Path | None = None,
+    backend: str = "auto",
+    precision: str = "auto",
 ) -> np.ndarray:
     """Label each pixel with its phase using a phase U-Net (the contract of :func:`segment_phases`).
 
@@ -224,6 +240,8 @@ def predict_phases(
         (as :func:`segment_phases` does); False = the network's argmax as is.
     batch_size : int
         Tiles per model call.
+    model_file, backend, precision
+        The inference path (:func:`predict_phase_probabilities`); no ``model_file`` = Keras.
 
     Returns
     -------
@@ -251,7 +269,8 @@ def predict_phases(
         if ex.all():
             raise PhaseError("exclude covers the whole scan: nothing left to segment")
         valid = ~ex
-    prob = predict_phase_probabilities(pixels, model, card, batch_size=batch_size)
+    prob = predict_phase_probabilities(pixels, model, card, batch_size=batch_size, model_file=model_file,
+                                       backend=backend, precision=precision)
     labels = (np.argmax(prob, axis=2) + 1).astype(np.uint8)
     if valid is not None:
         labels[~valid] = 0
@@ -272,6 +291,9 @@ def make_phase_segmenter(
     kind: str,
     phases_cfg: PhasesConfig | Mapping,
     weights: str | Path | None = None,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
 ) -> PhaseSegmenter:
     """One phase segmenter for the pipeline: ``fn(pixels, pixel_size_um=None, exclude=None) -> labels``.
 
@@ -285,6 +307,9 @@ def make_phase_segmenter(
         card's.
     weights : path, optional
         The ``.keras`` file of ``"unet"``; None = ``segmentation/weights/unet_phases.keras``.
+    backend, precision
+        Inference path of ``"unet"`` (:func:`segmentation.backends.make_predict_fn`): the card's
+        verified ONNX export on the fastest installed backend, else Keras.
 
     Returns
     -------
@@ -313,11 +338,14 @@ def make_phase_segmenter(
     if cfg.n == "auto":
         raise PhaseError("phases.n=auto needs the classical segmenter: a phase model has a fixed "
                          "number of phases (its card's names)")
-    model, card = load_phase_model(weights if weights is not None else default_weights())
+    path = Path(weights if weights is not None else default_weights())
+    model, card = load_phase_model(path)
     if tuple(cfg.names) != tuple(card["phases"]["names"]):
         raise PhaseError(_names_message(cfg.names, card["phases"]["names"]))
 
     def unet(pixels, pixel_size_um=None, exclude=None):
-        return predict_phases(pixels, model, card, exclude=exclude, pixel_size_um=pixel_size_um, cfg=cfg)
+        # the card's ONNX export on OpenVINO / ONNX Runtime when installed, else Keras
+        return predict_phases(pixels, model, card, exclude=exclude, pixel_size_um=pixel_size_um, cfg=cfg,
+                              model_file=path, backend=backend, precision=precision)
 
     return unet

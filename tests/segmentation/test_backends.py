@@ -85,6 +85,28 @@ def test_export_matches_keras(batch_norm):
     assert np.max(np.abs(got - ref)) < 1e-5
 
 
+@needs_runtime
+def test_multiclass_export_matches_keras_through_the_backends(tmp_path):
+    """A softmax phase U-Net: the export's (B, C, H, W) comes back as Keras' (B, H, W, C)."""
+    keras.utils.set_random_seed(3)
+    m = build_unet(UNetConfig(depth=2, base_width=4), classes=3)
+    proto = keras_to_onnx(m)
+    assert "Softmax" in {n.op_type for n in proto.graph.node}
+    path = _saved(tmp_path, m)
+    export_and_record(m, path, tile=32)
+    card = json.loads(path.with_suffix(".json").read_text())
+    x = np.random.default_rng(5).random((3, 32, 48, 1), dtype=np.float32)
+    ref = np.asarray(m.predict_on_batch(x))
+    for b in ("openvino", "onnxruntime"):
+        if not {"openvino": HAVE_OV, "onnxruntime": HAVE_ORT}[b]:
+            continue
+        fn, name = make_predict_fn(m, path, card, backend=b, precision="fp32")
+        got = fn(x)
+        assert got.shape == ref.shape == (3, 32, 48, 3), name
+        assert np.max(np.abs(got - ref)) < 1e-5, name
+        assert np.allclose(got.sum(axis=-1), 1.0, atol=1e-5)
+
+
 @needs_onnx
 def test_export_refuses_unknown_layers():
     inp = keras.Input((None, None, 1))

@@ -450,6 +450,14 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                  card["speed"]["classical_s"], card["speed"]["learned_s"])
     card["timing_s"]["total"] = round(time.perf_counter() - t_start, 1)
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+    try:  # the ONNX export for the fast backends, recorded in the card (the Keras file stays the truth)
+        from segmentation.backends.export import export_and_record
+
+        saved = keras.saving.load_model(model_path, compile=False)  # the file the card describes
+        export_and_record(saved, model_path, tile=64)
+    except ImportError as exc:
+        log.warning("no ONNX export (pip install 'quantmet[fast]'): %s", exc)
+    card = json.loads(card_path.read_text())
     (output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     _log_metrics(metrics)
     log.info("saved %s (%d parameters, %d bytes) in %.0f s", model_path, n_params, card["file_bytes"],
@@ -461,6 +469,9 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_path, dest)
         shutil.copy2(card_path, dest.with_suffix(".json"))
+        onnx_file = model_path.with_suffix(".onnx")
+        if onnx_file.is_file():
+            shutil.copy2(onnx_file, dest.with_suffix(".onnx"))
         log.info("installed into %s", dest.parent)
     return 0
 
