@@ -47,7 +47,7 @@ from data.standards import assign_groups
 from ..config import ConfigError, PipelineConfig, domain_config, pipeline_config, resolve_input
 from ..layout import TABLES, RunLayout
 from ..reporting import ReportConfig, ReportData, score_settings, write_report
-from ..reporting.exports import export_tables
+from ..reporting.exports import EXPORT_TABLES, export_tables
 from ..reporting.stats import RegionStats
 from .checkpoint import OldRunDirError, PartStore, write_atomic
 from .keys import changed_keys, input_identity, per_scan_settings, settings_hash
@@ -404,8 +404,10 @@ class _Run:
         formats = list(_report_config(self.pc).exports)
         if not formats:
             return
+        # the tables this run wrote (a run without ratings or phases writes no such table: no note)
+        tables = [n for n, f in EXPORT_TABLES.items() if (self.layout.root / f).is_file()]
         try:
-            for p in export_tables(self.layout.root, formats):
+            for p in export_tables(self.layout.root, formats, tables=tables):
                 log.info("export: %s", p)
         except Exception as exc:  # the tables are written; an export problem is reported, not fatal
             log.error("exports failed: %s: %s", type(exc).__name__, exc)
