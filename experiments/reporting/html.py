@@ -278,7 +278,17 @@ class _Pictures:
 
 
 # ----------------------------------------------------------------------------- sections
-def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int) -> list[tuple[str, str]]:
+def _object_noun(config: dict) -> tuple[str, str]:
+    """What the region rows are: ``('impurities', 'impurities')``, or in a phase run e.g.
+    ``('objects', 'objects (pore, oxide)')`` (the table header and the summary card)."""
+    ph = config.get("phases") if isinstance(config, dict) else None
+    if isinstance(ph, dict) and ph.get("enabled"):
+        objs = [str(o) for o in (ph.get("objects") or [])]
+        return "objects", "objects (" + ", ".join(objs) + ")" if objs else "objects"
+    return "impurities", "impurities"
+
+
+def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int, noun: str = "impurities") -> list[tuple[str, str]]:
     ok = scans[scans["status"].astype(str) == "ok"] if len(scans) else scans
     failed = len(scans) - len(ok)
 
@@ -292,7 +302,7 @@ def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int) -> list[tuple[s
     mm2 = mean_of("number_density_per_mm2")
     cards = [
         ("scans", f"{len(ok)} ok" + (f" / {failed} failed" if failed else "")),
-        ("impurities", f"{n_regions:,}"),
+        (noun, f"{n_regions:,}"),
         ("mean area fraction", "–" if math.isnan(af) else f"{100 * af:.3g} %"),
         ("mean number density", f"{fmt_num(mm2)} /mm²" if not math.isnan(mm2) else f"{fmt_num(mean_of('number_density_per_mpx'))} /Mpx"),
         ("grain size G (E112, pooled)", _pooled_g(ok)),
@@ -342,9 +352,10 @@ def _domain_cell(row: Any) -> dict:
     return _cell(f"no: {note}", bad=True)
 
 
-def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[list[dict], list[list[dict]]]:
+def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str,
+                noun: str = "impurities") -> tuple[list[dict], list[list[dict]]]:
     cols = [{"label": x[0], "num": x[1], "wrap": False} for x in [
-        ("scan", False), ("status", False), ("impurities", True), ("impurities, 95% interval", False),
+        ("scan", False), ("status", False), (noun, True), (f"{noun}, 95% interval", False),
         ("area fraction %", True), ("area fraction, 95% interval %", False), ("density /Mpx", True),
         ("density /mm²", True), ("grain size G", True), ("grain intercept px", True), ("size (rows × cols)", False),
         ("pixel µm", True), ("calibration", False), ("validated range", False), ("time s", True), ("page", False)]]
@@ -376,10 +387,11 @@ def _scan_table(scans: pd.DataFrame, pages: dict[str, str], root: str) -> tuple[
     return cols, rows
 
 
-def _cluster_table(cl: pd.DataFrame, pages: dict[str, str], crops: dict[int, str], root: str):
+def _cluster_table(cl: pd.DataFrame, pages: dict[str, str], crops: dict[int, str], root: str,
+                   noun: str = "impurities"):
     has_reason = "reason" in cl.columns
     spec = [("rank", True), ("scan", False), ("percentile", False), ("score", True), ("norm. score", True),
-            ("impurities", True)]
+            (noun, True)]
     if has_reason:
         spec.append(("reason", False))
     spec += [("box rows", False), ("box cols", False), ("crop", False)]
@@ -554,6 +566,7 @@ def write_report(
     regions = _regions_of(layout, set(page_ids))
     reg_by_scan = regions.groupby(regions["scan_id"].astype(str)).indices if len(regions) else {}
     pictures = _Pictures(layout, out, cfg, run.config)
+    noun, card_noun = _object_noun(run.config)
 
     def regions_for(sid: str) -> pd.DataFrame:
         return regions.iloc[reg_by_scan[sid]] if sid in reg_by_scan else regions.iloc[0:0]
@@ -593,7 +606,7 @@ def write_report(
         reg = regions_for(sid)
         cl = clusters[clusters["scan_id"] == sid]
         heat = pictures.heatmap(row, reg, cl)
-        ccols, crows = _cluster_table(cl, {}, crop_of_rank, "../")
+        ccols, crows = _cluster_table(cl, {}, crop_of_rank, "../", noun)
         rtitle, rcols, rrows = _region_table(reg, cfg) if len(reg) and cfg.top_regions_per_scan else ("", [], [])
         html = env.get_template("scan.html.j2").render(
             **common, root="../", title=f"{sid} — quantmet report", subtitle=f"run {run_name}", scan_id=sid,
@@ -613,10 +626,10 @@ def write_report(
                  for i in range(n_pages)]
     if n_pages > 1:
         (out / "clusters").mkdir(exist_ok=True)
-    first_cols, first_rows = _cluster_table(shown.iloc[: cfg.page_rows], pages, crop_of_rank, "")
+    first_cols, first_rows = _cluster_table(shown.iloc[: cfg.page_rows], pages, crop_of_rank, "", noun)
     for i in range(1, n_pages):
         part = shown.iloc[i * cfg.page_rows : (i + 1) * cfg.page_rows]
-        ccols, crows = _cluster_table(part, pages, crop_of_rank, "../")
+        ccols, crows = _cluster_table(part, pages, crop_of_rank, "../", noun)
         html = env.get_template("clusters_page.html.j2").render(
             **common, root="../", title=f"Ranked clusters, page {i + 1} — quantmet report", subtitle=f"run {run_name}",
             cluster_pages=[{**p, "href": p["href"] if i else p["href"]} for p in page_list],
@@ -625,7 +638,7 @@ def write_report(
         (out / f"clusters/page-{i + 1:04d}.html").write_text(html, encoding="utf-8")
 
     scan_shown = scans.head(cfg.max_table_rows)
-    scols, srows = _scan_table(scan_shown, pages, "")
+    scols, srows = _scan_table(scan_shown, pages, "", noun)
     failed = scans[scans["status"].astype(str) != "ok"]
     fcols = [{"label": "scan", "num": False, "wrap": False}, {"label": "path", "num": False, "wrap": True},
              {"label": "error", "num": False, "wrap": True}]
@@ -636,7 +649,7 @@ def write_report(
     html = env.get_template("index.html.j2").render(
         **common, root="", title=f"quantmet report — {run_name}",
         subtitle=f"run dir {run.run_dir.resolve()} · generated {now}",
-        cards=_cards(scans, n_regions, len(clusters)), notes=all_notes, n_scans=len(scans),
+        cards=_cards(scans, n_regions, len(clusters), card_noun), notes=all_notes, n_scans=len(scans),
         scans_note=(f"Showing the first {len(scan_shown):,} of {len(scans):,} scans; every scan is in scans.parquet."
                     if len(scans) > len(scan_shown) else ""),
         scan_cols=scols, scan_rows=srows, n_failed=len(failed), failed_cols=fcols, failed_rows=frows,
