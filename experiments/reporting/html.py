@@ -278,14 +278,20 @@ class _Pictures:
 
 
 # ----------------------------------------------------------------------------- sections
-def _object_noun(config: dict) -> tuple[str, str]:
+def _object_noun(config: dict, clusters: pd.DataFrame, phase_run: bool) -> tuple[str, str]:
     """What the region rows are: ``('impurities', 'impurities')``, or in a phase run e.g.
-    ``('objects', 'objects (pore, oxide)')`` (the table header and the summary card)."""
+    ``('objects', 'objects (pore, oxide)')`` (the table header and the summary card).
+
+    A phase run is told by its ``phases.parquet``; its object phases come from the run's config,
+    else from the clusters' ``phase`` column (``oxide+pore``).
+    """
+    if not phase_run:
+        return "impurities", "impurities"
     ph = config.get("phases") if isinstance(config, dict) else None
-    if isinstance(ph, dict) and ph.get("enabled"):
-        objs = [str(o) for o in (ph.get("objects") or [])]
-        return "objects", "objects (" + ", ".join(objs) + ")" if objs else "objects"
-    return "impurities", "impurities"
+    objs = [str(o) for o in (ph.get("objects") or [])] if isinstance(ph, dict) else []
+    if not objs and "phase" in clusters:
+        objs = sorted({p for v in clusters["phase"].dropna().astype(str) for p in v.split("+") if p})
+    return "objects", ("objects (" + ", ".join(objs) + ")") if objs else "objects"
 
 
 def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int, noun: str = "impurities") -> list[tuple[str, str]]:
@@ -566,7 +572,7 @@ def write_report(
     regions = _regions_of(layout, set(page_ids))
     reg_by_scan = regions.groupby(regions["scan_id"].astype(str)).indices if len(regions) else {}
     pictures = _Pictures(layout, out, cfg, run.config)
-    noun, card_noun = _object_noun(run.config)
+    noun, card_noun = _object_noun(run.config, clusters, layout.table("phases").is_file())
 
     def regions_for(sid: str) -> pd.DataFrame:
         return regions.iloc[reg_by_scan[sid]] if sid in reg_by_scan else regions.iloc[0:0]

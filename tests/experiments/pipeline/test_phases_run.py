@@ -106,7 +106,7 @@ def test_phase_files_and_report(phase_run):
         assert lab.shape == (320, 384) and set(np.unique(lab)) <= {0, 1, 2, 3, 4}
     html = (out / "report" / "index.html").read_text(encoding="utf-8")
     for anchor in ('id="phases"', 'id="coating"', 'id="phase-sizes"', "img/phases/lot-A/c1.png",
-                   "img/thickness/lot-B/c2.png", "objects (pore, oxide)"):
+                   "img/thickness/lot-B/c2.png", "objects (oxide, pore)"):
         assert anchor in html, anchor
     assert "impurities, 95% interval" not in html  # the rows are pores and oxides, not impurities
     assert not (out / "exports" / "notes.txt").exists()  # no note about the ratings it did not write
