@@ -57,6 +57,12 @@ class PhasesConfig:
         next darker phase; it gets that phase back with the area its integrated darkness gives
         (:func:`~segmentation.phases.classical.deblur_small_dark`; a small pore in a coating reads
         as oxide otherwise).
+    background_um, background_px
+        Local background correction for dark objects in a bright matrix (0 / None = off): the scan is
+        divided by its grey closing with a disk of this diameter (µm when given and calibrated, else
+        px), smoothed (:func:`~segmentation.phases.background.background_ratio`), before the other
+        steps, so that grain shading and etching contrast do not become a dark phase.  Wider than the
+        widest object; not for layered scans (coatings), whose phases are not small objects.
     min_size_um, min_size_px
         Clean-up: components smaller than an equivalent diameter of ``min_size_um`` (µm; px when
         uncalibrated), or else than an area of ``min_size_px`` pixels, merge into the phase
@@ -75,6 +81,8 @@ class PhasesConfig:
     flatten: int | None = None
     rim_px: int = 0
     deblur_max_area_px: int = 0
+    background_um: float | None = None
+    background_px: int = 0
     min_size_um: float | None = None
     min_size_px: int = 4
 
@@ -107,6 +115,11 @@ class PhasesConfig:
             raise PhaseError(f"phases.deblur_max_area_px must be an integer >= 0, got {self.deblur_max_area_px!r}")
         if self.min_size_px < 1:
             raise PhaseError(f"phases.min_size_px must be >= 1, got {self.min_size_px}")
+        if isinstance(self.background_px, bool) or int(self.background_px) != self.background_px \
+                or not (self.background_px == 0 or self.background_px >= 3):
+            raise PhaseError(f"phases.background_px must be 0 (off) or an integer >= 3, got {self.background_px!r}")
+        if self.background_um is not None and self.background_um <= 0:
+            raise PhaseError(f"phases.background_um must be > 0, got {self.background_um}")
         if self.min_size_um is not None and self.min_size_um <= 0:
             raise PhaseError(f"phases.min_size_um must be > 0, got {self.min_size_um}")
         if self.denoise_size_um is not None and self.denoise_size_um <= 0:
@@ -159,6 +172,11 @@ def segment_phases(
         valid = ~ex
         if not valid.any():
             raise PhaseError("exclude covers the whole scan: nothing left to segment")
+    if cfg.background_um is not None or cfg.background_px:
+        from .background import background_ratio
+
+        size = _size_px(cfg.background_um, cfg.background_px, pixel_size_um)
+        grey = background_ratio(grey, max(3, size), valid=valid)
     if cfg.flatten is not None:
         n_flat = resolve_n(grey[valid], cfg)
         grey = flatten_illumination(grey, n=n_flat, method=cfg.method, degree=int(cfg.flatten), valid=valid)

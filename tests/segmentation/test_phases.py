@@ -130,3 +130,35 @@ def test_generated_coating_segmented_fractions_within_1pp_of_truth():
     f = m.fractions.set_index("phase")["area_fraction"]
     err = {k: abs(f[k] - t.fractions[k]) for k in t.names}
     assert max(err.values()) < 0.01, err  # the dark mount is not counted as pore
+
+
+def test_background_correction_finds_dark_objects_not_dark_grains():
+    """Small dark inclusions on a matrix of dark and bright grains: without the background
+    correction the darkest class takes the dark grains; with it, the inclusions alone."""
+    from segmentation.phases.background import background_ratio
+
+    rng = np.random.default_rng(7)
+    img = np.full((240, 240), 200.0)
+    img[:, 120:] = 120.0  # a dark grain covering half the field
+    truth = np.zeros(img.shape, bool)
+    for r, c in rng.integers(10, 230, size=(30, 2)):
+        yy, xx = np.ogrid[:240, :240]
+        disk = (yy - r) ** 2 + (xx - c) ** 2 <= 9
+        truth |= disk
+    img[truth] *= 0.35
+    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    cfg = dict(names=("inclusion", "matrix"), clahe_clip=None)
+    plain = segment_phases(img, PhasesConfig(**cfg))
+    fixed = segment_phases(img, PhasesConfig(**cfg, background_px=15))
+    assert (plain == 1).mean() > 0.3  # the dark grain
+    assert abs((fixed == 1).mean() - truth.mean()) < 0.01
+    from scipy import ndimage as ndi
+
+    comps, n = ndi.label(truth)
+    found = ndi.maximum(fixed == 1, comps, np.arange(1, n + 1))
+    assert found.all()  # every inclusion, those across the grain boundary too
+    r = background_ratio(img / 255.0, 15)
+    assert r.shape == img.shape and 0.0 <= r.min() and r.max() <= 1.0
+    assert np.median(r[~truth]) > 0.95  # the matrix, both grains, is about 1
+    with pytest.raises(PhaseError, match="background_px"):
+        PhasesConfig(names=("a", "b"), background_px=2)

@@ -335,6 +335,10 @@ class EvalPhasesConfig:
         {"name": "otsu3_darkest", "n": 3, "method": "otsu", "clahe_clip": None},
         {"name": "gmm3_darkest", "n": 3, "method": "gmm", "clahe_clip": None},
         {"name": "otsu4_darkest", "n": 4, "method": "otsu", "clahe_clip": None},
+        # local background correction (phases.background_px), a grid declared before any run on the
+        # held-out scans: disk 9-31 px x 3-5 Otsu classes, the darkest taken as the impurities
+        *({"name": f"bg{b}_otsu{k}_darkest", "n": k, "method": "otsu", "clahe_clip": None, "background_px": b}
+          for b in (9, 11, 15, 21, 31) for k in (3, 4, 5)),
     )
     # True = run on the tuning seeds (development only; the output says TUNING)
     tuning: bool = False
