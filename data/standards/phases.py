@@ -249,9 +249,9 @@ def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_
 
 def _largest(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a mask (empty mask: itself)."""
-    from scipy import ndimage as ndi
+    from segmentation.phases.classical import label_components
 
-    comp, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    comp, n = label_components(mask, connectivity=8)
     if n <= 1:
         return mask
     sizes = np.bincount(comp.ravel())
@@ -263,6 +263,8 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     """Layer mask, pore mask, per-column top surface and interface rows, columns with a layer, mount mask."""
     from scipy import ndimage as ndi
 
+    from segmentation.phases.classical import fill_holes
+
     kc = names.index(cfg.coating) + 1
     ks = names.index(cfg.substrate) + 1
     pore_ids = [names.index(p) + 1 for p in cfg.pores if p in names]
@@ -270,7 +272,7 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     # surfaces
     sub = _largest(lab == ks)
     coat = _largest((lab == kc) & ~sub)
-    inner = ndi.binary_fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
+    inner = fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
     h, w = lab.shape
     rows = np.arange(h)[:, None]
     has = inner.any(axis=0)
@@ -347,7 +349,8 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
 def _regions(lab, names, cfg, pixel_size_um, layer):
     import pandas as pd  # lazy
     from data.regions import regions_from_labels  # lazy
-    from scipy import ndimage as ndi
+
+    from segmentation.phases.classical import label_components
 
     out = np.zeros(lab.shape, dtype=np.int32)
     tables = []
@@ -358,7 +361,7 @@ def _regions(lab, names, cfg, pixel_size_um, layer):
         m = lab == names.index(name) + 1
         if layer is not None and name in cfg.pores:
             m &= layer  # a pore open at the surface is cut from the mount above it
-        comp, n = ndi.label(m)
+        comp, n = label_components(m, connectivity=4)
         if n == 0:
             continue
         if layer is not None:  # drop components mostly outside the layer (mount, dark resin)

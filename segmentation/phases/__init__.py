@@ -160,7 +160,7 @@ def segment_phases(
         if not valid.any():
             raise PhaseError("exclude covers the whole scan: nothing left to segment")
     if cfg.flatten is not None:
-        n_flat = resolve_n(grey[valid], cfg)
+        n_flat = resolve_n(grey[valid] if exclude is not None else grey.ravel(), cfg)
         grey = flatten_illumination(grey, n=n_flat, method=cfg.method, degree=int(cfg.flatten), valid=valid)
     g = preprocess(
         grey,
@@ -170,13 +170,21 @@ def segment_phases(
         slic=cfg.slic,
         slic_segments=cfg.slic_segments,
     )
-    values = g[valid]
+    values = g[valid] if exclude is not None else g.ravel()
     # the number of phases from the raw grey levels: CLAHE and median filtering make each
     # phase's histogram non-Gaussian, which the BIC would pay for with extra components
-    n = n_flat if n_flat is not None else resolve_n(grey[valid], cfg)
+    n = n_flat if n_flat is not None else resolve_n(grey[valid] if exclude is not None else grey.ravel(), cfg)
     t = otsu_thresholds(values, n) if cfg.method == "otsu" else gmm_thresholds(values, n)
-    labels = (np.digitize(g, t) + 1).astype(np.uint8)
-    labels[~valid] = 0
+    # np.digitize(g, t) + 1 (t ascending): 1 + the number of thresholds <= g, counted in uint8
+    t = np.asarray(t, dtype=np.float64)
+    if t.size and np.all(np.diff(t) >= 0):
+        labels = np.ones(g.shape, dtype=np.uint8)
+        for th in t:
+            labels += g >= th
+    else:
+        labels = (np.digitize(g, t) + 1).astype(np.uint8)
+    if exclude is not None:
+        labels[~valid] = 0
     if cfg.rim_px and n >= 3:
         labels = repair_rims(labels, g, n=n, rim_px=int(cfg.rim_px))
     if cfg.deblur_max_area_px and n >= 3:

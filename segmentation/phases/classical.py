@@ -23,6 +23,8 @@ __all__ = [
     "clean_small",
     "repair_rims",
     "flatten_illumination",
+    "label_components",
+    "fill_holes",
 ]
 
 
@@ -214,6 +216,45 @@ def choose_n_by_bic(values: np.ndarray, *, n_max: int, n_min: int = 2) -> int:
     return best_n
 
 
+def label_components(mask: np.ndarray, *, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Connected components of a 2-D boolean mask: ``(int32 labels, count)``, numbered as ``scipy.ndimage.label``.
+
+    OpenCV's scan-order union-find labelling (SAUF: a new label at the first pixel of each
+    component in raster order, equivalences resolved to the smallest), so the numbering is scipy's:
+    components in the raster order of their first pixel.  ``connectivity`` 4 (scipy's default
+    structure) or 8 (``np.ones((3, 3))``); scipy for masks OpenCV cannot take.
+    """
+    from scipy import ndimage as ndi
+
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 2 and 0 < m.size < 2**31 - 1 and connectivity in (4, 8):
+        import cv2
+
+        n1, comp = cv2.connectedComponentsWithAlgorithm(np.ascontiguousarray(m).view(np.uint8), connectivity,
+                                                        cv2.CV_32S, cv2.CCL_SAUF)
+        return comp, int(n1) - 1
+    structure = np.ones((3, 3), bool) if connectivity == 8 else None
+    comp, n = ndi.label(m, structure=structure)
+    return comp.astype(np.int32, copy=False), int(n)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` of a 2-D mask: the background not 4-connected to the image edge is filled."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2 or m.size == 0:
+        from scipy import ndimage as ndi
+
+        return ndi.binary_fill_holes(m)
+    comp, n = label_components(~m, connectivity=4)
+    if n == 0:
+        return m.copy()
+    edge = np.zeros(n + 1, dtype=bool)
+    for side in (comp[0], comp[-1], comp[:, 0], comp[:, -1]):
+        edge[side] = True
+    edge[0] = True  # the mask itself
+    return ~edge[comp] | m
+
+
 def _neighbour_pairs(pix: np.ndarray, shape: tuple[int, int], offsets) -> tuple[np.ndarray, np.ndarray]:
     """(index into ``pix``, flat neighbour index) for each in-image neighbour of the flat pixels ``pix``."""
     h, w = shape
@@ -245,9 +286,6 @@ def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | Non
     or small with only label 0 around them (which never changes), so a second pass would change
     nothing.
     """
-    import cv2
-    from scipy import ndimage as ndi
-
     out = np.array(labels, copy=True)
     if min_size_px <= 1:
         return out
@@ -260,12 +298,7 @@ def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | Non
     for k in present:
         if k == 0:
             continue
-        mask = out == k
-        if out.ndim == 2 and out.size < 2**31:
-            n1, comp = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-            n = n1 - 1
-        else:
-            comp, n = ndi.label(mask)
+        comp, n = label_components(out == k, connectivity=4)
         if n == 0:
             continue
         sizes = np.bincount(comp.reshape(-1), minlength=n + 1)
@@ -356,9 +389,14 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
     g = np.asarray(grey, dtype=np.float64)
     m, w = g.shape
     ok = np.ones(g.shape, bool) if valid is None else np.asarray(valid, bool)
-    idx = np.flatnonzero(ok.ravel())
-    if idx.size > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
+    if ok.all():  # the same draw as from the index array (choice on 0..N-1), without building it
+        idx = np.arange(ok.size)
+        if ok.size > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(ok.size, size=max_samples, replace=False))
+    else:
+        idx = np.flatnonzero(ok.ravel())
+        if idx.size > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
     ry, rx = np.divmod(idx, w)
     yy_s, xx_s = 2.0 * ry / max(m - 1, 1) - 1.0, 2.0 * rx / max(w - 1, 1) - 1.0
     a_s = _poly_terms(yy_s, xx_s, int(degree))
@@ -389,7 +427,9 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
     yv = np.vander(2.0 * np.arange(m) / max(m - 1, 1) - 1.0, d + 1, increasing=True)
     xv = np.vander(2.0 * np.arange(w) / max(w - 1, 1) - 1.0, d + 1, increasing=True)
     field_img = (yv @ cmat) @ xv.T
-    return np.clip(g / np.exp(field_img), 0.0, 1.0)
+    np.exp(field_img, out=field_img)  # in place: the same values as np.clip(g / np.exp(field), 0, 1)
+    np.divide(g, field_img, out=field_img)
+    return np.clip(field_img, 0.0, 1.0, out=field_img)
 
 
 def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
@@ -409,7 +449,6 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
     Vectorised (label images and bincounts).
     """
     import cv2
-    from scipy import ndimage as ndi
 
     out = np.asarray(labels).copy()
     if n < 3 or max_area_px < 1:
@@ -425,7 +464,7 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
         mu = np.bincount(li, weights=gf, minlength=n + 1) / np.maximum(cnt, 1.0)
         del li
         mask = (lab > 0) & (lab <= k)
-        comp, nc = ndi.label(mask, structure=np.ones((3, 3), bool))
+        comp, nc = label_components(mask, connectivity=8)
         if nc == 0:
             continue
         area = np.bincount(comp.reshape(-1), minlength=nc + 1)
