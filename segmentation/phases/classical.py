@@ -433,7 +433,8 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
 
 
 def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
-                      depth: float = 0.25) -> np.ndarray:
+                      depth: float = 0.25, raw: np.ndarray | None = None, ring_px: int = 1,
+                      excess: float | None = None) -> np.ndarray:
     """Give small dark objects that blur made read (partly) as an intermediate phase their true phase and area.
 
     A blurred pore a few px across never reaches the pore grey level: it reads as the next phase up
@@ -446,6 +447,14 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
     ``mu_b - grey`` over the object and its ring and ``d`` the darkest phase in it (``k - 1`` when
     none): that many of its darkest pixels become ``d``, the others ``b``.  Bodies of phase ``k``
     alone that do not go that dark (oxide stringers) and large objects keep their labels.
+    ``raw`` (default ``grey``): the image whose darkness is integrated (and whose class means give
+    ``mu_b``, ``mu_d`` of the area), e.g. the scan before a median filter, which does not keep a small
+    dark object's integrated darkness; ``ring_px``: the width of the ring summed (a blur wider than
+    1 px spreads darkness beyond a 1 px ring).  The thresholds, the phases and the depth test use ``grey``.
+    ``excess`` (None = off): an object of phase ``k`` alone that is not deep enough is a blurred darker
+    object too when its integrated darkness exceeds ``excess`` times that of a body of phase ``k``
+    of its area, ``area (mu_b - mu_k)`` (a blurred pore a few px across spreads its darkness over more
+    px than its area and never reaches the depth; an oxide particle holds about its area's worth).
     Vectorised (label images and bincounts).
     """
     import cv2
@@ -455,13 +464,19 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
         return out
     g = np.asarray(grey, dtype=np.float64)
     gf = g.reshape(-1)
-    shape = out.shape
+    rf = gf if raw is None else np.asarray(raw, dtype=np.float64).reshape(-1)
+    if rf.size != gf.size:
+        raise PhaseError(f"raw has {rf.size} pixels, grey {gf.size}")
+    ring_px = int(ring_px)
+    if ring_px < 1:
+        raise PhaseError(f"ring_px must be >= 1, got {ring_px}")
     for k in range(2, n):
         lab = out
         flat = lab.reshape(-1)
         li = flat.astype(np.intp)
         cnt = np.bincount(li, minlength=n + 1).astype(np.float64)
         mu = np.bincount(li, weights=gf, minlength=n + 1) / np.maximum(cnt, 1.0)
+        mu_r = mu if raw is None else np.bincount(li, weights=rf, minlength=n + 1) / np.maximum(cnt, 1.0)
         del li
         mask = (lab > 0) & (lab <= k)
         comp, nc = label_components(mask, connectivity=8)
@@ -488,6 +503,13 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
         ring_pix = np.flatnonzero((cs == 0) & (ring_owner > 0) & (lab > 0))
         ci = cs.reshape(-1)[inside_pix].astype(np.int64)
         ro = ring_owner.reshape(-1)[ring_pix].astype(np.int64)
+        if ring_px > 1:  # the wider ring of the integrated darkness
+            wide = cv2.dilate(cs, np.ones((2 * ring_px + 1, 2 * ring_px + 1), np.uint8))
+            dring_pix = np.flatnonzero((cs == 0) & (wide > 0) & (lab > 0))
+            dro = wide.reshape(-1)[dring_pix].astype(np.int64)
+            del wide
+        else:
+            dring_pix, dro = ring_pix, ro
         del cs, ring_owner
         li_in, rl = flat[inside_pix].astype(np.int64), flat[ring_pix].astype(np.int64)
         # the brighter phase around each object: most frequent label above k on its ring
@@ -506,19 +528,26 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
         small_c = np.ones(ns + 1, dtype=bool)
         small_c[0] = False
         cand = small_c & has_b & ((darkest < k) | deep)
-        if not cand.any():
+        test = cand if excess is None else small_c & has_b  # objects whose darkness is integrated
+        if not test.any():
             continue
         d = np.where(darkest < k, darkest, k - 1)
-        mub, mud = mu[b], mu[d]
+        mub, mud = mu_r[b], mu_r[d]
         # integrated darkness of each object and its ring, summed in image order
-        pix_o = np.concatenate([inside_pix, ring_pix])
-        own_o = np.concatenate([ci, ro])
-        sel = cand[own_o]
+        pix_o = np.concatenate([inside_pix, dring_pix])
+        own_o = np.concatenate([ci, dro])
+        sel = test[own_o]
         pix_o, own_o = pix_o[sel], own_o[sel]
         order = np.argsort(pix_o, kind="stable")
         o = own_o[order]
-        go = gf[pix_o[order]]
+        go = rf[pix_o[order]]
         deficit = np.bincount(o, weights=np.clip(mub[o] - go, 0.0, None), minlength=ns + 1)
+        if excess is not None:
+            # more darkness than a body of phase k of the object's area could hold: a blurred darker object
+            area_s = np.bincount(ci, minlength=ns + 1)
+            cand |= test & (deficit > float(excess) * area_s * np.maximum(mub - mu_r[k], 1e-9))
+        if not cand.any():
+            continue
         n_dark = np.rint(deficit / np.maximum(mub - mud, 1e-9)).astype(np.int64)
         keep = cand[ci]
         pix, pc, pg = inside_pix[keep], ci[keep], gi[keep]
