@@ -249,9 +249,9 @@ def _fractions(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig, scan_
 
 def _largest(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a mask (empty mask: itself)."""
-    from scipy import ndimage as ndi
+    from segmentation.phases.classical import label_components
 
-    comp, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    comp, n = label_components(mask, connectivity=8)
     if n <= 1:
         return mask
     sizes = np.bincount(comp.ravel())
@@ -259,9 +259,24 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     return comp == int(sizes.argmax())
 
 
+def _first_rows(mask: np.ndarray, *, last: bool = False) -> np.ndarray:
+    """Per column the first (``last``: the last) True row of a 2-D mask; 0 (``last``: h - 1) where none.
+
+    ``np.argmax(mask, axis=0)`` (``h - 1 - np.argmax(mask[::-1], axis=0)``) by OpenCV's column reduction.
+    """
+    import cv2
+
+    m = np.ascontiguousarray(mask, dtype=bool)
+    if m.size == 0 or m.shape[0] >= 2**31:
+        return (m.shape[0] - 1 - np.argmax(m[::-1], axis=0)) if last else np.argmax(m, axis=0)
+    return cv2.reduceArgMax(m.view(np.uint8), 0, lastIndex=bool(last)).reshape(-1).astype(np.intp)
+
+
 def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     """Layer mask, pore mask, per-column top surface and interface rows, columns with a layer, mount mask."""
     from scipy import ndimage as ndi
+
+    from segmentation.phases.classical import fill_holes
 
     kc = names.index(cfg.coating) + 1
     ks = names.index(cfg.substrate) + 1
@@ -270,27 +285,30 @@ def _layer(lab: np.ndarray, names: list[str], cfg: PhaseMeasureConfig):
     # surfaces
     sub = _largest(lab == ks)
     coat = _largest((lab == kc) & ~sub)
-    inner = ndi.binary_fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
+    inner = fill_holes(coat | sub) & ~sub  # coating with its enclosed pores filled
     h, w = lab.shape
     rows = np.arange(h)[:, None]
     has = inner.any(axis=0)
-    top = np.where(has, np.argmax(inner, axis=0), -1)
+    top = np.where(has, _first_rows(inner), -1)
     if has.sum() >= 3:  # pores open at the top surface: a grey opening removes their notches
         idx = np.flatnonzero(has)
         top[idx] = ndi.grey_opening(top[idx], size=min(_SURFACE_WINDOW_PX, idx.size), mode="nearest")
     # interface: first substrate row below the top surface (else: below the last layer row)
     below_sub = sub & (rows >= np.maximum(top, 0)[None, :])
     has_sub = below_sub.any(axis=0)
-    last_inner = h - 1 - np.argmax(inner[::-1], axis=0)
-    iface = np.where(has_sub, np.argmax(below_sub, axis=0), last_inner + 1)
+    last_inner = _first_rows(inner, last=True)
+    iface = np.where(has_sub, _first_rows(below_sub), last_inner + 1)
     ok = has
     layer = (rows >= top[None, :]) & (rows < iface[None, :]) & ok[None, :]
     layer &= lab > 0
-    is_pore = np.isin(lab, pore_ids) & layer
+    is_pore = np.zeros(lab.shape, dtype=bool)
+    for pid in sorted(set(pore_ids)):
+        is_pore |= lab == pid
+    is_pore &= layer
     # mount: above the top surface; in a column with no layer, above the substrate body; a column
     # with neither is outside the sample
     sub_any = sub.any(axis=0)
-    sample_top = np.where(has, top, np.where(sub_any, np.argmax(sub, axis=0), h))
+    sample_top = np.where(has, top, np.where(sub_any, _first_rows(sub), h))
     mount = rows < sample_top[None, :]
     return layer, is_pore, top, iface, ok, mount
 
@@ -347,10 +365,13 @@ def _coating(lab, names, cfg, pixel_size_um, scan_id):
 def _regions(lab, names, cfg, pixel_size_um, layer):
     import pandas as pd  # lazy
     from data.regions import regions_from_labels  # lazy
-    from scipy import ndimage as ndi
+
+    from segmentation.phases.classical import label_components
 
     out = np.zeros(lab.shape, dtype=np.int32)
-    tables = []
+    flat_out = out.reshape(-1)
+    layer_flat = layer.reshape(-1) if layer is not None else None
+    phase_of = []  # the phase name of each region id, in id order
     offset = 0
     for name in cfg.objects:
         if name not in names:
@@ -358,29 +379,34 @@ def _regions(lab, names, cfg, pixel_size_um, layer):
         m = lab == names.index(name) + 1
         if layer is not None and name in cfg.pores:
             m &= layer  # a pore open at the surface is cut from the mount above it
-        comp, n = ndi.label(m)
+        comp, n = label_components(m, connectivity=4)
         if n == 0:
             continue
-        if layer is not None:  # drop components mostly outside the layer (mount, dark resin)
-            inside = np.bincount(comp[layer], minlength=n + 1)
-            total = np.bincount(comp.ravel(), minlength=n + 1)
+        pix = np.flatnonzero(comp)
+        cid = comp.reshape(-1)[pix]
+        del comp
+        if layer is not None and name not in cfg.pores:
+            # drop components mostly outside the layer (mount, dark resin); a pore lies in it
+            inside = np.bincount(cid[layer_flat[pix]], minlength=n + 1)
+            total = np.bincount(cid, minlength=n + 1)
             keep = np.flatnonzero(inside * 2 > total)
             keep = keep[keep > 0]
             remap = np.zeros(n + 1, dtype=np.int32)
             remap[keep] = np.arange(1, keep.size + 1)
-            comp, n = remap[comp], int(keep.size)
+            cid, n = remap[cid], int(keep.size)
+            sel = cid > 0
+            pix, cid = pix[sel], cid[sel]
             if n == 0:
                 continue
-        t = regions_from_labels(comp.astype(np.int32), pixel_size_um=pixel_size_um)
-        t["region_id"] = t["region_id"].astype(np.int64) + offset
-        t.insert(1, "phase", name)
-        out[comp > 0] = comp[comp > 0] + offset
+        flat_out[pix] = cid + offset
         offset += n
-        tables.append(t)
-    if tables:
-        regions = pd.concat(tables, ignore_index=True)
+        phase_of += [name] * n
+    # one table for all object phases: region ids 1..offset in label order, as per-phase tables
+    # with their ids offset
+    regions = regions_from_labels(out, pixel_size_um=pixel_size_um)
+    if offset:
+        regions.insert(1, "phase", np.asarray(phase_of, dtype=object)[regions["region_id"].to_numpy() - 1])
     else:
-        regions = regions_from_labels(np.zeros((1, 1), np.int32), pixel_size_um=pixel_size_um)
         regions.insert(1, "phase", pd.Series([], dtype=object))
     return regions, out
 

@@ -23,6 +23,8 @@ __all__ = [
     "clean_small",
     "repair_rims",
     "flatten_illumination",
+    "label_components",
+    "fill_holes",
 ]
 
 
@@ -214,45 +216,119 @@ def choose_n_by_bic(values: np.ndarray, *, n_max: int, n_min: int = 2) -> int:
     return best_n
 
 
-def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | None = None) -> np.ndarray:
-    """Merge connected components smaller than ``min_size_px`` into the phase that surrounds them.
+def label_components(mask: np.ndarray, *, connectivity: int = 4) -> tuple[np.ndarray, int]:
+    """Connected components of a 2-D boolean mask: ``(int32 labels, count)``, numbered as ``scipy.ndimage.label``.
 
-    Each small component takes the most frequent label on its one-pixel outer border (label 0,
-    the excluded area, never wins); components without a labelled neighbour are kept.
+    OpenCV's scan-order union-find labelling (SAUF: a new label at the first pixel of each
+    component in raster order, equivalences resolved to the smallest), so the numbering is scipy's:
+    components in the raster order of their first pixel.  ``connectivity`` 4 (scipy's default
+    structure) or 8 (``np.ones((3, 3))``); scipy for masks OpenCV cannot take.
     """
     from scipy import ndimage as ndi
 
-    out = labels.copy()
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim == 2 and 0 < m.size < 2**31 - 1 and connectivity in (4, 8):
+        import cv2
+
+        n1, comp = cv2.connectedComponentsWithAlgorithm(np.ascontiguousarray(m).view(np.uint8), connectivity,
+                                                        cv2.CV_32S, cv2.CCL_SAUF)
+        return comp, int(n1) - 1
+    structure = np.ones((3, 3), bool) if connectivity == 8 else None
+    comp, n = ndi.label(m, structure=structure)
+    return comp.astype(np.int32, copy=False), int(n)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` of a 2-D mask: the background not 4-connected to the image edge is filled."""
+    m = np.asarray(mask, dtype=bool)
+    if m.ndim != 2 or m.size == 0:
+        from scipy import ndimage as ndi
+
+        return ndi.binary_fill_holes(m)
+    comp, n = label_components(~m, connectivity=4)
+    if n == 0:
+        return m.copy()
+    edge = np.zeros(n + 1, dtype=bool)
+    for side in (comp[0], comp[-1], comp[:, 0], comp[:, -1]):
+        edge[side] = True
+    edge[0] = True  # the mask itself
+    return ~edge[comp] | m
+
+
+def _neighbour_pairs(pix: np.ndarray, shape: tuple[int, int], offsets) -> tuple[np.ndarray, np.ndarray]:
+    """(index into ``pix``, flat neighbour index) for each in-image neighbour of the flat pixels ``pix``."""
+    h, w = shape
+    r, c = np.divmod(pix, w)
+    src, dst = [], []
+    for dr, dc in offsets:
+        ok = (r + dr >= 0) & (r + dr < h) & (c + dc >= 0) & (c + dc < w)
+        i = np.flatnonzero(ok)
+        src.append(i)
+        dst.append(pix[i] + (dr * w + dc))
+    return np.concatenate(src), np.concatenate(dst)
+
+
+_CROSS = ((-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def clean_small(labels: np.ndarray, *, min_size_px: int, valid: np.ndarray | None = None) -> np.ndarray:
+    """Merge connected components smaller than ``min_size_px`` into the phase that surrounds them.
+
+    Each small (4-connected) component takes the most frequent label on its one-pixel (4-connected)
+    outer border (label 0, the excluded area, never wins; ties go to the smaller label); components
+    without a labelled neighbour are kept.  Phases are cleaned in ascending label order, each on the
+    labels left by the ones before (a speck merged into a small component of a later phase is
+    cleaned with it).
+
+    Vectorised: one connected-component labelling per phase and a count of (component, border
+    label) pairs over the border pixels of the small components.  One pass is final: after phase
+    ``k`` is cleaned, its components are either >= ``min_size_px`` (later merges only grow them)
+    or small with only label 0 around them (which never changes), so a second pass would change
+    nothing.
+    """
+    out = np.array(labels, copy=True)
     if min_size_px <= 1:
         return out
-    for _ in range(2):  # a second pass catches components that merged into small ones
-        changed = False
-        for k in np.unique(out):
-            if k == 0:
-                continue
-            comp, n = ndi.label(out == k)
-            if n == 0:
-                continue
-            sizes = np.bincount(comp.ravel())
-            small = np.flatnonzero(sizes < min_size_px)
-            small = small[small > 0]
-            if small.size == 0:
-                continue
-            slices = ndi.find_objects(comp)
-            for c in small:
-                sl = slices[c - 1]
-                r0, r1 = max(sl[0].start - 1, 0), min(sl[0].stop + 1, out.shape[0])
-                c0, c1 = max(sl[1].start - 1, 0), min(sl[1].stop + 1, out.shape[1])
-                sub = comp[r0:r1, c0:c1] == c
-                ring = ndi.binary_dilation(sub) & ~sub
-                neigh = out[r0:r1, c0:c1][ring]
-                neigh = neigh[(neigh != 0) & (neigh != k)]
-                if neigh.size == 0:
-                    continue
-                out[r0:r1, c0:c1][sub] = np.bincount(neigh).argmax()
-                changed = True
-        if not changed:
-            break
+    shape = out.shape
+    flat = out.reshape(-1)
+    present = np.unique(flat)
+    if present.size and present[0] < 0:
+        raise PhaseError("labels must be non-negative")
+    n_lab = int(present[-1]) + 1 if present.size else 1
+    for k in present:
+        if k == 0:
+            continue
+        comp, n = label_components(out == k, connectivity=4)
+        if n == 0:
+            continue
+        sizes = np.bincount(comp.reshape(-1), minlength=n + 1)
+        small = sizes < min_size_px
+        small[0] = False
+        if not small.any():
+            continue
+        pix = np.flatnonzero(small[comp])
+        cid = comp.reshape(-1)[pix]
+        i, q = _neighbour_pairs(pix, shape, _CROSS)
+        lq = flat[q]
+        keep = (lq != 0) & (lq != k)
+        ci, q, lq = cid[i[keep]], q[keep], lq[keep]
+        if ci.size == 0:
+            continue
+        # each border pixel once per component (a pixel next to two of its pixels counts once)
+        u = np.unique(ci.astype(np.int64) * flat.size + q)
+        ci, lq = u // flat.size, flat[u % flat.size].astype(np.int64)
+        # the most frequent border label of each component, the smaller label on ties
+        keys, counts = np.unique(ci * n_lab + lq, return_counts=True)
+        kc, kl = keys // n_lab, keys % n_lab
+        order = np.lexsort((kl, -counts, kc))
+        kc, kl = kc[order], kl[order]
+        first = np.r_[True, kc[1:] != kc[:-1]]
+        new = np.zeros(n + 1, dtype=np.int64)
+        has = np.zeros(n + 1, dtype=bool)
+        new[kc[first]] = kl[first]
+        has[kc[first]] = True
+        move = has[cid]
+        flat[pix[move]] = new[cid[move]].astype(out.dtype)
     if valid is not None:
         out[~valid] = 0
     return out
@@ -266,22 +342,27 @@ def repair_rims(labels: np.ndarray, grey: np.ndarray, *, n: int, rim_px: int = 1
     in the window) or the brighter one (smallest label above ``k``), whichever class mean of
     ``grey`` is nearer its grey level.  Label 0 (excluded) is never a neighbour and never changes.
     """
-    from scipy import ndimage as ndi
+    import cv2
 
     lab = np.asarray(labels)
     out = lab.copy()
     if n < 3 or rim_px < 1:
         return out
     g = np.asarray(grey, dtype=np.float64)
-    cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
-    mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+    li = lab.reshape(-1).astype(np.intp)
+    cnt = np.bincount(li, minlength=n + 1).astype(np.float64)
+    mu = np.bincount(li, weights=g.reshape(-1), minlength=n + 1) / np.maximum(cnt, 1.0)
+    del li
     size = 2 * int(rim_px) + 1
+    # max / min over the window, pixels outside the image ignored (= scipy's reflect mode for a
+    # max / min filter); OpenCV's dilate / erode on uint8
+    kernel = np.ones((size, size), np.uint8)
     for k in range(2, n):
         mid = lab == k
         if not mid.any():
             continue
-        dark = ndi.maximum_filter(np.where((lab > 0) & (lab < k), lab, 0).astype(np.uint8), size=size)
-        bright = ndi.minimum_filter(np.where(lab > k, lab, 255).astype(np.uint8), size=size)
+        dark = cv2.dilate(np.where((lab > 0) & (lab < k), lab, 0).astype(np.uint8), kernel)
+        bright = cv2.erode(np.where(lab > k, lab, 255).astype(np.uint8), kernel)
         rim = mid & (dark > 0) & (bright < 255)
         if not rim.any():
             continue
@@ -308,9 +389,14 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
     g = np.asarray(grey, dtype=np.float64)
     m, w = g.shape
     ok = np.ones(g.shape, bool) if valid is None else np.asarray(valid, bool)
-    idx = np.flatnonzero(ok.ravel())
-    if idx.size > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
+    if ok.all():  # the same draw as from the index array (choice on 0..N-1), without building it
+        idx = np.arange(ok.size)
+        if ok.size > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(ok.size, size=max_samples, replace=False))
+    else:
+        idx = np.flatnonzero(ok.ravel())
+        if idx.size > max_samples:
+            idx = np.sort(np.random.default_rng(seed).choice(idx, size=max_samples, replace=False))
     ry, rx = np.divmod(idx, w)
     yy_s, xx_s = 2.0 * ry / max(m - 1, 1) - 1.0, 2.0 * rx / max(w - 1, 1) - 1.0
     a_s = _poly_terms(yy_s, xx_s, int(degree))
@@ -341,11 +427,14 @@ def flatten_illumination(grey: np.ndarray, *, n: int, method: str = "otsu", degr
     yv = np.vander(2.0 * np.arange(m) / max(m - 1, 1) - 1.0, d + 1, increasing=True)
     xv = np.vander(2.0 * np.arange(w) / max(w - 1, 1) - 1.0, d + 1, increasing=True)
     field_img = (yv @ cmat) @ xv.T
-    return np.clip(g / np.exp(field_img), 0.0, 1.0)
+    np.exp(field_img, out=field_img)  # in place: the same values as np.clip(g / np.exp(field), 0, 1)
+    np.divide(g, field_img, out=field_img)
+    return np.clip(field_img, 0.0, 1.0, out=field_img)
 
 
 def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_px: int,
-                      depth: float = 0.25) -> np.ndarray:
+                      depth: float = 0.25, raw: np.ndarray | None = None, ring_px: int = 1,
+                      excess: float | None = None) -> np.ndarray:
     """Give small dark objects that blur made read (partly) as an intermediate phase their true phase and area.
 
     A blurred pore a few px across never reaches the pore grey level: it reads as the next phase up
@@ -358,67 +447,113 @@ def deblur_small_dark(labels: np.ndarray, grey: np.ndarray, *, n: int, max_area_
     ``mu_b - grey`` over the object and its ring and ``d`` the darkest phase in it (``k - 1`` when
     none): that many of its darkest pixels become ``d``, the others ``b``.  Bodies of phase ``k``
     alone that do not go that dark (oxide stringers) and large objects keep their labels.
+    ``raw`` (default ``grey``): the image whose darkness is integrated (and whose class means give
+    ``mu_b``, ``mu_d`` of the area), e.g. the scan before a median filter, which does not keep a small
+    dark object's integrated darkness; ``ring_px``: the width of the ring summed (a blur wider than
+    1 px spreads darkness beyond a 1 px ring).  The thresholds, the phases and the depth test use ``grey``.
+    ``excess`` (None = off): an object of phase ``k`` alone that is not deep enough is a blurred darker
+    object too when its integrated darkness exceeds ``excess`` times that of a body of phase ``k``
+    of its area, ``area (mu_b - mu_k)`` (a blurred pore a few px across spreads its darkness over more
+    px than its area and never reaches the depth; an oxide particle holds about its area's worth).
     Vectorised (label images and bincounts).
     """
-    from scipy import ndimage as ndi
+    import cv2
 
     out = np.asarray(labels).copy()
     if n < 3 or max_area_px < 1:
         return out
     g = np.asarray(grey, dtype=np.float64)
+    gf = g.reshape(-1)
+    rf = gf if raw is None else np.asarray(raw, dtype=np.float64).reshape(-1)
+    if rf.size != gf.size:
+        raise PhaseError(f"raw has {rf.size} pixels, grey {gf.size}")
+    ring_px = int(ring_px)
+    if ring_px < 1:
+        raise PhaseError(f"ring_px must be >= 1, got {ring_px}")
     for k in range(2, n):
         lab = out
-        cnt = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
-        mu = np.bincount(lab.ravel(), weights=g.ravel(), minlength=n + 1) / np.maximum(cnt, 1.0)
+        flat = lab.reshape(-1)
+        li = flat.astype(np.intp)
+        cnt = np.bincount(li, minlength=n + 1).astype(np.float64)
+        mu = np.bincount(li, weights=gf, minlength=n + 1) / np.maximum(cnt, 1.0)
+        mu_r = mu if raw is None else np.bincount(li, weights=rf, minlength=n + 1) / np.maximum(cnt, 1.0)
+        del li
         mask = (lab > 0) & (lab <= k)
-        comp, nc = ndi.label(mask, structure=np.ones((3, 3), bool))
+        comp, nc = label_components(mask, connectivity=8)
         if nc == 0:
             continue
-        area = np.bincount(comp.ravel(), minlength=nc + 1)
+        area = np.bincount(comp.reshape(-1), minlength=nc + 1)
         small = area <= max_area_px
         small[0] = False
         if not small.any():
             continue
-        comp = np.where(small[comp], comp, 0).astype(np.int32)
-        ring_owner = ndi.grey_dilation(comp, size=(3, 3))
-        ring = (comp == 0) & (ring_owner > 0) & (lab > 0)
+        # the small objects renumbered 1..ns in the order of their labels (a monotone map: the
+        # largest object label around a ring pixel is the same object)
+        sid = np.flatnonzero(small)
+        ns = sid.size
+        ftype = np.float32 if ns < 2**24 else np.float64  # exact integers for OpenCV's dilate
+        remap = np.zeros(nc + 1, dtype=ftype)
+        remap[sid] = np.arange(1, ns + 1, dtype=ftype)
+        cs = remap[comp]
+        del comp
+        # the object owning each ring pixel: the largest object label in its 3 x 3 window
+        # (outside the image ignored, as scipy's reflect-mode grey dilation)
+        ring_owner = cv2.dilate(cs, np.ones((3, 3), np.uint8))
+        inside_pix = np.flatnonzero(cs)
+        ring_pix = np.flatnonzero((cs == 0) & (ring_owner > 0) & (lab > 0))
+        ci = cs.reshape(-1)[inside_pix].astype(np.int64)
+        ro = ring_owner.reshape(-1)[ring_pix].astype(np.int64)
+        if ring_px > 1:  # the wider ring of the integrated darkness
+            wide = cv2.dilate(cs, np.ones((2 * ring_px + 1, 2 * ring_px + 1), np.uint8))
+            dring_pix = np.flatnonzero((cs == 0) & (wide > 0) & (lab > 0))
+            dro = wide.reshape(-1)[dring_pix].astype(np.int64)
+            del wide
+        else:
+            dring_pix, dro = ring_pix, ro
+        del cs, ring_owner
+        li_in, rl = flat[inside_pix].astype(np.int64), flat[ring_pix].astype(np.int64)
         # the brighter phase around each object: most frequent label above k on its ring
-        ro, rl = ring_owner[ring], lab[ring]
-        pair = np.bincount(ro.astype(np.int64) * (n + 1) + rl, minlength=(nc + 1) * (n + 1)).reshape(nc + 1, n + 1)
+        pair = np.bincount(ro * (n + 1) + rl, minlength=(ns + 1) * (n + 1)).reshape(ns + 1, n + 1)
         pair[:, : k + 1] = 0
         has_b = pair.sum(axis=1) > 0
         b = pair.argmax(axis=1)
-        inside = comp > 0
-        ci, li = comp[inside], lab[inside]
-        # the darkest phase in each object: the smallest label value present (k bincounts, no ufunc.at)
-        darkest = np.full(nc + 1, k, dtype=np.int64)
+        # the darkest phase in each object: the smallest label value present
+        darkest = np.full(ns + 1, k, dtype=np.int64)
         for v in range(k - 1, 0, -1):
-            darkest[np.bincount(ci[li == v], minlength=nc + 1) > 0] = v
-        gmin = np.full(nc + 1, np.inf)  # the darkest grey of each object: sorted by object, reduceat
-        order = np.argsort(ci, kind="stable")
-        cs, gs = ci[order], g[inside][order]
-        if cs.size:
-            starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
-            gmin[cs[starts]] = np.minimum.reduceat(gs, starts)
+            darkest[np.bincount(ci[li_in == v], minlength=ns + 1) > 0] = v
+        gi = gf[inside_pix]
+        gmin = np.full(ns + 1, np.inf)  # the darkest grey of each object
+        np.minimum.at(gmin, ci, gi)
         deep = gmin < mu[k] - depth * (mu[k] - mu[k - 1])
-        cand = small & has_b & ((darkest < k) | deep)
-        cand[0] = False
-        if not cand.any():
+        small_c = np.ones(ns + 1, dtype=bool)
+        small_c[0] = False
+        cand = small_c & has_b & ((darkest < k) | deep)
+        test = cand if excess is None else small_c & has_b  # objects whose darkness is integrated
+        if not test.any():
             continue
         d = np.where(darkest < k, darkest, k - 1)
-        mub, mud = mu[b], mu[d]
-        own = np.where(inside, comp, np.where(ring, ring_owner, 0))
-        sel = cand[own]
-        o, go = own[sel], g[sel]
-        deficit = np.bincount(o, weights=np.clip(mub[o] - go, 0.0, None), minlength=nc + 1)
+        mub, mud = mu_r[b], mu_r[d]
+        # integrated darkness of each object and its ring, summed in image order
+        pix_o = np.concatenate([inside_pix, dring_pix])
+        own_o = np.concatenate([ci, dro])
+        sel = test[own_o]
+        pix_o, own_o = pix_o[sel], own_o[sel]
+        order = np.argsort(pix_o, kind="stable")
+        o = own_o[order]
+        go = rf[pix_o[order]]
+        deficit = np.bincount(o, weights=np.clip(mub[o] - go, 0.0, None), minlength=ns + 1)
+        if excess is not None:
+            # more darkness than a body of phase k of the object's area could hold: a blurred darker object
+            area_s = np.bincount(ci, minlength=ns + 1)
+            cand |= test & (deficit > float(excess) * area_s * np.maximum(mub - mu_r[k], 1e-9))
+        if not cand.any():
+            continue
         n_dark = np.rint(deficit / np.maximum(mub - mud, 1e-9)).astype(np.int64)
-        pix = np.flatnonzero((inside & cand[comp]).ravel())
-        pc, pg = comp.ravel()[pix], g.ravel()[pix]
+        keep = cand[ci]
+        pix, pc, pg = inside_pix[keep], ci[keep], gi[keep]
         order = np.lexsort((pg, pc))
         pix, pc = pix[order], pc[order]
         start = np.searchsorted(pc, pc, side="left")
         rank = np.arange(pc.size) - start
-        flat = out.ravel()
         flat[pix] = np.where(rank < n_dark[pc], d[pc], b[pc]).astype(out.dtype)
-        out = flat.reshape(out.shape)
     return out

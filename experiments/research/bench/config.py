@@ -214,7 +214,7 @@ class PhasesBenchConfig:
     # segmentation.phases.PhasesConfig overrides (names: pore, oxide, coating, substrate)
     # the settings of +exp=phases (chosen by +exp=eval_phases on its tuning seeds)
     phases: dict = field(default_factory=lambda: {"clahe_clip": None, "flatten": 2, "rim_px": 1,
-                                                  "deblur_max_area_px": 300})
+                                                  "deblur_max_area_px": 300, "deblur_raw": True, "deblur_excess": 1.3})
     target_s: float = 5.0
 
     def __post_init__(self) -> None:

@@ -318,7 +318,8 @@ class EvalPhasesConfig:
     # repair (pores read as oxide: up to -4 pp porosity), off for a multiphase alloy (a thin band
     # of the middle phase between its neighbours is real there: they cost 7 pp of the share within 1 pp).
     phases: dict = field(default_factory=lambda: {"clahe_clip": None, "flatten": 2})
-    phases_coating: dict = field(default_factory=lambda: {"rim_px": 1, "deblur_max_area_px": 300})
+    phases_coating: dict = field(default_factory=lambda: {"rim_px": 1, "deblur_max_area_px": 300,
+                                                                 "deblur_raw": True, "deblur_excess": 1.3})
     phases_multiphase: dict = field(default_factory=dict)
     # data.standards.phases.PhaseMeasureConfig overrides (coating / substrate set for coating scans)
     measure: dict = field(default_factory=dict)

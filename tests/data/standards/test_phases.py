@@ -146,3 +146,14 @@ def test_generated_coating_fractions_agree_with_truth_over_the_sample():
     assert m.coating.iloc[0]["porosity"] == pytest.approx(t.porosity, abs=1e-9)
     # the top surface is a grey opening of the layer top (pores open at the surface): near exact
     assert m.coating.iloc[0]["mount_fraction"] == pytest.approx(t.mount_fraction, rel=0.02)
+
+
+def test_first_rows_equal_numpy_argmax():
+    from data.standards.phases import _first_rows
+
+    rng = np.random.default_rng(3)
+    m = rng.uniform(size=(60, 45)) < 0.03
+    m[:, 5] = False  # a column with no True row
+    assert np.array_equal(_first_rows(m), np.argmax(m, axis=0))
+    assert np.array_equal(_first_rows(m, last=True), m.shape[0] - 1 - np.argmax(m[::-1], axis=0))
+    assert np.array_equal(_first_rows(m.T), np.argmax(m.T, axis=0))  # non-contiguous input
