@@ -167,11 +167,12 @@ def _nhwc(out: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=16)
 def _openvino_fn(path: str, precision: str, threads: int | None,
                  streams: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """OpenVINO on the CPU; ``streams=None``: one stream per thread (each tile batch split across them), 1 thread each.
+    """OpenVINO on the CPU: one request on all the threads, or ``streams`` independent streams that
+    share each tile batch (1 thread each when ``streams`` equals the threads).
 
-    Several independent streams keep every core busy on the small-channel convolutions of the
-    U-Nets' outer levels, where one multi-threaded request waits at its per-layer barriers (the
-    choice is measured in ``+exp=bench_segmentation``).  Each tile is computed the same way either way.
+    On the quiet 2-core machine one request was 8 % faster (``+exp=bench_segmentation``, paths
+    ``openvino-bf16-s1`` / ``-s2``); with other work on the cores two streams were 10-25 % faster (a
+    stalled thread holds up only its own stream).  Each tile is computed the same way either way.
     """
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailable("openvino is not installed (pip install 'quantmet[fast]')")
@@ -181,7 +182,7 @@ def _openvino_fn(path: str, precision: str, threads: int | None,
         raise BackendUnavailable(f"openvino cannot be imported: {exc}") from exc
 
     n = int(threads) if threads is not None else _cpu_count()
-    streams = n if streams is None else max(1, min(int(streams), n))
+    streams = 1 if streams is None else max(1, min(int(streams), n))
     # no CPU pinning: OpenVINO pins a process's inference threads from core 0 up, so two Ray
     # workers of one thread each were both pinned to core 0 and took turns (the raw-scan archive
     # scaled 1.44x on 2 workers); the OS scheduler spreads them
@@ -264,8 +265,8 @@ def make_predict_fn(
     threads : int, optional
         Intra-op threads; None = :func:`default_threads`.
     streams : int, optional
-        OpenVINO only: independent inference streams (1 thread each) that share each tile batch;
-        None = one per thread, 1 = one request on all the threads.  The answers are the same.
+        OpenVINO only: independent inference streams that share each tile batch (at most one per
+        thread); None or 1 = one request on all the threads.  The answers are the same.
 
     Returns
     -------

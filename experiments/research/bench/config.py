@@ -116,8 +116,8 @@ class SegmentationBenchConfig:
     target_s: float = 10.0
     gemm_n: int = 2048  # side of the sgemm peak's matrices
     # inference paths (backend-precision; segmentation.backends), today's default first; an OpenVINO
-    # path may end in -sN: N inference streams (default: one per thread; -s1 = one request on all threads)
-    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16-s1", "openvino-bf16")
+    # path may end in -sN: N inference streams sharing each batch (no suffix = one request on all threads)
+    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "openvino-bf16-s2")
     # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
     tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
     seam_border: int = 128  # px along the scan's edges left out of the inner_* seam errors
