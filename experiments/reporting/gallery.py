@@ -121,7 +121,10 @@ def cluster_facts(
         else len(members)
     )
     core = parse_ids(cluster.get("core_region_ids"))
-    facts.append(("impurities", f"{n} ({len(core)} core)" if len(core) else str(n)))
+    # a phase run's clusters (a ``phase`` column, e.g. 'oxide+pore') hold pores or particles, not impurities
+    phase = cluster.get("phase")
+    noun = "objects" if isinstance(phase, str) and phase else "impurities"
+    facts.append((noun, f"{n} ({len(core)} core)" if len(core) else str(n)))
     s = pixel_size_um if pixel_size_um and pixel_size_um > 0 else None
     h = int(cluster["bbox_rmax"]) - int(cluster["bbox_rmin"]) + 1
     w = int(cluster["bbox_cmax"]) - int(cluster["bbox_cmin"]) + 1

@@ -594,7 +594,7 @@ def write_report(
             facts = [(k, v) for k, v in cluster_facts(c.to_dict(), members, score=cfg.score,
                                                        pixel_size_um=_pixel_size(row) if row is not None else None)
                      if k not in ("rank", "cluster score", "normalised", "percentile")]
-        short = ", ".join(f"{k} {v}" for k, v in facts if k in ("impurities", "extent", "largest area"))
+        short = ", ".join(f"{k} {v}" for k, v in facts if k in ("impurities", "objects", "extent", "largest area"))
         gallery.append({"rank": rank, "scan_id": sid, "page": _href(pages[sid]) if sid in pages else None,
                         "img": _href(img) if img else None, "percentile": str(c.get("percentile", "")),
                         "reason": str(c.get("reason") or ""), "short": short,

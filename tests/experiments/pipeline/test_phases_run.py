@@ -109,6 +109,7 @@ def test_phase_files_and_report(phase_run):
                    "img/thickness/lot-B/c2.png", "objects (oxide, pore)"):
         assert anchor in html, anchor
     assert "impurities, 95% interval" not in html  # the rows are pores and oxides, not impurities
+    assert "impurities " not in html.split('id="gallery"')[-1].split("</section>")[0]  # the gallery cards too
     assert not (out / "exports" / "notes.txt").exists()  # no note about the ratings it did not write
     assert (out / "report" / "img" / "phases" / "lot-A" / "c1.png").is_file()
     assert (out / "exports" / "phases.csv").is_file() and (out / "exports" / "coating.csv").is_file()
