@@ -152,6 +152,7 @@ def _grey(pixels: Any) -> np.ndarray:
 def predict_phase_probabilities(
     pixels: np.ndarray, model: Any, card: dict, *, batch_size: int = 8,
     model_file: str | Path | None = None, backend: str = "auto", precision: str = "auto",
+    predict_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Class probabilities ``(M, N, n)`` of a phase model on a whole scan (channel k = names[k]).
 
@@ -171,6 +172,9 @@ def predict_phase_probabilities(
         the fastest installed backend (:func:`segmentation.backends.make_predict_fn`); None = Keras.
     backend, precision
         As for :func:`segmentation.backends.make_predict_fn` (used with ``model_file``).
+    predict_fn : callable, optional
+        A tile predictor already made (:func:`segmentation.backends.make_predict_fn`); it replaces
+        ``model_file`` / ``backend`` / ``precision`` (a segmenter makes it once, not per scan).
     """
     from segmentation.models import keras_predict_fn
     from segmentation.tiling import normalize_scan, predict_tiled
@@ -181,7 +185,9 @@ def predict_phase_probabilities(
     except ValueError as exc:
         raise PhaseError(f"pixels: {exc}") from None
     inp = card["input"]
-    if model_file is None:
+    if predict_fn is not None:
+        fn = predict_fn
+    elif model_file is None:
         fn = keras_predict_fn(model)
     else:
         from segmentation.backends import make_predict_fn
@@ -219,6 +225,7 @@ def predict_phases(
     model_file: str | Path | None = None,
     backend: str = "auto",
     precision: str = "auto",
+    predict_fn: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Label each pixel with its phase using a phase U-Net (the contract of :func:`segment_phases`).
 
@@ -240,8 +247,8 @@ def predict_phases(
         (as :func:`segment_phases` does); False = the network's argmax as is.
     batch_size : int
         Tiles per model call.
-    model_file, backend, precision
-        The inference path (:func:`predict_phase_probabilities`); no ``model_file`` = Keras.
+    model_file, backend, precision, predict_fn
+        The inference path (:func:`predict_phase_probabilities`); none of them = Keras.
 
     Returns
     -------
@@ -270,7 +277,7 @@ def predict_phases(
             raise PhaseError("exclude covers the whole scan: nothing left to segment")
         valid = ~ex
     prob = predict_phase_probabilities(pixels, model, card, batch_size=batch_size, model_file=model_file,
-                                       backend=backend, precision=precision)
+                                       backend=backend, precision=precision, predict_fn=predict_fn)
     labels = (np.argmax(prob, axis=2) + 1).astype(np.uint8)
     if valid is not None:
         labels[~valid] = 0
@@ -343,9 +350,13 @@ def make_phase_segmenter(
     if tuple(cfg.names) != tuple(card["phases"]["names"]):
         raise PhaseError(_names_message(cfg.names, card["phases"]["names"]))
 
+    from segmentation.backends import make_predict_fn
+
+    # once per segmenter: the card's ONNX export (checked) on OpenVINO / ONNX Runtime when installed, else Keras
+    fn, _ = make_predict_fn(model, path.expanduser().resolve(), card, backend=backend, precision=precision)
+
     def unet(pixels, pixel_size_um=None, exclude=None):
-        # the card's ONNX export on OpenVINO / ONNX Runtime when installed, else Keras
         return predict_phases(pixels, model, card, exclude=exclude, pixel_size_um=pixel_size_um, cfg=cfg,
-                              model_file=path, backend=backend, precision=precision)
+                              predict_fn=fn)
 
     return unet
