@@ -14,7 +14,9 @@ from typing import Any
 _WHERE = {
     "score_settings": "_imaging",
     "ReportConfig": "config",
+    "is_phase_run": "_run",
     "cluster_facts": "gallery",
+    "object_noun": "gallery",
     "render_cluster_crop": "gallery",
     "CLUSTER_COLOUR": "heatmaps",
     "heatmap_preview": "heatmaps",

@@ -27,10 +27,21 @@ from ._imaging import (
 )
 from .heatmaps import CLUSTER_COLOUR
 
-__all__ = ["cluster_facts", "crop_window", "fmt_num", "parse_ids", "render_cluster_crop"]
+__all__ = ["cluster_facts", "crop_window", "fmt_num", "object_noun", "parse_ids", "render_cluster_crop"]
 
 _OTHER_RGB = np.array([120, 200, 255], dtype=np.uint8)
 _BAR_H = 22  # px, scale-bar strip under the crop
+
+
+def object_noun(phase_run: bool, *, singular: bool = False) -> str:
+    """What a run's regions are called: ``'impurities'``, or in a phase run (``+exp=phases``: the
+    regions are pores, oxides...) ``'objects'``; ``singular=True`` gives ``'impurity'`` / ``'object'``.
+
+    The one wording of the report (tables, cards, gallery) and the review app.
+    """
+    if phase_run:
+        return "object" if singular else "objects"
+    return "impurity" if singular else "impurities"
 
 
 def fmt_num(x: Any, digits: int = 3) -> str:
@@ -123,7 +134,7 @@ def cluster_facts(
     core = parse_ids(cluster.get("core_region_ids"))
     # a phase run's clusters (a ``phase`` column, e.g. 'oxide+pore') hold pores or particles, not impurities
     phase = cluster.get("phase")
-    noun = "objects" if isinstance(phase, str) and phase else "impurities"
+    noun = object_noun(isinstance(phase, str) and bool(phase))
     facts.append((noun, f"{n} ({len(core)} core)" if len(core) else str(n)))
     s = pixel_size_um if pixel_size_um and pixel_size_um > 0 else None
     h = int(cluster["bbox_rmax"]) - int(cluster["bbox_rmin"]) + 1

@@ -31,9 +31,9 @@ import pandas as pd
 from ..layout import RunLayout, scan_relpath
 from ._assets import CSS, JS, csp
 from ._imaging import score_settings
-from ._run import load_run, labels_from_mask, scan_kind
+from ._run import is_phase_run, load_run, labels_from_mask, scan_kind
 from .config import ReportConfig
-from .gallery import cluster_facts, fmt_num, render_cluster_crop
+from .gallery import cluster_facts, fmt_num, object_noun, render_cluster_crop
 from .heatmaps import render_heatmap, write_png
 from .stats import RegionStats
 
@@ -285,13 +285,14 @@ def _object_noun(config: dict, clusters: pd.DataFrame, phase_run: bool) -> tuple
     A phase run is told by its ``phases.parquet``; its object phases come from the run's config,
     else from the clusters' ``phase`` column (``oxide+pore``).
     """
+    noun = object_noun(phase_run)
     if not phase_run:
-        return "impurities", "impurities"
+        return noun, noun
     ph = config.get("phases") if isinstance(config, dict) else None
     objs = [str(o) for o in (ph.get("objects") or [])] if isinstance(ph, dict) else []
     if not objs and "phase" in clusters:
         objs = sorted({p for v in clusters["phase"].dropna().astype(str) for p in v.split("+") if p})
-    return "objects", ("objects (" + ", ".join(objs) + ")") if objs else "objects"
+    return noun, (f"{noun} (" + ", ".join(objs) + ")") if objs else noun
 
 
 def _cards(scans: pd.DataFrame, n_regions: int, n_clusters: int, noun: str = "impurities") -> list[tuple[str, str]]:
@@ -572,7 +573,7 @@ def write_report(
     regions = _regions_of(layout, set(page_ids))
     reg_by_scan = regions.groupby(regions["scan_id"].astype(str)).indices if len(regions) else {}
     pictures = _Pictures(layout, out, cfg, run.config)
-    noun, card_noun = _object_noun(run.config, clusters, layout.table("phases").is_file())
+    noun, card_noun = _object_noun(run.config, clusters, is_phase_run(layout))
 
     def regions_for(sid: str) -> pd.DataFrame:
         return regions.iloc[reg_by_scan[sid]] if sid in reg_by_scan else regions.iloc[0:0]

@@ -51,6 +51,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from anomaly.rerank import RerankConfig, RerankModel, apply_reranker, train_reranker
+from experiments.reporting import is_phase_run, object_noun
 
 from .rundata import RunData, fmt_value
 from .store import MAX_NOTE, VERDICTS, VerdictStore
@@ -169,6 +170,9 @@ class ReviewApp:
         self.tiles = renderer or TileRenderer(run)
         self._learned_lock = threading.Lock()
         self._learned: tuple[int, RerankModel | None, str] | None = None
+        # a phase run's regions are pores, oxides...: the report's word for them ("objects")
+        phase_run = is_phase_run(run.layout)
+        self._noun, self._noun1 = object_noun(phase_run), object_noun(phase_run, singular=True)
 
     # ------------------------------------------------------------------ data
     def _records(self) -> dict:
@@ -266,17 +270,18 @@ class ReviewApp:
         rows.append(["cluster score", fmt_value(c["score"])])
         if has("norm_score"):
             rows.append(["score / top score", fmt_value(c["norm_score"])])
-        rows.append(["impurities", str(int(c["n_regions"])) if has("n_regions") else "–"])
+        noun, one = self._noun, self._noun1
+        rows.append([noun, str(int(c["n_regions"])) if has("n_regions") else "–"])
         if um and has("extent_um"):
             rows.append(["extent", f"{fmt_value(c['extent_um'])} µm"])
         elif has("extent_px"):
             rows.append(["extent", f"{fmt_value(c['extent_px'])} px"])
         if um and has("member_area_max_um2"):
-            rows.append(["largest impurity", f"{fmt_value(c['member_area_max_um2'])} µm²"])
-            rows.append(["mean impurity area", f"{fmt_value(c['member_area_mean_um2'])} µm²"])
+            rows.append([f"largest {one}", f"{fmt_value(c['member_area_max_um2'])} µm²"])
+            rows.append([f"mean {one} area", f"{fmt_value(c['member_area_mean_um2'])} µm²"])
         elif has("member_area_max_px"):
-            rows.append(["largest impurity", f"{fmt_value(c['member_area_max_px'])} px²"])
-            rows.append(["mean impurity area", f"{fmt_value(c['member_area_mean_px'])} px²"])
+            rows.append([f"largest {one}", f"{fmt_value(c['member_area_max_px'])} px²"])
+            rows.append([f"mean {one} area", f"{fmt_value(c['member_area_mean_px'])} px²"])
         if has("member_elongation_max"):
             rows.append(["elongation (max)", fmt_value(c["member_elongation_max"])])
         for name in ("spatial", "circle", "shape", "combined"):
@@ -299,7 +304,7 @@ class ReviewApp:
             ]
         )
         if has("core_region_ids"):
-            rows.append(["seed impurities", str(c["core_region_ids"])])
+            rows.append([f"seed {noun}", str(c["core_region_ids"])])
         rows.append(["pixel size", f"{fmt_value(ps)} µm" if um else "not calibrated"])
         return rows
 

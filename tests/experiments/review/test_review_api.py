@@ -285,3 +285,34 @@ def test_token_and_host_checks(review_run):
     finally:
         loop.stop()
         store.close()
+
+
+def _as_phase_run(run_dir):
+    """Turn the synthetic run into what ``+exp=phases`` writes: a phases table and the clusters' phases."""
+    clusters = pd.read_parquet(run_dir / "clusters.parquet")
+    clusters.insert(0, "phase", ["oxide+pore" if i % 2 else "pore" for i in range(len(clusters))])
+    clusters.to_parquet(run_dir / "clusters.parquet", index=False)
+    scans = pd.read_parquet(run_dir / "scans.parquet")
+    pd.DataFrame(
+        [{"scan_id": s, "phase": p, "area_fraction": 0.1} for s in scans["scan_id"] for p in ("pore", "oxide")]
+    ).to_parquet(run_dir / "phases.parquet", index=False)
+    return run_dir
+
+
+@pytest.mark.parametrize("phases", [False, True], ids=["impurity-run", "phase-run"])
+def test_measurement_labels_name_the_run_objects(review_run, phases):
+    # a phase run's clusters are oxides and pores: the fact table says "objects", like the report
+    run = load_run(_as_phase_run(review_run) if phases else review_run)
+    store = VerdictStore(run.layout.feedback_db)
+    try:
+        labels = [k for k, _ in ReviewApp(run, store).measurements(0)]
+    finally:
+        store.close()
+    expect = (
+        ["objects", "largest object", "mean object area", "seed objects"]
+        if phases
+        else ["impurities", "largest impurity", "mean impurity area", "seed impurities"]
+    )
+    assert [k for k in labels if k in set(expect)] == expect, labels
+    if phases:
+        assert not any("impurit" in k for k in labels), labels
