@@ -71,16 +71,40 @@ def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ValueError("image contains NaN or infinite values")
     step = max(1, int(np.sqrt(a.size / 1_000_000)))
-    sample = a[::step, ::step].astype(np.float64)
-    q25, q50, q75 = np.percentile(sample, [25, 50, 75])
+    if a.dtype in (np.uint8, np.uint16):
+        sample = a[::step, ::step]
+        q25, q50, q75 = _int_percentiles(sample, (25, 50, 75))
+        sample_min, sample_max = int(sample.min()), int(sample.max())
+    else:
+        sample = a[::step, ::step].astype(np.float64)
+        q25, q50, q75 = np.percentile(sample, [25, 50, 75])
+        sample_min, sample_max = float(sample.min()), float(sample.max())
     iqr = q75 - q25
     if not iqr > 0:
-        lo, hi = float(sample.min()), float(sample.max())
+        lo, hi = float(sample_min), float(sample_max)
         if hi <= lo:
             raise ValueError(f"constant image (all pixels = {lo:g}): nothing to segment")
         iqr = (hi - lo) / 2.0  # nearly constant image: fall back on the full range
     out = center + scale * (a.astype(np.float32) - np.float32(q50)) / np.float32(iqr)
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+def _int_percentiles(values: np.ndarray, qs) -> list[float]:
+    """``np.percentile(values, qs)`` (linear interpolation) of uint8 / uint16 values from their histogram.
+
+    The same numbers as sorting (the k-th smallest value is read off the cumulative counts), in one
+    pass instead of a partition of the whole scan.
+    """
+    cum = np.cumsum(np.bincount(values.ravel(), minlength=1))
+    n = int(cum[-1])
+    out = []
+    for q in qs:
+        h = (n - 1) * float(q) / 100.0
+        k = int(np.floor(h))
+        lo = int(np.searchsorted(cum, k, side="right"))
+        hi = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
+        out.append(lo + (h - k) * (hi - lo))
+    return out
 
 
 def hann_window(tile: int, *, floor: float = 0.05) -> np.ndarray:

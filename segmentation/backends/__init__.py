@@ -9,8 +9,10 @@ verified on load like the weights: a file that does not match is refused.
 Backends (``backend=``):
 
 - ``'openvino'`` (extra ``[fast]``): the export compiled by OpenVINO for the CPU, in
-  ``precision`` ``'bf16'`` (AVX512-BF16 / AMX units; chosen by ``'auto'`` where the CPU
-  has them) or ``'fp32'``;
+  ``precision`` ``'int8'`` (the post-training quantised model ``x.int8.xml`` / ``.bin`` written by
+  :mod:`segmentation.backends.quantize`, recorded in the card under ``export.openvino_int8`` and
+  verified on load; chosen by ``'auto'`` where it exists and the CPU has int8 dot-product units,
+  VNNI or AMX), ``'bf16'`` (AVX512-BF16 / AMX units; chosen by ``'auto'`` next) or ``'fp32'``;
 - ``'onnxruntime'`` (extra ``[fast]``): the export on ONNX Runtime's CPU provider, fp32;
 - ``'keras'``: ``model.predict_on_batch`` (TensorFlow / oneDNN), fp32; always there.
 - ``'auto'`` (default): the first of openvino, onnxruntime, keras that is installed and has
@@ -39,17 +41,21 @@ __all__ = [
     "available_backends",
     "cpu_has_bf16",
     "default_threads",
+    "cpu_has_vnni",
     "export_entry",
     "export_path",
+    "int8_entry",
+    "int8_paths",
     "last_backends",
     "make_predict_fn",
     "verify_export",
+    "verify_int8",
 ]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "openvino", "onnxruntime", "keras")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 _AUTO_ORDER = ("openvino", "onnxruntime", "keras")
 _PACKAGE = {"openvino": "openvino", "onnxruntime": "onnxruntime", "keras": "keras"}
 _LAST: dict[str, str] = {}
@@ -97,12 +103,64 @@ def verify_export(model_file: str | Path, card: dict) -> Path:
     return path
 
 
+def int8_paths(model_file: str | Path) -> tuple[Path, Path]:
+    """The int8 model of ``x.keras`` is ``x.int8.xml`` (graph) and ``x.int8.bin`` (weights) beside it."""
+    p = Path(model_file)
+    return p.with_suffix(".int8.xml"), p.with_suffix(".int8.bin")
+
+
+def int8_entry(card: dict) -> dict | None:
+    """The card's ``export.openvino_int8`` entry, or None."""
+    return (card.get("export") or {}).get("openvino_int8")
+
+
+def verify_int8(model_file: str | Path, card: dict) -> Path:
+    """The int8 model of ``model_file`` (its ``.xml``), both files checked against the card.
+
+    Raises
+    ------
+    BackendUnavailable
+        The card records no int8 model, or a file is absent (``auto`` takes the next precision).
+    data.model_cards.ModelCardError
+        A file does not match the card (refused).
+    """
+    from data.model_cards import ModelCardError, sha256_of
+
+    entry = int8_entry(card)
+    xml, bin_ = int8_paths(model_file)
+    if not entry or not entry.get("sha256_xml") or not entry.get("sha256_bin"):
+        raise BackendUnavailable(f"the model card of {Path(model_file).name} records no int8 model; "
+                                 "write one with python -m segmentation.backends.quantize")
+    for f, key in ((xml, "sha256_xml"), (bin_, "sha256_bin")):
+        if not f.is_file():
+            raise BackendUnavailable(f"int8 model file {f} not found")
+        got = sha256_of(f)
+        if got != entry[key]:
+            raise ModelCardError(
+                f"int8 model file {f} does not match its model card (sha256 {got[:12]}... != "
+                f"{str(entry[key])[:12]}...): re-quantise with python -m segmentation.backends.quantize")
+    return xml
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_has_vnni() -> bool:
+    """True where the CPU has int8 dot-product units (AVX512-VNNI, AVX-VNNI or AMX-INT8; Linux /proc/cpuinfo).
+
+    Without them OpenVINO's int8 kernels are no faster than fp32, so ``precision='auto'`` skips int8.
+    """
+    flags = _cpu_flags()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def cpu_has_bf16() -> bool:
     """True where the CPU has bf16 matrix units (AVX512-BF16 or AMX-BF16; Linux /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -186,7 +244,9 @@ def _openvino_fn(path: str, precision: str, threads: int | None,
     # no CPU pinning: OpenVINO pins a process's inference threads from core 0 up, so two Ray
     # workers of one thread each were both pinned to core 0 and took turns (the raw-scan archive
     # scaled 1.44x on 2 workers); the OS scheduler spreads them
-    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "ENABLE_CPU_PINNING": False}
+    # an int8 model's quantised convolutions run in int8 whatever the hint; the hint sets the rest
+    hint = "bf16" if precision == "bf16" or (precision == "int8" and cpu_has_bf16()) else "f32"
+    config = {"INFERENCE_PRECISION_HINT": hint, "ENABLE_CPU_PINNING": False}
     if streams > 1:
         config.update({"NUM_STREAMS": streams, "INFERENCE_NUM_THREADS": n})
     else:
@@ -259,9 +319,10 @@ def make_predict_fn(
         Its model card (the export's checksum).
     backend : {'auto', 'openvino', 'onnxruntime', 'keras'}
         ``'auto'`` takes the first that runs here; a named one that cannot run raises.
-    precision : {'auto', 'fp32', 'bf16'}
-        ``'auto'``: bf16 on OpenVINO where the CPU has bf16 units, else fp32.  bf16 is
-        OpenVINO's only; the other backends refuse it.
+    precision : {'auto', 'fp32', 'bf16', 'int8'}
+        ``'auto'``: on OpenVINO int8 where the card records a quantised model and the CPU has VNNI /
+        AMX units, then bf16 where it has bf16 units, then fp32; fp32 on the others.  bf16 and int8
+        are OpenVINO's only; the other backends refuse them.
     threads : int, optional
         Intra-op threads; None = :func:`default_threads`.
     streams : int, optional
@@ -287,29 +348,49 @@ def make_predict_fn(
     _check(backend, precision, threads, streams)
     threads = default_threads() if threads is None else threads
     order = _AUTO_ORDER if backend == "auto" else (backend,)
-    for b in order:
-        prec = precision
-        if prec == "auto":
-            prec = "bf16" if b == "openvino" and cpu_has_bf16() else "fp32"
-        if prec == "bf16" and b != "openvino":
+    last_exc: BackendUnavailable | None = None
+    for b, prec in _candidates(order, precision):
+        if prec in ("bf16", "int8") and b != "openvino":
             if backend != "auto":
                 raise ValueError(f"backend {b!r} runs fp32 only; use precision='fp32' or backend='openvino'")
             continue
         try:
             if b == "keras":
                 fn = _keras_fn(model)
+            elif prec == "int8":
+                fn = _openvino_fn(str(verify_int8(model_file, card)), prec, threads, streams)
             else:
                 path = str(verify_export(model_file, card))
                 fn = (_openvino_fn(path, prec, threads, streams) if b == "openvino"
                       else _onnxruntime_fn(path, threads))
         except BackendUnavailable as exc:
-            if backend != "auto":
+            if backend != "auto" and precision != "auto":
                 raise
-            log.info("segmentation backend %s skipped: %s", b, exc)
+            log.info("segmentation backend %s-%s skipped: %s", b, prec, exc)
+            last_exc = exc
             continue
         name = f"{b}-{prec}"
         if _LAST.get(Path(model_file).name) != name:
             log.info("%s runs on %s (threads %s)", Path(model_file).name, name, threads or "all")
         _LAST[Path(model_file).name] = name
         return fn, name
-    raise BackendUnavailable(f"no segmentation backend can run (tried {order})")  # keras is always last
+    if backend != "auto" and last_exc is not None:  # a named backend with none of its precisions
+        raise last_exc
+    raise BackendUnavailable(f"no segmentation backend can run (tried {order}, precision {precision})")
+
+
+def _candidates(order: tuple[str, ...], precision: str) -> list[tuple[str, str]]:
+    """(backend, precision) pairs in the order they are tried.
+
+    ``precision='auto'`` tries OpenVINO in int8 (where the CPU has VNNI / AMX), then bf16 (where it has
+    bf16 units), then fp32; the other backends in fp32.
+    """
+    out = []
+    for b in order:
+        if precision != "auto":
+            out.append((b, precision))
+        elif b == "openvino":
+            out += [(b, p) for p, ok in (("int8", cpu_has_vnni()), ("bf16", cpu_has_bf16()), ("fp32", True)) if ok]
+        else:
+            out.append((b, "fp32"))
+    return out

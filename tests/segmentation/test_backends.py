@@ -257,3 +257,85 @@ def test_tile_count_is_what_predict_tiled_sends(shape, tile, overlap):
 
     predict_tiled(np.zeros(shape, np.float32), fn, tile=tile, overlap=overlap, batch_size=5)
     assert sum(seen) == tile_count(shape, tile=tile, overlap=overlap)
+
+
+HAVE_NNCF = importlib.util.find_spec("nncf") is not None
+needs_int8 = pytest.mark.skipif(not (HAVE_OV and HAVE_ONNX and HAVE_NNCF),
+                                reason="openvino, onnx and nncf needed (extra [fast])")
+
+
+def test_calibration_tiles_are_crops_of_the_images():
+    from segmentation.backends.quantize import calibration_tiles
+
+    imgs = [np.arange(40 * 50, dtype=np.float32).reshape(40, 50), np.ones((32, 32), np.float32)]
+    t = calibration_tiles(imgs, per_image=3, tile=32, seed=1)
+    assert t.shape == (6, 1, 32, 32) and t.dtype == np.float32
+    assert np.array_equal(t, calibration_tiles(imgs, per_image=3, tile=32, seed=1))  # seeded
+    v = t[0, 0]  # a crop of the ramp: rows step by 50, columns by 1
+    assert np.all(np.diff(v, axis=1) == 1) and np.all(np.diff(v, axis=0) == 50)
+    assert np.all(t[3:] == 1)
+    with pytest.raises(ValueError, match="at least 64"):
+        calibration_tiles(imgs, tile=64)
+
+
+@needs_int8
+def test_int8_model_is_recorded_verified_and_chosen_by_auto(tmp_path, monkeypatch, caplog):
+    from segmentation.backends.quantize import calibration_tiles, quantize_and_record
+
+    m = _model(depth=2, width=8)
+    path = _saved(tmp_path, m)
+    export_and_record(m, path, tile=32)
+    rng = np.random.default_rng(0)
+    imgs = [rng.random((64, 64), dtype=np.float32) for _ in range(4)]
+    entry = quantize_and_record(path, calibration_tiles(imgs, per_image=4, tile=32),
+                                calibration_tiles(imgs, per_image=1, tile=32, seed=9),
+                                calibration_info={"scans": ["a", "b", "c", "d"]})
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["export"]["openvino_int8"] == entry
+    assert entry["calibration"]["tiles"] == 16 and entry["calibration"]["scans"] == ["a", "b", "c", "d"]
+    xml, bin_ = backends.int8_paths(path)
+    assert backends.verify_int8(path, card) == xml and bin_.is_file()
+    assert entry["sha256_bin"] == sha256_of(bin_)
+
+    x = rng.random((3, 32, 48, 1), dtype=np.float32)
+    ref = np.asarray(m.predict_on_batch(x))[..., 0]
+    fn, name = make_predict_fn(m, path, card, backend="openvino", precision="int8")
+    assert name == "openvino-int8"
+    got = fn(x)
+    assert got.shape == ref.shape and np.mean(np.abs(got - ref)) < 0.05  # quantised, not exact
+    # auto takes int8 only where the CPU has int8 dot-product units
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: True)
+    assert make_predict_fn(m, path, card)[1] == "openvino-int8"
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: False)
+    assert make_predict_fn(m, path, card)[1] != "openvino-int8"
+    # a changed weights file is refused, not run; a missing one is skipped by auto
+    monkeypatch.setattr(backends, "cpu_has_vnni", lambda: True)
+    data = bytearray(bin_.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bin_.write_bytes(bytes(data))
+    with pytest.raises(ModelCardError, match="does not match"):
+        make_predict_fn(m, path, card, precision="int8", backend="openvino")
+    bin_.unlink()
+    with pytest.raises(BackendUnavailable, match="not found"):
+        make_predict_fn(m, path, card, precision="int8", backend="openvino")
+    with caplog.at_level(logging.INFO, logger="segmentation.backends"):
+        assert make_predict_fn(m, path, card)[1] in ("openvino-bf16", "openvino-fp32")
+    assert "openvino-int8 skipped" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["impurities", "grains"])
+def test_shipped_int8_models_match_their_cards(kind):
+    """The shipped int8 files are the ones the card records, calibrated on training scans only."""
+    _, card = load_model(kind)
+    entry = backends.int8_entry(card)
+    assert entry is not None, "the shipped card records no int8 model"
+    assert backends.verify_int8(weights_path(kind).resolve(), card).is_file()
+    cal = set(entry["calibration"]["scans"])
+    assert cal and cal <= set(card["data"]["train_scans"])
+    assert not cal & (set(card["data"]["val_scans"]) | set(card["data"]["tune_scans"]))
+    if HAVE_OV and backends.cpu_has_vnni():
+        rng = np.random.default_rng(3)
+        scan = (rng.random((200, 300)) * 60 + 100).astype(np.uint8)
+        ref, _ = predict_probabilities(scan, kind, backend="openvino", precision="fp32")
+        got, _ = predict_probabilities(scan, kind, backend="openvino", precision="int8")
+        assert np.mean(np.abs(got - ref)) < 0.05

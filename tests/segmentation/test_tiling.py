@@ -190,3 +190,28 @@ def test_tta_maps_predictions_back(n):
         np.testing.assert_allclose(avg[0], avg[0, :, ::-1], atol=1e-6)  # (B, t, t)
     with pytest.raises(ValueError, match="transforms"):
         tta_predict_fn(_identity, transforms=3)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(st.sampled_from([np.uint8, np.uint16]), st.tuples(st.integers(1, 40), st.integers(1, 40))),
+       st.lists(st.floats(0, 100), min_size=1, max_size=4))
+def test_integer_percentiles_are_numpys(a, qs):
+    """normalize_scan reads uint8 / uint16 quartiles off a histogram: the same numbers as np.percentile."""
+    from segmentation.tiling import _int_percentiles
+
+    assert np.allclose(_int_percentiles(a, qs), np.percentile(a.astype(np.float64), qs), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_normalize_scan_of_integers_is_the_float_formula(dtype):
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 200 if dtype == np.uint8 else 4000, (300, 200)).astype(dtype)
+    q25, q50, q75 = np.percentile(a.astype(np.float64), [25, 50, 75])
+    ref = np.clip(0.5 + 0.2 * (a.astype(np.float32) - np.float32(q50)) / np.float32(q75 - q25), 0, 1)
+    assert np.array_equal(normalize_scan(a), ref)
+    assert np.array_equal(normalize_scan(a), normalize_scan(a.astype(np.float64)))

@@ -117,7 +117,8 @@ class SegmentationBenchConfig:
     gemm_n: int = 2048  # side of the sgemm peak's matrices
     # inference paths (backend-precision; segmentation.backends), today's default first; an OpenVINO
     # path may end in -sN: N inference streams sharing each batch (no suffix = one request on all threads)
-    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "openvino-bf16-s2")
+    paths: tuple = ("keras-fp32", "onnxruntime-fp32", "openvino-fp32", "openvino-bf16", "openvino-bf16-s2",
+                    "openvino-int8")
     # (tile, overlap) pairs timed with the fastest path, seam error against one whole-scan tile; () = skip
     tilings: tuple = ((256, 32), (256, 64), (512, 32), (512, 64))
     seam_border: int = 128  # px along the scan's edges left out of the inner_* seam errors
@@ -134,7 +135,7 @@ class SegmentationBenchConfig:
 
         for p in self.paths:
             b, prec, streams = split_path(p)
-            if (b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec == "bf16" and b != "openvino")
+            if (b not in BACKENDS[1:] or prec not in PRECISIONS[1:] or (prec in ("bf16", "int8") and b != "openvino")
                     or (streams is not None and (b != "openvino" or streams < 1))):
                 raise ValueError(f"bench.paths entry {p!r} is not backend-precision[-sN], e.g. 'openvino-bf16'")
         object.__setattr__(self, "tilings", tuple((int(t), int(o)) for t, o in self.tilings))

@@ -32,6 +32,7 @@ the faint call by eye).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -842,9 +843,13 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
 
 # --------------------------------------------------------------------------- cached probability maps
 
+@functools.lru_cache(maxsize=32)
 def resolved_backend(kind: str, *, weights: str | None = None, backend: str = "auto",
                      precision: str = "auto") -> str:
-    """What :func:`segmentation.models.predict_probabilities` runs for these options, e.g. ``'keras-fp32'``."""
+    """What :func:`segmentation.models.predict_probabilities` runs for these options, e.g. ``'keras-fp32'``.
+
+    Resolved once per process and options (the export's checksum is not hashed again for every scan).
+    """
     from segmentation.backends import make_predict_fn
     from segmentation.models import load_model, weights_path
 
@@ -870,7 +875,10 @@ def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: s
     # the stamp: a map cached by one backend is never read as another's.
     ran = resolved_backend(kind, weights=weights, backend=options.get("backend", "auto"),
                            precision=options.get("precision", "auto"))
-    stamp = f"{model_card(kind, weights).get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
+    card = model_card(kind, weights)
+    if ran.endswith("int8"):  # a re-quantised model is a different model
+        ran += ":" + str(((card.get("export") or {}).get("openvino_int8") or {}).get("sha256_bin", ""))
+    stamp = f"{card.get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
             f"{sorted((k, v) for k, v in options.items() if k not in ('backend', 'precision', 'threads'))}:{ran}"
     path = None
     if cache_dir is not None:

@@ -515,6 +515,13 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
         export_and_record(export, model_path, tile=max(64, 4 * 2 ** int(card["config"]["unet"]["depth"])))
     except ImportError as exc:
         log.warning("no ONNX export (pip install 'quantmet[fast]'): %s", exc)
+    else:
+        try:  # the int8 model for OpenVINO, calibrated on the training scans only
+            from segmentation.backends.quantize import quantize_from_training_scans
+
+            quantize_from_training_scans(model_path, root, tile=int(card["input"].get("tile", 256)))
+        except ImportError as exc:
+            log.warning("no int8 model (pip install 'quantmet[fast]'): %s", exc)
     (output_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     log.info("saved %s (%d parameters, %d bytes) in %.0f s", model_path, n_params,
              card["file_bytes"], card["timing_s"]["total"])
@@ -522,9 +529,10 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         shutil.copy2(model_path, WEIGHTS_DIR / model_path.name)
         shutil.copy2(card_path, WEIGHTS_DIR / card_path.name)
-        onnx_path = model_path.with_suffix(".onnx")
-        if onnx_path.is_file():
-            shutil.copy2(onnx_path, WEIGHTS_DIR / onnx_path.name)
+        for suffix in (".onnx", ".int8.xml", ".int8.bin"):
+            extra = model_path.with_suffix(suffix)
+            if extra.is_file():
+                shutil.copy2(extra, WEIGHTS_DIR / extra.name)
         log.info("installed into %s", WEIGHTS_DIR)
     return 0
 
