@@ -14,9 +14,9 @@ from typing import Any
 _WHERE = {
     "score_settings": "_imaging",
     "ReportConfig": "config",
-    "is_phase_run": "_run",
+    "is_phase_run": "nouns",
     "cluster_facts": "gallery",
-    "object_noun": "gallery",
+    "object_noun": "nouns",
     "render_cluster_crop": "gallery",
     "CLUSTER_COLOUR": "heatmaps",
     "heatmap_preview": "heatmaps",

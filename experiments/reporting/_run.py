@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .nouns import is_phase_run
+
 __all__ = ["RunData", "is_phase_run", "labels_from_mask", "load_run", "scan_kind"]
 
 log = logging.getLogger(__name__)
@@ -28,12 +30,6 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)
     overrides_text: str = ""
     notes: tuple[str, ...] = ()
-
-
-def is_phase_run(layout) -> bool:
-    """Whether a run dir (its :class:`~experiments.layout.RunLayout`) is a phase run (``+exp=phases``):
-    told by its ``phases.parquet``; its regions are then pores, oxides... rather than impurities."""
-    return layout.table("phases").is_file()
 
 
 def _read_parquet(path: Path, notes: list[str]) -> pd.DataFrame:

@@ -26,22 +26,12 @@ from ._imaging import (
     score_limits,
 )
 from .heatmaps import CLUSTER_COLOUR
+from .nouns import object_noun
 
 __all__ = ["cluster_facts", "crop_window", "fmt_num", "object_noun", "parse_ids", "render_cluster_crop"]
 
 _OTHER_RGB = np.array([120, 200, 255], dtype=np.uint8)
 _BAR_H = 22  # px, scale-bar strip under the crop
-
-
-def object_noun(phase_run: bool, *, singular: bool = False) -> str:
-    """What a run's regions are called: ``'impurities'``, or in a phase run (``+exp=phases``: the
-    regions are pores, oxides...) ``'objects'``; ``singular=True`` gives ``'impurity'`` / ``'object'``.
-
-    The one wording of the report (tables, cards, gallery) and the review app.
-    """
-    if phase_run:
-        return "object" if singular else "objects"
-    return "impurity" if singular else "impurities"
 
 
 def fmt_num(x: Any, digits: int = 3) -> str:

@@ -51,7 +51,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from anomaly.rerank import RerankConfig, RerankModel, apply_reranker, train_reranker
-from experiments.reporting import is_phase_run, object_noun
+from experiments.reporting.nouns import is_phase_run, object_noun
 
 from .rundata import RunData, fmt_value
 from .store import MAX_NOTE, VERDICTS, VerdictStore

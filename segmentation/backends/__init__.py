@@ -85,22 +85,27 @@ def verify_export(model_file: str | Path, card: dict) -> Path:
     data.model_cards.ModelCardError
         The file does not match the card (a replaced or corrupt export is refused).
     """
-    from data.model_cards import ModelCardError, sha256_of
-
     entry = export_entry(card)
     path = export_path(model_file)
     if not entry or not entry.get("sha256"):
         raise BackendUnavailable(f"the model card of {Path(model_file).name} records no ONNX export; "
                                  "write one with python -m segmentation.backends.export")
-    if not path.is_file():
-        raise BackendUnavailable(f"ONNX export {path} not found")
-    got = sha256_of(path)
-    if got != entry["sha256"]:
-        raise ModelCardError(
-            f"ONNX export {path} does not match its model card (sha256 {got[:12]}... != "
-            f"{str(entry['sha256'])[:12]}...): re-export it with python -m segmentation.backends.export"
-        )
+    _check_file(path, entry["sha256"], "ONNX export",
+                "re-export it with python -m segmentation.backends.export")
     return path
+
+
+def _check_file(path: Path, sha256: str, what: str, remedy: str) -> None:
+    """``path`` exists (else :class:`BackendUnavailable`) and has the card's ``sha256`` (else
+    :class:`data.model_cards.ModelCardError`: a replaced or corrupt file is refused, not skipped)."""
+    from data.model_cards import ModelCardError, sha256_of
+
+    if not path.is_file():
+        raise BackendUnavailable(f"{what} {path} not found")
+    got = sha256_of(path)
+    if got != sha256:
+        raise ModelCardError(f"{what} {path} does not match its model card (sha256 {got[:12]}... != "
+                             f"{str(sha256)[:12]}...): {remedy}")
 
 
 def int8_paths(model_file: str | Path) -> tuple[Path, Path]:
@@ -124,21 +129,13 @@ def verify_int8(model_file: str | Path, card: dict) -> Path:
     data.model_cards.ModelCardError
         A file does not match the card (refused).
     """
-    from data.model_cards import ModelCardError, sha256_of
-
     entry = int8_entry(card)
     xml, bin_ = int8_paths(model_file)
     if not entry or not entry.get("sha256_xml") or not entry.get("sha256_bin"):
         raise BackendUnavailable(f"the model card of {Path(model_file).name} records no int8 model; "
                                  "write one with python -m segmentation.backends.quantize")
     for f, key in ((xml, "sha256_xml"), (bin_, "sha256_bin")):
-        if not f.is_file():
-            raise BackendUnavailable(f"int8 model file {f} not found")
-        got = sha256_of(f)
-        if got != entry[key]:
-            raise ModelCardError(
-                f"int8 model file {f} does not match its model card (sha256 {got[:12]}... != "
-                f"{str(entry[key])[:12]}...): re-quantise with python -m segmentation.backends.quantize")
+        _check_file(f, entry[key], "int8 model file", "re-quantise with python -m segmentation.backends.quantize")
     return xml
 
 
