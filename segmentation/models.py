@@ -173,7 +173,7 @@ def predict_probabilities(
     pixels: np.ndarray,
     kind: str,
     *,
-    tile: int = 256,
+    tile: int | str = "auto",
     overlap: int = 32,
     batch_size: int = 8,
     scales: Sequence[float] = (1.0,),
@@ -192,7 +192,8 @@ def predict_probabilities(
         uint8 or uint16 gray scan (any size; smaller than a tile is padded).
     kind : {'impurities', 'grains'}
     tile, overlap, batch_size, scales
-        See :func:`segmentation.tiling.predict_tiled`.
+        See :func:`segmentation.tiling.predict_tiled`; ``tile='auto'`` (the default) plans the
+        square tile side with the fewest pixels to compute (:func:`segmentation.tiling.plan_tile`).
     tta : {1, 2, 4, 8}
         Test-time augmentation: average over this many flips/rotations of
         every tile (:func:`segmentation.tiling.tta_predict_fn`); costs ``tta`` x the time.
@@ -246,7 +247,7 @@ def predict_impurity_mask(
     extent_threshold: float | None = None,
     depth_fraction: float | None = None,
     depth_smooth_sigma: float | None = None,
-    tile: int = 256,
+    tile: int | str = "auto",
     overlap: int = 32,
     batch_size: int = 8,
     scales: Sequence[float] = (1.0,),
@@ -319,7 +320,7 @@ def predict_grain_boundaries(
     high_threshold: float | None = None,
     spur_length_px: int | None = None,
     min_mean_prob: float | None = None,
-    tile: int = 256,
+    tile: int | str = "auto",
     overlap: int = 32,
     batch_size: int = 8,
     scales: Sequence[float] = (1.0,),

@@ -78,7 +78,11 @@ def depth_extent(
         return m.copy()
     g = a.astype(np.float32)
     if smooth_sigma > 0:
-        g = ndimage.gaussian_filter(g, float(smooth_sigma))
+        # scipy.ndimage.gaussian_filter's kernel (radius round(4 sigma), mirror border), in OpenCV (10x faster)
+        import cv2
+
+        k = 2 * int(4.0 * float(smooth_sigma) + 0.5) + 1
+        g = cv2.GaussianBlur(g, (k, k), float(smooth_sigma), borderType=cv2.BORDER_REFLECT)
     from data.registration import label_median, label_minimum, object_rings
 
     lt, n = ndimage.label(m, np.ones((3, 3), bool))

@@ -13,6 +13,7 @@ out at once: besides the output, memory holds only a band of ``2 t`` rows.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -22,6 +23,7 @@ __all__ = [
     "PredictFn",
     "hann_window",
     "normalize_scan",
+    "plan_tile",
     "predict_tiled",
     "prob_to_mask",
     "tile_count",
@@ -32,6 +34,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+
+#: The square tile sides ``tile="auto"`` chooses from (:func:`plan_tile`): the models train on
+#: 256-px patches; above 512 px a batch of tiles costs memory for no fewer pixels on a typical scan.
+AUTO_TILE_RANGE = (256, 512)
 
 
 def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.2) -> np.ndarray:
@@ -171,6 +177,36 @@ def tile_count(shape: tuple[int, int], *, tile: int, overlap: int) -> int:
     return len(tile_starts(pm, tile, step)) * len(tile_starts(pn, tile, step))
 
 
+def plan_tile(
+    shape: tuple[int, int],
+    *,
+    overlap: int,
+    multiple: int = 16,
+    min_tile: int = AUTO_TILE_RANGE[0],
+    max_tile: int = AUTO_TILE_RANGE[1],
+) -> int:
+    """The square tile side that makes the model compute the fewest pixels for an image of ``shape``.
+
+    Every side ``t`` in ``[min_tile, max_tile]`` that is a multiple of
+    ``multiple`` is costed as ``tile_count(shape, t, overlap) * t**2`` (the
+    pixels the tiles hold, padding and overlaps included); the cheapest wins,
+    the smallest side on a tie.  A 1330 x 874 scan with ``overlap=32`` needs
+    24 tiles of 256 px (1.57 Mpx) but 6 of 480 px (1.38 Mpx).
+
+    >>> plan_tile((874, 1330), overlap=32)
+    480
+    >>> plan_tile((200, 200), overlap=32)   # smaller than any tile: the smallest
+    256
+    """
+    if multiple < 1 or min_tile < multiple or max_tile < min_tile:
+        raise ValueError(f"need 1 <= multiple <= min_tile <= max_tile, got {multiple}, {min_tile}, {max_tile}")
+    first = -(-int(min_tile) // multiple) * multiple
+    sides = [t for t in range(first, int(max_tile) + 1, multiple) if t > overlap]
+    if not sides:
+        raise ValueError(f"no tile side in [{min_tile}, {max_tile}] (multiple of {multiple}) exceeds overlap {overlap}")
+    return min(sides, key=lambda t: (tile_count(shape, tile=t, overlap=overlap) * t * t, t))
+
+
 def tta_predict_fn(predict_fn: PredictFn, *, transforms: int = 4) -> PredictFn:
     """Test-time augmentation: average ``predict_fn`` over flips / rotations of each tile.
 
@@ -301,7 +337,7 @@ def predict_tiled(
     image: np.ndarray,
     predict_fn: PredictFn,
     *,
-    tile: int = 256,
+    tile: int | str = 256,
     overlap: int = 32,
     batch_size: int = 8,
     floor: float = 0.05,
@@ -319,8 +355,10 @@ def predict_tiled(
         ``predict_fn(batch)`` with ``batch`` float32 ``(B, tile, tile, 1)``
         returns ``(B, tile, tile[, 1])`` probabilities, or ``(B, tile, tile, C)``
         class probabilities (a softmax head), blended per class.
-    tile : int
-        Tile side in pixels.
+    tile : int or 'auto'
+        Tile side in pixels; ``'auto'``: the side in :data:`AUTO_TILE_RANGE`
+        (a multiple of 16 and of ``multiple``) with the fewest pixels to compute
+        (:func:`plan_tile`), chosen per scale.
     overlap : int
         Overlap of neighbouring tiles in pixels (``0 <= overlap < tile``); the
         image is also reflect-padded by ``overlap // 2`` on every side so border
@@ -347,6 +385,17 @@ def predict_tiled(
     img = img.astype(np.float32, copy=False)
     if not np.all(np.isfinite(img)):
         raise ValueError("image contains NaN or infinite values")
+    auto = isinstance(tile, str)
+    if auto and tile != "auto":
+        raise ValueError(f"tile must be a positive int or 'auto', got {tile!r}")
+    if auto:
+        # sides on a 16-px grid (and multiples of ``multiple``): a plan costs a few hundred tile counts at most
+        if multiple < 1 or math.lcm(16, multiple) > AUTO_TILE_RANGE[1]:
+            raise ValueError(f"multiple must be >= 1 with lcm(16, multiple) <= {AUTO_TILE_RANGE[1]}, got {multiple}")
+        grid = math.lcm(16, multiple)
+        tile = plan_tile(img.shape, overlap=max(0, int(overlap)), multiple=grid,
+                         min_tile=max(AUTO_TILE_RANGE[0], grid))
+    tile = int(tile)
     if tile < 1 or multiple < 1 or tile % multiple:
         raise ValueError(f"tile ({tile}) must be a positive multiple of {multiple}")
     if not 0 <= overlap < tile:
@@ -356,7 +405,7 @@ def predict_tiled(
     scales = tuple(float(s) for s in scales)
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive, got {scales}")
-    window = hann_window(tile, floor=floor)
+    windows = {tile: hann_window(tile, floor=floor)}
     total = None
     for s in scales:
         if s == 1.0:
@@ -365,8 +414,12 @@ def predict_tiled(
             size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s)))
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
             src = cv2.resize(img, size, interpolation=interp)
+        t = plan_tile(src.shape, overlap=overlap, multiple=grid, min_tile=max(AUTO_TILE_RANGE[0], grid)) \
+            if auto and s != 1.0 else tile
+        if t not in windows:
+            windows[t] = hann_window(t, floor=floor)
         prob = _predict_one_scale(
-            src, predict_fn, tile=tile, overlap=overlap, batch_size=batch_size, window=window
+            src, predict_fn, tile=t, overlap=overlap, batch_size=batch_size, window=windows[t]
         )
         if s != 1.0:
             back = cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)

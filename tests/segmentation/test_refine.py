@@ -75,3 +75,39 @@ def test_min_peak_prob_drops_objects_without_a_confident_pixel():
     assert impurity_postprocess(prob, None, 0.1).sum() == 16 + 25
     with pytest.raises(ValueError, match="min_peak_prob"):
         impurity_postprocess(prob, None, 0.3, min_peak_prob=0.2)
+
+
+def test_grouped_statistics_match_scipy_with_ties_and_empty_labels():
+    # label_median / label_minimum (data.registration) against scipy.ndimage on integer values
+    # (many ties) with labels that hold no pixel
+    from scipy import ndimage
+
+    from data.registration import label_median, label_minimum
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        lab = rng.integers(0, 12, (40, 50))
+        lab[lab == 5] = 0  # label 5 empty
+        vals = rng.integers(0, 6, lab.shape).astype(np.float32)
+        ids = np.arange(1, 15)  # 12..14 empty too
+        with np.errstate(invalid="ignore"):
+            want_med = np.asarray(ndimage.median(vals, lab, ids), float)
+            want_min = np.asarray(ndimage.minimum(vals, lab, ids), float)
+        empty = np.bincount(lab.ravel(), minlength=15)[1:] == 0
+        want_med[empty] = np.nan
+        want_min[empty] = np.nan
+        np.testing.assert_array_equal(label_median(vals, lab, 14), want_med)
+        np.testing.assert_array_equal(label_minimum(vals, lab, 14), want_min)
+
+
+def test_depth_extent_smoothing_is_scipys_gaussian():
+    # the OpenCV blur in depth_extent uses scipy.ndimage.gaussian_filter's kernel and border
+    import cv2
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (37, 53)).astype(np.float32)
+    for sigma in (0.7, 1.0, 1.1, 1.5, 2.3):
+        k = 2 * int(4.0 * sigma + 0.5) + 1
+        got = cv2.GaussianBlur(img, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
+        np.testing.assert_allclose(got, ndimage.gaussian_filter(img, sigma), atol=2e-3)

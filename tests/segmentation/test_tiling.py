@@ -215,3 +215,31 @@ def test_normalize_scan_of_integers_is_the_float_formula(dtype):
     ref = np.clip(0.5 + 0.2 * (a.astype(np.float32) - np.float32(q50)) / np.float32(q75 - q25), 0, 1)
     assert np.array_equal(normalize_scan(a), ref)
     assert np.array_equal(normalize_scan(a), normalize_scan(a.astype(np.float64)))
+
+
+def test_plan_tile_minimises_the_pixels_computed():
+    from segmentation.tiling import plan_tile, tile_count
+
+    for shape in ((874, 1330), (1024, 1024), (300, 2000), (5000, 5000), (100, 90)):
+        t = plan_tile(shape, overlap=32)
+        assert 256 <= t <= 512 and t % 16 == 0
+        best = min(tile_count(shape, tile=s, overlap=32) * s * s for s in range(256, 513, 16))
+        assert tile_count(shape, tile=t, overlap=32) * t * t == best
+    assert plan_tile((874, 1330), overlap=32) == 480
+    with pytest.raises(ValueError):
+        plan_tile((10, 10), overlap=32, min_tile=512, max_tile=256)
+
+
+def test_predict_tiled_auto_tile_matches_that_tile():
+    from segmentation.tiling import plan_tile, predict_tiled
+
+    rng = np.random.default_rng(0)
+    img = rng.random((300, 700)).astype(np.float32)
+
+    def fn(b):
+        return 1.0 / (1.0 + np.exp(-b))
+
+    t = plan_tile(img.shape, overlap=32)
+    np.testing.assert_array_equal(predict_tiled(img, fn, tile="auto"), predict_tiled(img, fn, tile=t))
+    with pytest.raises(ValueError, match="auto"):
+        predict_tiled(img, fn, tile="big")

@@ -106,7 +106,10 @@ class SegmentationBenchConfig:
 
     scan: str = "scans/10.jpg"  # under data/samples, or a path
     repeats: int = 3
-    tile: int = 256
+    tile: int | str = "auto"  # the predict functions' default (segmentation.tiling.plan_tile), or a side in px
+    # tile of the first path's whole-predict timing: today's default as the speed issue filed it
+    # (Keras fp32 on 256-px tiles), the baseline of speedup_vs_today; null = bench.tile
+    today_tile: int | None = 256
     overlap: int = 32
     batch_size: int = 8
     prior_tile: int = 128

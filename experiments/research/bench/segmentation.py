@@ -127,7 +127,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         predict_probabilities,
         weights_path,
     )
-    from segmentation.tiling import normalize_scan, tile_count
+    from segmentation.tiling import normalize_scan, plan_tile, tile_count
     from segmentation.unet import forward_flops
 
     output_dir = Path(output_dir)
@@ -146,11 +146,13 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     peak_bf16 = max([v for v in (peaks["tf_bf16"], peaks["openvino_bf16"]) if v] or [peak_fp32])
     log.info("sgemm peak: %s", {k: round(v, 1) if isinstance(v, float) else v for k, v in peaks.items()})
 
-    n_tiles = tile_count(pixels.shape, tile=bcfg.tile, overlap=bcfg.overlap)
+    # the tile the predict functions use (tile='auto': planned for this scan's shape)
+    plan = plan_tile(pixels.shape, overlap=bcfg.overlap) if bcfg.tile == "auto" else int(bcfg.tile)
+    n_tiles = tile_count(pixels.shape, tile=plan, overlap=bcfg.overlap)
     work = {}
     for kind in kinds:
         model, card = load_model(kind)
-        f = forward_flops(model, bcfg.tile, bcfg.tile)
+        f = forward_flops(model, plan, plan)
         work[kind] = {"parameters": int(card["parameter_count"]), "gflop_per_tile": f["total"] / 1e9,
                       "conv_share": f["conv"] / f["total"], "flop_per_px": f["per_pixel"],
                       "tiles_per_scan": n_tiles, "gflop_per_scan": n_tiles * f["total"] / 1e9}
@@ -169,7 +171,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             paths.append((p, b, prec, streams))
     rows = []
     rng = np.random.default_rng(0)
-    batch = rng.random((bcfg.batch_size, bcfg.tile, bcfg.tile, 1), dtype=np.float32)
+    batch = rng.random((bcfg.batch_size, plan, plan, 1), dtype=np.float32)
     n_batches, rest = divmod(n_tiles, bcfg.batch_size)
     opts = {"tile": bcfg.tile, "overlap": bcfg.overlap, "batch_size": bcfg.batch_size}
     for name, b, prec, streams in paths:
@@ -190,7 +192,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                 if rest:
                     fn(batch[:rest])
 
-            whole = lambda kind=kind, kw=fn_kw: predict[kind](pixels, **opts, **kw)  # noqa: E731
+            o = dict(opts)
+            if name == "keras-fp32" and bcfg.today_tile is not None:
+                o["tile"] = int(bcfg.today_tile)  # the baseline: Keras fp32 as the issue filed it
+            whole = lambda kind=kind, kw=fn_kw, o=o: predict[kind](pixels, **o, **kw)  # noqa: E731
             whole()  # warm-up: loads, compiles
             med, times = _median_time(whole, bcfg.repeats)
             forward()
@@ -199,7 +204,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             # int8 against the bf16 peak (no int8 GEMM peak is measured; VNNI's own is higher)
             peak = peak_bf16 if prec in ("bf16", "int8") else peak_fp32
             ran = name if streams is not None else ran
-            rows.append({"path": ran, "model": kind, "seconds": med, "seconds_all": times,
+            rows.append({"path": ran, "model": kind, "tile": o["tile"], "seconds": med, "seconds_all": times,
                          "forward_s": fwd, "gflop_per_s": gflops, "peak_share": gflops / peak,
                          "mpx_per_s": mpx / med})
             log.info("%s %s: %.3f s per scan, forward %.3f s (%.0f GFLOP/s, %.0f%% of peak)",
@@ -291,7 +296,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "# Segmentation speed (CPU)",
         "",
         (f"Scan {path.name}, {pixels.shape[0]} x {pixels.shape[1]} px ({mpx:.2f} Mpx); {os.cpu_count()} cores "
-         f"(load average {out['machine']['load_average'][0]:.2f}); tiles {bcfg.tile} px, overlap "
+         f"(load average {out['machine']['load_average'][0]:.2f}); tiles {plan} px (tile={bcfg.tile}), overlap "
          f"{bcfg.overlap}, batch {bcfg.batch_size} ({n_tiles} tiles per scan); median of {bcfg.repeats}."),
         "",
         (f"sgemm peak (n = {peaks['n']}, GFLOP/s, best of {bcfg.repeats}): NumPy fp32 {pk['numpy_fp32']}, "
@@ -301,7 +306,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "",
         markdown_table([{"model": k, **v} for k, v in work.items()]),
         "",
-        markdown_table([{k: r[k] for k in ("path", "model", "seconds", "forward_s", "gflop_per_s",
+        markdown_table([{k: r[k] for k in ("path", "model", "tile", "seconds", "forward_s", "gflop_per_s",
                                             "peak_share", "mpx_per_s")} for r in rows]),
         "",
         "Both models per scan: " + ", ".join(f"{p} **{s:.3f} s**" for p, s in both.items())

@@ -867,6 +867,7 @@ def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: s
     None = no cache.  ``options`` go to :func:`segmentation.models.predict_probabilities`.
     """
     import hashlib
+    import inspect
 
     from segmentation.models import model_card, predict_probabilities
 
@@ -878,8 +879,11 @@ def cached_probabilities(image: np.ndarray, kind: str, *, key: str, cache_dir: s
     card = model_card(kind, weights)
     if ran.endswith("int8"):  # a re-quantised model is a different model
         ran += ":" + str(((card.get("export") or {}).get("openvino_int8") or {}).get("sha256_bin", ""))
+    # the tiling defaults are in the stamp too: a map cached under another default tile is predicted again
+    sig = inspect.signature(predict_probabilities).parameters
+    tiling = {**{k: sig[k].default for k in ("tile", "overlap") if k in sig}, **options}
     stamp = f"{card.get('sha256', '')}:{hashlib.sha1(img.tobytes()).hexdigest()}:" \
-            f"{sorted((k, v) for k, v in options.items() if k not in ('backend', 'precision', 'threads'))}:{ran}"
+            f"{sorted((k, v) for k, v in tiling.items() if k not in ('backend', 'precision', 'threads'))}:{ran}"
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{kind}_{key}.npz"
