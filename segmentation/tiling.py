@@ -390,11 +390,14 @@ def predict_tiled(
         raise ValueError(f"tile must be a positive int or 'auto', got {tile!r}")
     if auto:
         # sides on a 16-px grid (and multiples of ``multiple``): a plan costs a few hundred tile counts at most
-        if multiple < 1 or math.lcm(16, multiple) > AUTO_TILE_RANGE[1]:
+        grid = math.lcm(16, max(1, int(multiple)))
+        if multiple < 1 or grid > AUTO_TILE_RANGE[1]:
             raise ValueError(f"multiple must be >= 1 with lcm(16, multiple) <= {AUTO_TILE_RANGE[1]}, got {multiple}")
-        grid = math.lcm(16, multiple)
-        tile = plan_tile(img.shape, overlap=max(0, int(overlap)), multiple=grid,
-                         min_tile=max(AUTO_TILE_RANGE[0], grid))
+
+        def plan(shape: tuple[int, int]) -> int:
+            return plan_tile(shape, overlap=max(0, int(overlap)), multiple=grid, min_tile=max(AUTO_TILE_RANGE[0], grid))
+
+        tile = plan(img.shape)
     tile = int(tile)
     if tile < 1 or multiple < 1 or tile % multiple:
         raise ValueError(f"tile ({tile}) must be a positive multiple of {multiple}")
@@ -414,8 +417,7 @@ def predict_tiled(
             size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s)))
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
             src = cv2.resize(img, size, interpolation=interp)
-        t = plan_tile(src.shape, overlap=overlap, multiple=grid, min_tile=max(AUTO_TILE_RANGE[0], grid)) \
-            if auto and s != 1.0 else tile
+        t = plan(src.shape) if auto and s != 1.0 else tile
         if t not in windows:
             windows[t] = hann_window(t, floor=floor)
         prob = _predict_one_scale(
