@@ -49,6 +49,7 @@ __all__ = [
     "predict_impurity_mask",
     "predict_probabilities",
     "sha256_of",
+    "tile_multiple",
     "weights_path",
 ]
 
@@ -169,6 +170,11 @@ def _check_pixels(pixels: Any) -> np.ndarray:
     return a
 
 
+def tile_multiple(card: dict) -> int:
+    """The multiple a tile side must be for the U-Net of ``card``: ``2**depth`` (depth 4 when unrecorded)."""
+    return 2 ** (int(card.get("config", {}).get("unet", {}).get("depth", 0)) or 4)
+
+
 def predict_probabilities(
     pixels: np.ndarray,
     kind: str,
@@ -219,7 +225,6 @@ def predict_probabilities(
 
     fn, _ = make_predict_fn(model, weights_path(kind, weights).resolve(), card, backend=backend,
                             precision=precision, threads=threads, streams=streams)
-    depth = int(card.get("config", {}).get("unet", {}).get("depth", 0)) or 4
     prob = predict_tiled(
         x,
         tta_predict_fn(fn, transforms=int(tta)),
@@ -227,7 +232,7 @@ def predict_probabilities(
         overlap=overlap,
         batch_size=batch_size,
         scales=scales,
-        multiple=2**depth,
+        multiple=tile_multiple(card),
     )
     return prob, card
 

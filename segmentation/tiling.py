@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "PredictFn",
+    "auto_tile",
     "hann_window",
     "normalize_scan",
     "plan_tile",
@@ -207,6 +208,22 @@ def plan_tile(
     return min(sides, key=lambda t: (tile_count(shape, tile=t, overlap=overlap) * t * t, t))
 
 
+def auto_tile(shape: tuple[int, int], *, overlap: int, multiple: int = 16) -> int:
+    """The tile side ``predict_tiled(tile="auto", multiple=multiple)`` uses for an image of ``shape``.
+
+    :func:`plan_tile` over :data:`AUTO_TILE_RANGE` on a grid of ``lcm(16, multiple)``
+    px (a model of depth ``d`` needs ``multiple = 2**d``), so a plan costs a few
+    hundred tile counts at most.
+
+    >>> auto_tile((874, 1330), overlap=32, multiple=16)
+    480
+    """
+    grid = math.lcm(16, max(1, int(multiple)))
+    if multiple < 1 or grid > AUTO_TILE_RANGE[1]:
+        raise ValueError(f"multiple must be >= 1 with lcm(16, multiple) <= {AUTO_TILE_RANGE[1]}, got {multiple}")
+    return plan_tile(shape, overlap=max(0, int(overlap)), multiple=grid, min_tile=max(AUTO_TILE_RANGE[0], grid))
+
+
 def tta_predict_fn(predict_fn: PredictFn, *, transforms: int = 4) -> PredictFn:
     """Test-time augmentation: average ``predict_fn`` over flips / rotations of each tile.
 
@@ -389,15 +406,7 @@ def predict_tiled(
     if auto and tile != "auto":
         raise ValueError(f"tile must be a positive int or 'auto', got {tile!r}")
     if auto:
-        # sides on a 16-px grid (and multiples of ``multiple``): a plan costs a few hundred tile counts at most
-        grid = math.lcm(16, max(1, int(multiple)))
-        if multiple < 1 or grid > AUTO_TILE_RANGE[1]:
-            raise ValueError(f"multiple must be >= 1 with lcm(16, multiple) <= {AUTO_TILE_RANGE[1]}, got {multiple}")
-
-        def plan(shape: tuple[int, int]) -> int:
-            return plan_tile(shape, overlap=max(0, int(overlap)), multiple=grid, min_tile=max(AUTO_TILE_RANGE[0], grid))
-
-        tile = plan(img.shape)
+        tile = auto_tile(img.shape, overlap=overlap, multiple=multiple)
     tile = int(tile)
     if tile < 1 or multiple < 1 or tile % multiple:
         raise ValueError(f"tile ({tile}) must be a positive multiple of {multiple}")
@@ -417,7 +426,7 @@ def predict_tiled(
             size = (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s)))
             interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
             src = cv2.resize(img, size, interpolation=interp)
-        t = plan(src.shape) if auto and s != 1.0 else tile
+        t = auto_tile(src.shape, overlap=overlap, multiple=multiple) if auto and s != 1.0 else tile
         if t not in windows:
             windows[t] = hann_window(t, floor=floor)
         prob = _predict_one_scale(

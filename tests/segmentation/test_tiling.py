@@ -243,3 +243,22 @@ def test_predict_tiled_auto_tile_matches_that_tile():
     np.testing.assert_array_equal(predict_tiled(img, fn, tile="auto"), predict_tiled(img, fn, tile=t))
     with pytest.raises(ValueError, match="auto"):
         predict_tiled(img, fn, tile="big")
+
+
+def test_auto_tile_is_the_plan_predict_tiled_uses():
+    from segmentation.tiling import auto_tile, plan_tile
+
+    # depth 3 and 4 (multiple 8, 16) share the 16-px grid; depth 5 needs a 32-px grid
+    assert auto_tile((874, 1330), overlap=32, multiple=8) == plan_tile((874, 1330), overlap=32) == 480
+    assert auto_tile((874, 1330), overlap=32, multiple=32) % 32 == 0
+    seen = []
+
+    def fn(batch):
+        seen.append(batch.shape[1])
+        return np.zeros(batch.shape[:3], np.float32)
+
+    img = np.zeros((300, 700), np.float32)
+    predict_tiled(img, fn, tile="auto", overlap=32, multiple=32)
+    assert set(seen) == {auto_tile(img.shape, overlap=32, multiple=32)}
+    with pytest.raises(ValueError, match="multiple"):
+        auto_tile((100, 100), overlap=0, multiple=0)

@@ -125,9 +125,10 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         predict_grain_boundaries,
         predict_impurity_mask,
         predict_probabilities,
+        tile_multiple,
         weights_path,
     )
-    from segmentation.tiling import normalize_scan, plan_tile, tile_count
+    from segmentation.tiling import auto_tile, normalize_scan, tile_count
     from segmentation.unet import forward_flops
 
     output_dir = Path(output_dir)
@@ -146,16 +147,19 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     peak_bf16 = max([v for v in (peaks["tf_bf16"], peaks["openvino_bf16"]) if v] or [peak_fp32])
     log.info("sgemm peak: %s", {k: round(v, 1) if isinstance(v, float) else v for k, v in peaks.items()})
 
-    # the tile the predict functions use (tile='auto': planned for this scan's shape)
-    plan = plan_tile(pixels.shape, overlap=bcfg.overlap) if bcfg.tile == "auto" else int(bcfg.tile)
-    n_tiles = tile_count(pixels.shape, tile=plan, overlap=bcfg.overlap)
+    # the tile the predict functions use for each model (tile='auto': planned for this scan's shape,
+    # on the model's grid: segmentation.tiling.auto_tile, the call predict_tiled makes)
+    plans, n_tiles = {}, {}
     work = {}
     for kind in kinds:
         model, card = load_model(kind)
+        plan = auto_tile(pixels.shape, overlap=bcfg.overlap, multiple=tile_multiple(card)) if bcfg.tile == "auto" \
+            else int(bcfg.tile)
+        plans[kind], n_tiles[kind] = plan, tile_count(pixels.shape, tile=plan, overlap=bcfg.overlap)
         f = forward_flops(model, plan, plan)
         work[kind] = {"parameters": int(card["parameter_count"]), "gflop_per_tile": f["total"] / 1e9,
                       "conv_share": f["conv"] / f["total"], "flop_per_px": f["per_pixel"],
-                      "tiles_per_scan": n_tiles, "gflop_per_scan": n_tiles * f["total"] / 1e9}
+                      "tile": plan, "tiles_per_scan": n_tiles[kind], "gflop_per_scan": n_tiles[kind] * f["total"] / 1e9}
 
     installed = set(backends.available_backends())
     paths, skipped = [], []
@@ -171,8 +175,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             paths.append((p, b, prec, streams))
     rows = []
     rng = np.random.default_rng(0)
-    batch = rng.random((bcfg.batch_size, plan, plan, 1), dtype=np.float32)
-    n_batches, rest = divmod(n_tiles, bcfg.batch_size)
+    batches = {p: rng.random((bcfg.batch_size, p, p, 1), dtype=np.float32) for p in sorted(set(plans.values()))}
     opts = {"tile": bcfg.tile, "overlap": bcfg.overlap, "batch_size": bcfg.batch_size}
     for name, b, prec, streams in paths:
         for kind in kinds:
@@ -186,11 +189,11 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
                 skipped.append(f"{name} {kind} ({type(exc).__name__}: {exc})")
                 continue
 
-            def forward(fn=fn):
-                for _ in range(n_batches):
+            def forward(fn=fn, batch=batches[plans[kind]], split=divmod(n_tiles[kind], bcfg.batch_size)):
+                for _ in range(split[0]):
                     fn(batch)
-                if rest:
-                    fn(batch[:rest])
+                if split[1]:
+                    fn(batch[:split[1]])
 
             o = dict(opts)
             if name == "keras-fp32" and bcfg.today_tile is not None:
@@ -296,8 +299,9 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         "# Segmentation speed (CPU)",
         "",
         (f"Scan {path.name}, {pixels.shape[0]} x {pixels.shape[1]} px ({mpx:.2f} Mpx); {os.cpu_count()} cores "
-         f"(load average {out['machine']['load_average'][0]:.2f}); tiles {plan} px (tile={bcfg.tile}), overlap "
-         f"{bcfg.overlap}, batch {bcfg.batch_size} ({n_tiles} tiles per scan); median of {bcfg.repeats}."),
+         f"(load average {out['machine']['load_average'][0]:.2f}); tiles (tile={bcfg.tile}) "
+         f"{', '.join(f'{k} {plans[k]} px ({n_tiles[k]} per scan)' for k in plans)}, overlap "
+         f"{bcfg.overlap}, batch {bcfg.batch_size}; median of {bcfg.repeats}."),
         "",
         (f"sgemm peak (n = {peaks['n']}, GFLOP/s, best of {bcfg.repeats}): NumPy fp32 {pk['numpy_fp32']}, "
          f"TensorFlow fp32 {pk['tf_fp32']}, TensorFlow bf16 {pk['tf_bf16']}, OpenVINO fp32 "
