@@ -234,6 +234,9 @@ class EvalTruthConfig:
     size_bins: tuple[float, ...] = (1, 4, 8, 16, 32, 64, 128, float("inf"))
     limit_recall: float = 0.9  # detection limit: recall >= this in every class from it up
     grains: bool = True
+    # Another grain U-Net (a .keras file with its card beside it); None = the shipped one.  A model
+    # trained on rendered scans (train.rendered_scans) must not have seen any of these seeds.
+    grain_weights: str | None = None
     line_spacing: int = 10
     targets: dict = field(default_factory=lambda: {
         "area_fraction_abs_rel_error": 0.05, "object_f1": 0.95, "G_within_025": 0.9})

@@ -204,7 +204,7 @@ def evaluate_scan(synth, cfg: EvalTruthConfig, *, inpainting: dict | None = None
 
             pixels = inpaint(pixels, pred, **opts)
         t0 = time.perf_counter()
-        boundaries = predict_grain_boundaries(pixels)
+        boundaries = predict_grain_boundaries(pixels, weights=cfg.grain_weights)
         gm = grain_measures(boundaries, pixel_size_um=synth.pixel_size_um, line_spacing=cfg.line_spacing)
         gt = grain_measures(synth.grain_boundaries, pixel_size_um=synth.pixel_size_um,
                             line_spacing=cfg.line_spacing)
@@ -218,6 +218,32 @@ def evaluate_scan(synth, cfg: EvalTruthConfig, *, inpainting: dict | None = None
             heyn_true_px=float(gt["heyn_mean_px"]), heyn_pred_px=float(gm["heyn_mean_px"]),
         )
     return row
+
+
+def rendered_training_seeds(card: dict) -> range:
+    """Seeds of the rendered scans a grain model's card says it trained on (empty: none)."""
+    c = dict(card.get("config") or {})
+    n = int(c.get("rendered_scans") or 0)
+    start = int(c.get("rendered_seed") or 0)
+    return range(start, start + n)
+
+
+def _grain_sha(weights: str | None) -> str:
+    from segmentation.models import model_card
+
+    return str(model_card("grains", weights).get("sha256", ""))
+
+
+def check_unseen_seeds(ecfg: EvalTruthConfig) -> None:
+    """Refuse to evaluate a grain model on rendered seeds it trained on (ValueError)."""
+    from segmentation.models import model_card
+
+    seen = rendered_training_seeds(model_card("grains", ecfg.grain_weights))
+    evaluated = range(ecfg.seed, ecfg.seed + ecfg.n_scans)
+    overlap = sorted(set(seen) & set(evaluated))
+    if overlap:
+        raise ValueError(f"the grain model trained on rendered seeds {seen.start}-{seen.stop - 1}, which include "
+                         f"evaluation seeds {overlap[0]}-{overlap[-1]}; evaluate on other seeds (eval.seed)")
 
 
 def run(cfg: DictConfig, output_dir: Path) -> int:
@@ -234,6 +260,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         folder = Path(ecfg.shape_masks)
         bank = shape_bank(sorted(folder.glob("*.png")))
     inpainting = dict(cfg.get("inpainting") or {}) or None
+    if ecfg.grains:
+        check_unseen_seeds(ecfg)
     rows = []
     for i in range(ecfg.n_scans):
         synth = make_truth_scan(tcfg, seed=ecfg.seed + i, bank=bank)
@@ -268,6 +296,8 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             G_error_mean=float(np.nanmean(g_err)),
             G_within_025=float(np.mean(np.abs(g_err) <= 0.25)),
             grain_count_rel_error=float(np.mean([r["grain_count_pred"] / r["grain_count_true"] - 1 for r in rows])),
+            grain_weights=ecfg.grain_weights or "shipped",
+            grain_weights_sha256=_grain_sha(ecfg.grain_weights),
         )
     t = ecfg.targets
     targets = [

@@ -49,6 +49,15 @@ class TrainUNetConfig:
     # Impurities: warp each scan's labels onto its dark spots (data.registration) before training
     # and tuning; the card's held-out metrics are reported against the raw and the registered labels.
     register_labels: bool = False
+    # Grains: rendered exact-truth scans (data.synthetic_truth, TruthConfig defaults) mixed into
+    # training: ``rendered_scans`` scans of seeds rendered_seed, rendered_seed + 1, ...; a share
+    # ``rendered_share`` of each epoch's patches is cut from them (0 scans = real labels only).
+    # Their impurities are inpainted with the true mask (ns, 2 px), the true 1-px boundaries are
+    # widened by a 3x3 dilation to the real labels' ~3 px.  The tuning and validation scans stay real.
+    rendered_scans: int = 0
+    rendered_seed: int = 29_000_000
+    rendered_share: float = 0.3
+    rendered_truth: dict = field(default_factory=dict)  # TruthConfig overrides (e.g. a small shape for tests)
     install: bool = False
 
     def __post_init__(self) -> None:
@@ -68,6 +77,9 @@ class TrainUNetConfig:
                 raise ValueError(f"scan {s} is bundled in data/samples and must stay in training")
         if not self.val_scans:
             raise ValueError("val_scans must name at least one scan")
+        if self.rendered_scans < 0 or not 0.0 <= self.rendered_share <= 1.0:
+            raise ValueError(f"rendered_scans must be >= 0 and rendered_share in [0, 1], got "
+                             f"{self.rendered_scans} and {self.rendered_share}")
         if not 0.0 <= self.positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {self.positive_fraction}")
         for name in ("patch", "patches_per_epoch", "batch_size", "epochs", "patience", "threads"):

@@ -178,6 +178,31 @@ def _load_grain_data(root: Path, names: list[str]) -> tuple[dict[str, np.ndarray
     return scans, regions
 
 
+def load_rendered_grain_data(n: int, seed: int, truth: dict | None = None
+                             ) -> tuple[dict[str, np.ndarray], list[_Region]]:
+    """``n`` rendered exact-truth scans (seeds ``seed`` ...) as grain training data: one region each.
+
+    ``truth`` overrides :class:`data.synthetic_truth.TruthConfig` (the defaults are eval_truth's scans).
+    As the pipeline feeds the grain U-Net: the impurities inpainted (``ns``, 2 px, with the true
+    mask here), the scan normalised as a whole.  The true boundaries (1 px: a pixel whose right or
+    lower neighbour is another grain) are dilated 3x3 to about the real labels' width (~3 px).
+    """
+    from data.synthetic_truth import TruthConfig, make_truth_scan
+    from inpainting import inpaint
+    from segmentation.tiling import normalize_scan
+
+    scans, regions = {}, []
+    tcfg = TruthConfig(**dict(truth or {}))
+    for i in range(int(n)):
+        synth = make_truth_scan(tcfg, seed=int(seed) + i)
+        name = f"rendered-{int(seed) + i}"
+        pixels = inpaint(synth.pixels, synth.impurity_mask, method="ns", dilation_px=2)
+        scans[name] = normalize_scan(pixels)
+        y = ndimage.binary_dilation(synth.grain_boundaries, np.ones((3, 3), bool))
+        regions.append(_Region(name, 0, 0, y))
+    return scans, regions
+
+
 def sample_grain_patches(
     scans: dict[str, np.ndarray], regions: list[_Region], n: int, *, patch: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -346,8 +371,20 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
             "tune_regions": len(held["tune"][1]),
         }
 
+        rendered = (load_rendered_grain_data(tcfg.rendered_scans, tcfg.rendered_seed, tcfg.rendered_truth)
+                    if tcfg.rendered_scans else ({}, []))
+        if tcfg.rendered_scans:
+            counts["rendered_scans"] = tcfg.rendered_scans
+            counts["rendered_seeds"] = [tcfg.rendered_seed, tcfg.rendered_seed + tcfg.rendered_scans - 1]
+            counts["rendered_share"] = tcfg.rendered_share
+
         def sample(n):
-            return sample_grain_patches(train_imgs, train_regions, n, patch=tcfg.patch, rng=rng)
+            n_r = int(round(n * tcfg.rendered_share)) if rendered[1] else 0
+            x, y = sample_grain_patches(train_imgs, train_regions, n - n_r, patch=tcfg.patch, rng=rng)
+            if not n_r:
+                return x, y
+            xr, yr = sample_grain_patches(*rendered, n_r, patch=tcfg.patch, rng=rng)
+            return np.concatenate([x, xr]), np.concatenate([y, yr])
 
         def val_probs(model, which="tune"):
             return _grain_val_probs(model, *held[which], tcfg)

@@ -74,3 +74,50 @@ def test_tune_and_val_scans_must_differ():
         TrainUNetConfig(val_scans=("15",), tune_scans=("15", "17"))
     with pytest.raises(ValueError, match="bundled"):
         TrainUNetConfig(val_scans=("15",), tune_scans=("10",))
+
+
+def test_rendered_grain_data_is_the_inpainted_scan_and_widened_truth():
+    """Rendered training scans: impurities inpainted, true boundaries widened to ~3 px, seeds as named."""
+    import numpy as np
+
+    from data.synthetic_truth import TruthConfig, make_truth_scan
+    from experiments.research.training.unet import load_rendered_grain_data
+
+    small = {"shape": [96, 128], "n_grains": 20, "impurities_per_mpx": 2000.0}
+    scans, regions = load_rendered_grain_data(2, 7, small)
+    assert [r.scan for r in regions] == ["rendered-7", "rendered-8"] == list(scans)
+    synth = make_truth_scan(TruthConfig(**small), seed=7)
+    r = regions[0]
+    assert r.y.shape == synth.pixels.shape == scans["rendered-7"].shape
+    assert r.y[synth.grain_boundaries].all()  # every true boundary pixel is labelled ...
+    assert 2.0 < r.y.sum() / synth.grain_boundaries.sum() < 4.0  # ... in a ~3 px wide line
+    x = scans["rendered-7"]
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    # the impurities are gone from the input: their pixels are no longer the darkest of the scan
+    assert np.median(x[synth.impurity_mask]) > np.quantile(x, 0.02)
+
+
+def test_rendered_options_are_checked():
+    from experiments.research.training.unet import TrainUNetConfig
+
+    with pytest.raises(ValueError, match="rendered"):
+        TrainUNetConfig(rendered_scans=-1)
+    with pytest.raises(ValueError, match="rendered"):
+        TrainUNetConfig(rendered_scans=2, rendered_share=1.5)
+
+
+@pytest.mark.slow
+def test_train_grains_with_rendered_scans_records_them_in_the_card(compose, tmp_path):
+    from experiments.research.training import unet as train_unet
+
+    root = fake_mlography_root(tmp_path)
+    cfg = compose(["+exp=train_unet_grains", f"train.data_root={root}", "train.val_scans=[20]",
+                   "train.tune_scans=[17]", "train.rendered_scans=2", "train.rendered_seed=5",
+                   "train.rendered_share=0.5", "+train.rendered_truth={shape: [96, 128], n_grains: 20}", *TINY])
+    out = tmp_path / "run"
+    assert train_unet.run_grains(cfg, out) == 0
+    card = json.loads((out / "unet_grains.json").read_text())
+    assert card["data"]["rendered_seeds"] == [5, 6] and card["data"]["rendered_share"] == 0.5
+    assert card["config"]["rendered_scans"] == 2 and card["config"]["rendered_seed"] == 5
+    # the tuning and held-out scans stay the real ones
+    assert card["data"]["val_scans"] == ["20"] and card["data"]["tune_scans"] == ["17"]
