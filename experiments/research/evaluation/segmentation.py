@@ -914,11 +914,11 @@ CV_GRAIN_GRID = {
 }
 
 
-def out_of_training_scans(kind: str) -> list[str]:
-    """Scans the shipped ``kind`` model did not train on (its card's tuning and validation scans)."""
+def out_of_training_scans(kind: str, weights: str | None = None) -> list[str]:
+    """Scans the ``kind`` model (the shipped one, or ``weights``) did not train on (its card's tuning and validation scans)."""
     from segmentation.models import model_card
 
-    d = model_card(kind)["data"]
+    d = model_card(kind, weights)["data"]
     return sorted({str(s) for s in list(d["tune_scans"]) + list(d["val_scans"])} - {str(s) for s in d["train_scans"]},
                   key=int)
 
@@ -1006,8 +1006,9 @@ def select_setting(grid: list[dict], merit, unit_merits, *, rule: str, default: 
 
 
 def _inference_options(options: dict | None) -> dict:
-    """The backend / precision keys of ``eval.unet_options`` or ``eval.grain_options`` (the rest is post-processing)."""
-    return {k: v for k, v in dict(options or {}).items() if k in ("backend", "precision")}
+    """The weights / backend / precision keys of ``eval.unet_options`` or ``eval.grain_options`` (the rest is
+    post-processing; ``weights`` names another model, with its card beside it)."""
+    return {k: v for k, v in dict(options or {}).items() if k in ("weights", "backend", "precision")}
 
 
 def cross_validate(cfg: EvalSegmentationConfig) -> dict:
@@ -1036,8 +1037,9 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
                        "grains": resolved_backend("grains", **grain_infer)}
     log.info("cv: U-Net maps from %s", out["backends"])
     # ---- impurities
-    scans = list(cfg.scans) if cfg.scans is not None else out_of_training_scans("impurities")
-    card = model_card("impurities")
+    scans = (list(cfg.scans) if cfg.scans is not None
+             else out_of_training_scans("impurities", imp_infer.get("weights")))
+    card = model_card("impurities", imp_infer.get("weights"))
     post = card.get("postprocess", {})
     default = {"threshold": float(card["threshold"]), "depth_fraction": post.get("depth_fraction")}
     grid = [{"threshold": t, "depth_fraction": d} for t in CV_IMPURITY_GRID["threshold"]
@@ -1108,10 +1110,11 @@ def cross_validate(cfg: EvalSegmentationConfig) -> dict:
         "area_fraction_abs_rel_error": _fold_stats([f["calibrated"]["area_fraction_abs_rel_error"]
                                                     for f in imp_folds])}
     # ---- grains
-    gscans = list(cfg.grain_scans) if cfg.grain_scans is not None else out_of_training_scans("grains")
+    gscans = (list(cfg.grain_scans) if cfg.grain_scans is not None
+              else out_of_training_scans("grains", grain_infer.get("weights")))
     regions = grain_regions(root, gscans)
     gscans = sorted({r.scan for r in regions}, key=int)
-    gcard = model_card("grains")
+    gcard = model_card("grains", grain_infer.get("weights"))
     gdefault = {"threshold": float(gcard["threshold"]), "spur_length_px": 0, "min_mean_prob": 0.0}
     ggrid = [{"threshold": t, "spur_length_px": sp, "min_mean_prob": mp} for t in CV_GRAIN_GRID["threshold"]
              for sp in CV_GRAIN_GRID["spur_length_px"] for mp in CV_GRAIN_GRID["min_mean_prob"] if not mp or mp > t]

@@ -315,8 +315,9 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
     (output_dir / "truth_eval.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
     md = ["# Segmentation against exact truth (data.synthetic_truth)", "",
           f"{len(rows)} rendered scans, seeds {ecfg.seed}-{ecfg.seed + len(rows) - 1}, "
-          f"{tcfg.shape[0]}x{tcfg.shape[1]} px at a nominal {p:g} µm/px; shipped U-Net defaults, "
-          f"detection limit {ecfg.min_area_px} px in the pipeline.", "",
+          f"{tcfg.shape[0]}x{tcfg.shape[1]} px at a nominal {p:g} µm/px; shipped U-Net defaults"
+          + (f" (grain U-Net: {ecfg.grain_weights})" if ecfg.grains and ecfg.grain_weights else "")
+          + f", detection limit {ecfg.min_area_px} px in the pipeline.", "",
           markdown_table(pd.DataFrame([summary]).drop(columns=["seeds"])), "",
           "Targets:", "", markdown_table(pd.DataFrame(targets)), "",
           "Objects by size class (true objects by their area, predicted by theirs):", "",

@@ -207,6 +207,28 @@ def test_cross_validation_tiny(tmp_path, monkeypatch):
     assert table["measure"].tolist() == ["object_f1", "iou", "area_fraction_abs_rel_error", "boundary_f1",
                                          "heyn_abs_rel_error"]
     assert list((tmp_path / "cache").glob("impurities_*.npz"))  # the maps are cached
+    assert res["grains"]["default"]["threshold"] == 0.2  # the shipped grain card's
+
+    # another grain model (eval.grain_options.weights): its card sets the default, its maps are predicted
+    import json
+    import shutil
+
+    from segmentation.models import weights_path
+
+    shipped = weights_path("grains")
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in shipped.parent.glob(shipped.stem + ".*"):
+        shutil.copy2(f, other / f.name)
+    card = json.loads((other / "unet_grains.json").read_text())
+    card["threshold"] = 0.35
+    (other / "unet_grains.json").write_text(json.dumps(card))
+    cfg2 = EvalSegmentationConfig(data_root=str(root), scans=names, grain_scans=names, cv_folds=2,
+                                  cache_dir=str(tmp_path / "cache"), tune="cv",
+                                  grain_options={"weights": str(other / "unet_grains.keras")})
+    res2 = seg.cross_validate(cfg2)
+    assert res2["grains"]["default"]["threshold"] == 0.35
+    assert {"threshold": 0.35, "spur_length_px": 0, "min_mean_prob": 0.0} in res2["grains"]["grid"]
 
 
 def test_one_se_rule_keeps_the_default_within_noise_and_leaves_it_beyond():
