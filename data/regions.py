@@ -128,13 +128,18 @@ def relabel_sequential(labels: np.ndarray, *, min_area_px: int = 1) -> np.ndarra
         raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} {labels.shape}")
     if labels.size == 0 or not labels.any():
         return np.zeros(labels.shape, np.int32)
-    area = np.bincount(labels.ravel().astype(np.intp))
+    flat = labels.ravel()
+    try:  # bincount casts int32 / uint16 / ... itself; uint64 must be cast first
+        area = np.bincount(flat if np.can_cast(flat.dtype, np.intp) else flat.astype(np.intp))
+    except ValueError as exc:  # negative labels
+        raise ValueError(f"labels must be non-negative ({exc})") from None
     keep = area >= int(min_area_px)
     keep[0] = False
-    lut = np.zeros(area.size, dtype=np.int64)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1)
-    out_dtype = np.int32 if keep.sum() < 2**31 - 1 else np.int64
-    return lut[labels].astype(out_dtype)
+    n = int(keep.sum())
+    # the lookup table in the output type: one gather, no int64 copy of the image to cast back
+    lut = np.zeros(area.size, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+    lut[keep] = np.arange(1, n + 1)
+    return np.take(lut, labels)
 
 
 def regions_from_mask(
@@ -219,7 +224,9 @@ def regions_from_labels(
     crc = np.bincount(lab, weights=dr * dc, minlength=nlab) / a
     orientation = 0.5 * np.arctan2(2.0 * crc, crr - ccc)
 
-    slices = ndimage.find_objects(labels.astype(np.intp, copy=False), max_label=nlab - 1)
+    # find_objects takes the native integer types as they are (an intp copy of the image cost 7 ms of 16)
+    native = labels.dtype in (np.int32, np.int64, np.intp) and labels.dtype.isnative
+    slices = ndimage.find_objects(labels if native else labels.astype(np.intp), max_label=nlab - 1)
     n = keep.size
     bbox = np.empty((n, 4), dtype=np.int64)
     perim = np.empty(n)

@@ -129,3 +129,33 @@ def test_binarize_mask_polarity():
     assert binarize_mask(m, polarity="black").sum() == 80
     with pytest.raises(ValueError, match="polarity"):
         binarize_mask(m, polarity="grey")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16, np.uint8, np.uint32, np.uint64])
+def test_relabel_sequential_equals_the_plain_lookup(dtype):
+    """The int32 lookup with np.take gives what an int64 lookup table and a cast give, for every label dtype."""
+    rng = np.random.default_rng(7)
+    hi = min(np.iinfo(dtype).max, 300)
+    labels = rng.integers(0, hi, (60, 70)).astype(dtype)
+    labels[rng.random(labels.shape) < 0.5] = 0
+    for min_area in (1, 2, 5):
+        area = np.bincount(labels.ravel().astype(np.intp))
+        keep = area >= min_area
+        keep[0] = False
+        lut = np.zeros(area.size, np.int64)
+        lut[keep] = np.arange(1, int(keep.sum()) + 1)
+        got = relabel_sequential(labels, min_area_px=min_area)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, lut[labels])
+    with pytest.raises(ValueError, match="non-negative"):
+        relabel_sequential(np.array([[0, -1]]), min_area_px=1)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint16])
+def test_region_table_is_the_same_for_every_label_dtype(dtype):
+    rng = np.random.default_rng(3)
+    from data import label_mask
+
+    lab, _ = label_mask(rng.random((90, 110)) > 0.75)
+    ref = regions_from_labels(lab.astype(np.int64))
+    pd.testing.assert_frame_equal(regions_from_labels(lab.astype(dtype)), ref)
