@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._chunked import bincount
 from .errors import MaskError
 
 __all__ = ["binarize_mask", "mask_levels", "POLARITIES", "LOSSY_TOLERANCE", "LOSSY_MIN_FRACTION"]
@@ -30,7 +31,7 @@ LOSSY_MIN_CONTRAST = 0.25
 def _levels(px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values and their counts (bincount for 8/16-bit, unique otherwise)."""
     if px.dtype in (np.uint8, np.uint16):
-        counts = np.bincount(px.ravel(), minlength=1)
+        counts = bincount(px, minlength=1)  # in blocks: no full-image intp copy
         values = np.flatnonzero(counts)
         return values, counts[values]
     return np.unique(px, return_counts=True)

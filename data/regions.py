@@ -27,6 +27,8 @@ import pandas as pd
 import cv2
 from scipy import ndimage
 
+from . import _chunked as chunked
+
 __all__ = [
     "REGION_COLUMNS",
     "empty_regions",
@@ -128,18 +130,17 @@ def relabel_sequential(labels: np.ndarray, *, min_area_px: int = 1) -> np.ndarra
         raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} {labels.shape}")
     if labels.size == 0 or not labels.any():
         return np.zeros(labels.shape, np.int32)
-    flat = labels.ravel()
-    try:  # bincount casts int32 / uint16 / ... itself; uint64 must be cast first
-        area = np.bincount(flat if np.can_cast(flat.dtype, np.intp) else flat.astype(np.intp))
+    try:  # in blocks (data._chunked): no full-image intp copy
+        area = chunked.bincount(labels)
     except ValueError as exc:  # negative labels
         raise ValueError(f"labels must be non-negative ({exc})") from None
     keep = area >= int(min_area_px)
     keep[0] = False
     n = int(keep.sum())
-    # the lookup table in the output type: one gather, no int64 copy of the image to cast back
+    # the lookup table in the output type: one gather in blocks, no int64 copy of the image to cast back
     lut = np.zeros(area.size, dtype=np.int32 if n < 2**31 - 1 else np.int64)
     lut[keep] = np.arange(1, n + 1)
-    return np.take(lut, labels)
+    return chunked.take(lut, labels)
 
 
 def regions_from_mask(
