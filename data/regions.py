@@ -225,9 +225,7 @@ def regions_from_labels(
     crc = np.bincount(lab, weights=dr * dc, minlength=nlab) / a
     orientation = 0.5 * np.arctan2(2.0 * crc, crr - ccc)
 
-    # find_objects takes the native integer types as they are (an intp copy of the image cost 7 ms of 16)
-    native = labels.dtype in (np.int32, np.int64, np.intp) and labels.dtype.isnative
-    slices = ndimage.find_objects(labels if native else labels.astype(np.intp), max_label=nlab - 1)
+    slices = ndimage.find_objects(labels, max_label=nlab - 1)  # any integer dtype, as it is (no intp copy)
     n = keep.size
     bbox = np.empty((n, 4), dtype=np.int64)
     perim = np.empty(n)

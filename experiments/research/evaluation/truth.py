@@ -228,17 +228,9 @@ def rendered_training_seeds(card: dict) -> range:
     return range(start, start + n)
 
 
-def _grain_sha(weights: str | None) -> str:
-    from segmentation.models import model_card
-
-    return str(model_card("grains", weights).get("sha256", ""))
-
-
-def check_unseen_seeds(ecfg: EvalTruthConfig) -> None:
-    """Refuse to evaluate a grain model on rendered seeds it trained on (ValueError)."""
-    from segmentation.models import model_card
-
-    seen = rendered_training_seeds(model_card("grains", ecfg.grain_weights))
+def check_unseen_seeds(ecfg: EvalTruthConfig, card: dict) -> None:
+    """Refuse to evaluate the grain model of ``card`` on rendered seeds it trained on (ValueError)."""
+    seen = rendered_training_seeds(card)
     evaluated = range(ecfg.seed, ecfg.seed + ecfg.n_scans)
     overlap = sorted(set(seen) & set(evaluated))
     if overlap:
@@ -260,8 +252,12 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
         folder = Path(ecfg.shape_masks)
         bank = shape_bank(sorted(folder.glob("*.png")))
     inpainting = dict(cfg.get("inpainting") or {}) or None
+    grain_card = None
     if ecfg.grains:
-        check_unseen_seeds(ecfg)
+        from segmentation.models import model_card
+
+        grain_card = model_card("grains", ecfg.grain_weights)
+        check_unseen_seeds(ecfg, grain_card)
     rows = []
     for i in range(ecfg.n_scans):
         synth = make_truth_scan(tcfg, seed=ecfg.seed + i, bank=bank)
@@ -297,7 +293,7 @@ def run(cfg: DictConfig, output_dir: Path) -> int:
             G_within_025=float(np.mean(np.abs(g_err) <= 0.25)),
             grain_count_rel_error=float(np.mean([r["grain_count_pred"] / r["grain_count_true"] - 1 for r in rows])),
             grain_weights=ecfg.grain_weights or "shipped",
-            grain_weights_sha256=_grain_sha(ecfg.grain_weights),
+            grain_weights_sha256=str(grain_card.get("sha256", "")),
         )
     t = ecfg.targets
     targets = [

@@ -371,9 +371,9 @@ def _train(kind: str, cfg: DictConfig, output_dir: Path) -> int:
             "tune_regions": len(held["tune"][1]),
         }
 
-        rendered = (load_rendered_grain_data(tcfg.rendered_scans, tcfg.rendered_seed, tcfg.rendered_truth)
-                    if tcfg.rendered_scans else ({}, []))
+        rendered: tuple[dict, list] = ({}, [])
         if tcfg.rendered_scans:
+            rendered = load_rendered_grain_data(tcfg.rendered_scans, tcfg.rendered_seed, tcfg.rendered_truth)
             counts["rendered_scans"] = tcfg.rendered_scans
             counts["rendered_seeds"] = [tcfg.rendered_seed, tcfg.rendered_seed + tcfg.rendered_scans - 1]
             counts["rendered_share"] = tcfg.rendered_share

@@ -277,14 +277,13 @@ def test_cached_probabilities_are_kept_apart_per_backend(tmp_path, monkeypatch):
     assert a.max() == 0.5 and b.max() == 0.25 and c.max() == 0.25
 
 
-def test_eval_truth_refuses_seeds_the_grain_model_trained_on(monkeypatch):
+def test_eval_truth_refuses_seeds_the_grain_model_trained_on():
     import segmentation.models as models
     from experiments.research.evaluation.config import EvalTruthConfig
 
     assert truth.rendered_training_seeds(models.model_card("grains")) == range(0)  # shipped: real labels only
     card = {"config": {"rendered_scans": 12, "rendered_seed": 29_000_000}}
     assert truth.rendered_training_seeds(card) == range(29_000_000, 29_000_012)
-    monkeypatch.setattr(models, "model_card", lambda kind, weights=None: card)
-    truth.check_unseen_seeds(EvalTruthConfig(seed=28_000_000, n_scans=10))  # disjoint: fine
+    truth.check_unseen_seeds(EvalTruthConfig(seed=28_000_000, n_scans=10), card)  # disjoint: fine
     with pytest.raises(ValueError, match="29000011-29000011"):
-        truth.check_unseen_seeds(EvalTruthConfig(seed=29_000_011, n_scans=10))
+        truth.check_unseen_seeds(EvalTruthConfig(seed=29_000_011, n_scans=10), card)
