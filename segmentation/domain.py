@@ -42,8 +42,11 @@ DOMAIN_STATISTICS: dict[str, str] = {
 }
 
 
-def scan_statistics(pixels: np.ndarray) -> dict:
+def scan_statistics(pixels: np.ndarray, *, exclude: np.ndarray | None = None) -> dict:
     """Size and gray-level statistics of a scan, on the 8-bit scale (uint16 is divided by 257).
+
+    ``exclude`` (bool, the scan's shape): pixels left out of the gray-level statistics, e.g. a
+    burned-in data bar or scale bar (:mod:`data.annotations`); the size is the scan's.
 
     Returns
     -------
@@ -60,9 +63,18 @@ def scan_statistics(pixels: np.ndarray) -> dict:
     g = a.astype(np.float32) / (257.0 if a.dtype == np.uint16 else 1.0)
     step = max(1, int(np.sqrt(g.size / 1e6)))  # quantiles on at most ~1 Mpx
     sub = g[::step, ::step]
+    resid = np.abs(sub - ndimage.median_filter(sub, 5))
+    if exclude is not None:
+        ex = np.asarray(exclude, bool)
+        if ex.shape != a.shape:
+            raise ValueError(f"exclude must have the scan's shape {a.shape}, got {ex.shape}")
+        # a 5x5 filter reaches 2 px into the excluded area: those residuals are left out too
+        keep = ~ndimage.binary_dilation(ex[::step, ::step], np.ones((5, 5), bool))
+        if keep.any():
+            sub, resid = sub[keep], resid[keep]
     p01, p25, p50, p75, p99 = np.percentile(sub, [1, 25, 50, 75, 99])
-    noise = 1.4826 * float(np.median(np.abs(sub - ndimage.median_filter(sub, 5))))
-    lo, hi = float(g.min()), float(g.max())
+    noise = 1.4826 * float(np.median(resid))
+    lo, hi = (float(g.min()), float(g.max())) if exclude is None else (float(sub.min()), float(sub.max()))
     clipped = float(np.mean((sub <= 0) | (sub >= 255))) if hi > lo else 1.0
     return {"rows": float(a.shape[0]), "cols": float(a.shape[1]), "gray_p01": float(p01),
             "gray_median": float(p50), "gray_p99": float(p99), "gray_iqr": float(p75 - p25),
@@ -122,7 +134,7 @@ class DomainCheck:
         return "; ".join(self.reasons)
 
 
-def check_domain(pixels_or_stats, domain: Mapping) -> DomainCheck:
+def check_domain(pixels_or_stats, domain: Mapping, *, exclude: np.ndarray | None = None) -> DomainCheck:
     """Whether a scan lies inside a model's validated domain, and why not.
 
     Parameters
@@ -132,6 +144,8 @@ def check_domain(pixels_or_stats, domain: Mapping) -> DomainCheck:
     domain : mapping
         :func:`validated_domain` (e.g. the model card's ``validated_domain``).
         Statistics missing from it are not checked.
+    exclude : ndarray of bool, optional
+        Pixels left out of the statistics (see :func:`scan_statistics`; ignored for a dict).
 
     Returns
     -------
@@ -140,7 +154,7 @@ def check_domain(pixels_or_stats, domain: Mapping) -> DomainCheck:
     if isinstance(pixels_or_stats, Mapping):
         s = dict(pixels_or_stats)
     else:
-        s = scan_statistics(pixels_or_stats)
+        s = scan_statistics(pixels_or_stats, exclude=exclude)
     reasons = []
     for k, words in DOMAIN_STATISTICS.items():
         if k not in domain or k not in s:

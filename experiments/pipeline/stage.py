@@ -57,8 +57,12 @@ def impurity_model_card(cfg: PipelineConfig) -> dict:
         return {}
 
 
-def domain_values(pixels: np.ndarray, card: dict, kind: str, *, phases: bool = False) -> dict:
-    """``in_domain`` / ``domain_note``: is the scan inside the range its model was validated on?"""
+def domain_values(pixels: np.ndarray, card: dict, kind: str, *, phases: bool = False,
+                  exclude: np.ndarray | None = None) -> dict:
+    """``in_domain`` / ``domain_note``: is the scan inside the range its model was validated on?
+
+    The gray levels are taken without the ``exclude``d pixels (a data bar, a scale bar, outside the ROI).
+    """
     if phases:
         return {"in_domain": True, "domain_note": "not checked: phases are segmented per scan (no trained range)"}
     if kind != "scan":
@@ -66,7 +70,7 @@ def domain_values(pixels: np.ndarray, card: dict, kind: str, *, phases: bool = F
     domain = card.get("validated_domain")
     if not domain:
         return {"in_domain": True, "domain_note": "not checked: the segmentation records no validated range"}
-    check = check_domain(pixels, domain)
+    check = check_domain(pixels, domain, exclude=exclude)
     return {"in_domain": bool(check.in_domain), "domain_note": check.note}
 
 
@@ -240,7 +244,7 @@ class ScanAnalyzer:
             group=task.group,
             **_annotation_values(ann),
             **a.values,
-            **domain_values(scan.pixels, self._card, d.kind, phases=ph is not None),
+            **domain_values(scan.pixels, self._card, d.kind, phases=ph is not None, exclude=exclude),
             **clock.total(),
         )
         stats = report_stats(a.table, calibrated=ps is not None, options=self.render)

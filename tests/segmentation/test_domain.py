@@ -43,3 +43,21 @@ def test_statistics_dict_and_bad_input():
         scan_statistics(np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(ValueError, match="at least one"):
         validated_domain([])
+
+
+def test_a_burned_in_data_bar_is_left_out_of_the_gray_levels():
+    """A black data bar (as SEM software burns it in) moves the gray statistics; excluded, it does not."""
+    dom = validated_domain([scan_statistics(s) for s in _scans()])
+    scan = _scans(1)[0].copy()
+    bar = np.zeros(scan.shape, bool)
+    bar[-40:] = True  # 13% of the rows
+    scan[bar] = 0
+    assert not check_domain(scan, dom).in_domain  # the bar's zeros look like clipping
+    got = check_domain(scan, dom, exclude=bar)
+    assert got.in_domain, got.note
+    whole = scan_statistics(_scans(1)[0])
+    part = scan_statistics(scan, exclude=bar)
+    assert part["rows"] == whole["rows"] and abs(part["gray_median"] - whole["gray_median"]) <= 1
+    assert scan_statistics(scan, exclude=np.zeros(scan.shape, bool)) == scan_statistics(scan)
+    with pytest.raises(ValueError, match="shape"):
+        scan_statistics(scan, exclude=bar[:10])
