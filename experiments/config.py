@@ -195,7 +195,8 @@ def domain_config(cls: type, section_value: Any, *, where: str, drop: Sequence[s
 AnnotationsSection = section("AnnotationsSection", AnnotationConfig, extra=[("enabled", bool, True)],
                              doc="``data.annotations``: AnnotationConfig options and ``enabled``.")
 ClassicalSection = section("ClassicalSection", ClassicalConfig, doc="``segmentation.classical``.")
-UNetSection = section("UNetSection", predict_impurity_mask, extra=[("watershed_min_distance", int, 4)],
+UNetSection = section("UNetSection", predict_impurity_mask, exclude=("exclude",),
+                      extra=[("watershed_min_distance", int, 4)],
                       doc="``segmentation.unet``: options of predict_impurity_mask and the watershed split.")
 GrainsSection = section("GrainsSection", grain_measures, exclude=("pixel_size_um",),
                         extra=[("enabled", bool, False)],

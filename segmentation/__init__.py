@@ -34,25 +34,28 @@ def __getattr__(name: str) -> Any:
 
 
 def make_segmenter(method: str, options: Mapping[str, Any] | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function ``pixels -> int label image`` (0 = matrix) for the configured method.
+    """A function ``(pixels, exclude=None) -> int label image`` (0 = matrix) for the configured method.
 
-    ``method='classical'`` uses :func:`segment_impurities` with ``ClassicalConfig(**options)``;
+    ``method='classical'`` uses :func:`segment_impurities` with ``ClassicalConfig(**options)``
+    (``exclude`` is not used);
     ``method='unet'`` thresholds the shipped impurity U-Net and splits touching
     impurities with the watershed (option ``watershed_min_distance``, 0 = no split);
     its model is loaded here, so a missing or corrupt weight file is an error now.
+    ``exclude`` (bool, the scan's shape): pixels left out of the U-Net's input normalisation
+    (a burned-in data bar, outside the ROI); the caller drops what is found there.
     """
     options = dict(options or {})
     if method == "classical":
         cfg = ClassicalConfig(**options)
-        return lambda pixels: segment_impurities(pixels, cfg)
+        return lambda pixels, exclude=None: segment_impurities(pixels, cfg)
     if method == "unet":
         from . import models
 
         min_distance = int(options.pop("watershed_min_distance", 4))
         models.load_model("impurities", options.get("weights"))  # cached: predictions reuse it
 
-        def _unet(pixels: np.ndarray) -> np.ndarray:
-            mask = models.predict_impurity_mask(pixels, **options)
+        def _unet(pixels: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+            mask = models.predict_impurity_mask(pixels, exclude=exclude, **options)
             if min_distance > 0:
                 return split_touching(mask, min_distance=min_distance)
             from scipy import ndimage

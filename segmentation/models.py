@@ -189,6 +189,7 @@ def predict_probabilities(
     precision: str = "auto",
     threads: int | None = None,
     streams: int | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Per-pixel probabilities of a shipped model on a whole scan, and the model card.
 
@@ -209,6 +210,9 @@ def predict_probabilities(
         Inference backend (:func:`segmentation.backends.make_predict_fn`): ``'auto'`` runs the
         fastest installed one (OpenVINO bf16 where the CPU has bf16 units, ONNX Runtime, Keras)
         whose verified ONNX export is there; :func:`segmentation.backends.last_backends` names it.
+    exclude : ndarray of bool, shape (M, N), optional
+        Pixels left out of the normalisation's median and IQR (a data bar, a scale bar, outside the
+        ROI; :func:`segmentation.tiling.normalize_scan`); they are still predicted.
 
     Returns
     -------
@@ -217,7 +221,7 @@ def predict_probabilities(
     """
     a = _check_pixels(pixels)
     try:
-        x = normalize_scan(a)
+        x = normalize_scan(a, exclude=exclude)
     except ValueError as exc:
         raise InvalidScanError(str(exc)) from exc
     model, card = load_model(kind, weights)
@@ -262,6 +266,7 @@ def predict_impurity_mask(
     precision: str = "auto",
     threads: int | None = None,
     streams: int | None = None,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Impurity mask of a raw gray scan from the shipped U-Net.
 
@@ -285,7 +290,7 @@ def predict_impurity_mask(
         (absent: off), 0 = off.
     depth_smooth_sigma : float, optional
         Smoothing of the scan for ``depth_fraction``; None = the card's value (1.0).
-    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams, exclude
         See :func:`predict_probabilities`.
 
     Returns
@@ -302,7 +307,7 @@ def predict_impurity_mask(
     prob, card = predict_probabilities(
         pixels, "impurities", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
         tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
-        streams=streams,
+        streams=streams, exclude=exclude,
     )
     post = card.get("postprocess", {})
     area = int(post.get("min_area_px", 0)) if min_area_px is None else int(min_area_px)
@@ -335,6 +340,7 @@ def predict_grain_boundaries(
     precision: str = "auto",
     threads: int | None = None,
     streams: int | None = None,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Grain-boundary mask of an impurity-free (inpainted) gray scan from the shipped U-Net.
 
@@ -353,7 +359,7 @@ def predict_grain_boundaries(
         Post-processing of :func:`segmentation.grains.grain_postprocess`
         (hysteresis, dangling spurs, weak segments); None = the card's
         ``postprocess`` values (absent: off).
-    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams
+    tile, overlap, batch_size, scales, tta, weights, backend, precision, threads, streams, exclude
         See :func:`predict_probabilities`.
 
     Returns
@@ -368,7 +374,7 @@ def predict_grain_boundaries(
     prob, card = predict_probabilities(
         pixels, "grains", tile=tile, overlap=overlap, batch_size=batch_size, scales=scales,
         tta=tta, weights=weights, backend=backend, precision=precision, threads=threads,
-        streams=streams,
+        streams=streams, exclude=exclude,
     )
     post = card.get("postprocess", {})
 

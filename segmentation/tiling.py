@@ -41,7 +41,8 @@ PredictFn = Callable[[np.ndarray], np.ndarray]
 AUTO_TILE_RANGE = (256, 512)
 
 
-def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.2) -> np.ndarray:
+def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.2,
+                   exclude: np.ndarray | None = None) -> np.ndarray:
     """Map a gray scan to float32 [0, 1] robustly: ``center + scale * (x - median) / IQR``, clipped.
 
     The median and inter-quartile range are taken over the whole image (a strided
@@ -55,6 +56,9 @@ def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.
         uint8 or uint16 gray values (other real dtypes are accepted too).
     center, scale : float
         Output value of the median, and output units per inter-quartile range.
+    exclude : ndarray of bool, shape (M, N), optional
+        Pixels left out of the median and IQR (a burned-in data bar or scale bar, outside the ROI);
+        they are still mapped.  None, or nothing excluded, gives the whole-image statistics.
 
     Returns
     -------
@@ -78,12 +82,19 @@ def normalize_scan(pixels: np.ndarray, *, center: float = 0.5, scale: float = 0.
     if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
         raise ValueError("image contains NaN or infinite values")
     step = max(1, int(np.sqrt(a.size / 1_000_000)))
+    sample = a[::step, ::step]
+    if exclude is not None:
+        ex = np.asarray(exclude, bool)
+        if ex.shape != a.shape:
+            raise ValueError(f"exclude must have the image's shape {a.shape}, got {ex.shape}")
+        keep = ~ex[::step, ::step]
+        if keep.any() and not keep.all():
+            sample = sample[keep]
     if a.dtype in (np.uint8, np.uint16):
-        sample = a[::step, ::step]
         q25, q50, q75 = _int_percentiles(sample, (25, 50, 75))
         sample_min, sample_max = int(sample.min()), int(sample.max())
     else:
-        sample = a[::step, ::step].astype(np.float64)
+        sample = sample.astype(np.float64)
         q25, q50, q75 = np.percentile(sample, [25, 50, 75])
         sample_min, sample_max = float(sample.min()), float(sample.max())
     iqr = q75 - q25

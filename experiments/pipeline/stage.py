@@ -197,12 +197,12 @@ class ScanAnalyzer:
                            group=task.group, rating_note="not rated: the scan failed")
             return ScanResult(item.scan_id, row)
 
-    def _labels(self, pixels: np.ndarray) -> np.ndarray:
+    def _labels(self, pixels: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
         d = self.cfg.data
         if d.kind == "mask":
             labels, _ = label_mask(binarize_mask(pixels, polarity=d.mask_polarity), connectivity=d.connectivity)
             return labels
-        return self._segmenter_fn()(pixels)
+        return self._segmenter_fn()(pixels, exclude=exclude)  # normalised without the excluded pixels
 
     def _analyse(self, task: ScanTask) -> ScanResult:
         item, d = task.item, self.cfg.data
@@ -213,7 +213,7 @@ class ScanAnalyzer:
         clock.lap("read")
         sid = item.scan_id
         ph = self.phases(scan.pixels, pixel_size_um=ps, exclude=exclude, scan_id=sid) if self.phases else None
-        labels = ph.measurement.region_labels if ph is not None else self._labels(scan.pixels)
+        labels = ph.measurement.region_labels if ph is not None else self._labels(scan.pixels, exclude)
         a = analyse(scan.pixels, labels, scan_id=sid, pixel_size_um=ps,
                     exclude=exclude, options=self.options, map_rows=self.map_rows, clock=clock)
         a.table.insert(0, "scan_id", sid)

@@ -262,3 +262,21 @@ def test_auto_tile_is_the_plan_predict_tiled_uses():
     assert set(seen) == {auto_tile(img.shape, overlap=32, multiple=32)}
     with pytest.raises(ValueError, match="multiple"):
         auto_tile((100, 100), overlap=0, multiple=0)
+
+
+def test_normalize_scan_leaves_excluded_pixels_out_of_its_statistics():
+    """A burned-in black data bar does not move the median / IQR the field is normalised with."""
+    from segmentation.tiling import normalize_scan
+
+    rng = np.random.default_rng(5)
+    field = np.clip(rng.normal(150, 20, (300, 400)), 0, 255).astype(np.uint8)
+    scan = np.vstack([field, np.zeros((60, 400), np.uint8)])  # the data bar
+    bar = np.zeros(scan.shape, bool)
+    bar[300:] = True
+    got = normalize_scan(scan, exclude=bar)
+    np.testing.assert_array_equal(got[:300], normalize_scan(field))  # as if the bar were not there
+    assert got.shape == scan.shape and got[300:].max() == 0.0  # the bar is still mapped (clipped)
+    assert not np.array_equal(normalize_scan(scan)[:300], got[:300])  # without exclude it moves the field
+    np.testing.assert_array_equal(normalize_scan(scan, exclude=np.zeros(scan.shape, bool)), normalize_scan(scan))
+    with pytest.raises(ValueError, match="shape"):
+        normalize_scan(scan, exclude=bar[:10])

@@ -261,3 +261,33 @@ def test_ratings_use_the_resolved_calibration(compose, tmp_path, how):
     assert scan["pixel_size_source"] == how
     assert scan["rating_n_fields"] > 0 and scan["e45_DS_worst"] >= 0.5, scan["rating_note"]
     assert len(pd.read_parquet(tmp_path / "r" / "ratings.parquet")) > 0
+
+
+def test_a_data_bar_is_left_out_of_the_unet_normalisation_and_the_domain_check(compose, tmp_path, monkeypatch):
+    """A SEM-style file (a dark data bar with a scale bar burned in): the U-Net gets the exclusion for its
+    input normalisation, and the scan is not flagged out of domain for the bar's black pixels."""
+    import segmentation.models as models
+    from data.labfiles import make_lab_micrograph
+
+    base = cv2.imread(str(REPO / "data/samples/scans/10.jpg"), cv2.IMREAD_GRAYSCALE)
+    m = make_lab_micrograph(4242, base=base, base_name="10")
+    assert m.truth.data_bar is not None
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "10_sem.png"), m.pixels)
+    seen = []
+    real = models.predict_impurity_mask
+
+    def spy(pixels, **kw):
+        seen.append(kw.get("exclude"))
+        return real(pixels, **kw)
+
+    monkeypatch.setattr(models, "predict_impurity_mask", spy)
+    cfg = compose(["+exp=demo", "report.html=false", f"data.input={src}"])
+    out = tmp_path / "run"
+    assert run_pipeline(pipeline_config(cfg), out) == 0
+    row = pd.read_parquet(out / "scans.parquet").iloc[0]
+    assert row["status"] == "ok" and row["pixel_size_source"] == "scale_bar"
+    r0, c0, r1, c1 = m.truth.data_bar
+    assert len(seen) == 1 and seen[0] is not None and seen[0][r0:r1, c0:c1].all()
+    assert bool(row["in_domain"]), row["domain_note"]
