@@ -329,13 +329,18 @@ def _pooled_g(ok: pd.DataFrame) -> str:
         return "–"
     from segmentation.grains import pooled_grain_size
 
-    p = pooled_grain_size(ok.reset_index(drop=True))
+    with_g = ok[pd.to_numeric(ok["n_intercepts"], errors="coerce").fillna(0) > 0]
+    if len(with_g) == 1:  # one scan: its own value and interval (over its fields); pooling needs >= 3 scans
+        p = with_g.iloc[0].to_dict()
+    else:
+        p = pooled_grain_size(ok.reset_index(drop=True))
     g, lo, hi = p.get("grain_size_G"), p.get("grain_size_G_ci95_low"), p.get("grain_size_G_ci95_high")
     if g is None or not math.isfinite(float(g)):
         return "–"
     if lo is not None and hi is not None and math.isfinite(float(lo)) and math.isfinite(float(hi)):
         return f"{float(g):.2f} [{float(lo):.2f}, {float(hi):.2f}]"
-    note = p.get("grain_note") or "no interval"  # the note says why ('no interval: 2 field(s) ...')
+    # pooled over scans, each scan is one E112 field: the note counts scans
+    note = str(p.get("grain_note") or "no interval").replace("field(s) with boundaries", "scan(s) with boundaries")
     return f"{float(g):.2f} ({note})"
 
 

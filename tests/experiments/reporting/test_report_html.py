@@ -205,3 +205,18 @@ def test_report_config_matches_conf_file():
     cfg = ReportConfig.from_mapping(OmegaConf.to_container(OmegaConf.load(conf)))
     assert cfg == ReportConfig()  # the yaml documents the dataclass defaults
     assert set(cfg.as_kwargs()) <= set(write_report.__kwdefaults__)
+
+
+def test_grain_size_card_of_one_scan_is_the_scans_own_value_and_interval():
+    """One scan: its G and its interval over its fields (a pooled interval over scans needs >= 3 scans)."""
+    import pandas as pd
+
+    from experiments.reporting.html import _pooled_g
+
+    row = {"n_intercepts": 9578, "n_crossings": 9600, "heyn_mean_px": 22.7, "mean_intercept_px": 22.7,
+           "heyn_mean_um": 18.46, "mean_intercept_um": 18.46,
+           "grain_size_G": 8.2313, "grain_size_G_ci95_low": 8.0705, "grain_size_G_ci95_high": 8.4017}
+    assert _pooled_g(pd.DataFrame([row])) == "8.23 [8.07, 8.40]"
+    two = pd.DataFrame([row, {**row, "grain_size_G": 8.5}])
+    text = _pooled_g(two)  # pooled over 2 scans: no interval, and the note counts scans, not fields
+    assert "scan(s) with boundaries" in text and "field(s)" not in text
