@@ -283,7 +283,7 @@ def test_a_data_bar_is_left_out_of_the_unet_normalisation_and_the_domain_check(c
         return real(pixels, **kw)
 
     monkeypatch.setattr(models, "predict_impurity_mask", spy)
-    cfg = compose(["+exp=demo", "report.html=false", f"data.input={src}"])
+    cfg = compose(["+exp=demo", "report.html=false", "segmentation.grains.enabled=false", f"data.input={src}"])
     out = tmp_path / "run"
     assert run_pipeline(pipeline_config(cfg), out) == 0
     row = pd.read_parquet(out / "scans.parquet").iloc[0]

@@ -23,8 +23,11 @@ def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_pat
     from experiments.research.training import unet as train_unet
 
     root = fake_mlography_root(tmp_path)
+    # grains: with two small rendered scans mixed in (train.rendered_*), recorded in the card
+    rendered = ["train.rendered_scans=2", "train.rendered_seed=5", "train.rendered_share=0.5",
+                "+train.rendered_truth={shape: [96, 128], n_grains: 20}"] if kind == "grains" else []
     cfg = compose([f"+exp=train_unet_{kind}", f"train.data_root={root}", "train.val_scans=[20]",
-                   "train.tune_scans=[17]", *TINY])
+                   "train.tune_scans=[17]", *rendered, *TINY])
     out = tmp_path / "run"
     assert getattr(train_unet, f"run_{kind}")(cfg, out) == 0
     name = {"impurities": "unet_impurities", "grains": "unet_grains"}[kind]
@@ -44,6 +47,9 @@ def test_train_tiny_tunes_on_tune_scans_and_reports_heldout_val(compose, tmp_pat
         from data.model_cards import sha256_of
 
         assert card["export"]["onnx"]["sha256"] == sha256_of(out / f"{name}.onnx")
+    if kind == "grains":  # the rendered training scans, in the card; tuning and held-out scans stay real
+        assert card["data"]["rendered_seeds"] == [5, 6] and card["data"]["rendered_share"] == 0.5
+        assert card["config"]["rendered_scans"] == 2 and card["config"]["rendered_seed"] == 5
     if kind == "impurities":  # the preset trains and tunes on registered labels
         assert card["config"]["register_labels"] is True
         assert "registered" in card["data"]["labels"]
@@ -104,20 +110,3 @@ def test_rendered_options_are_checked():
         TrainUNetConfig(rendered_scans=-1)
     with pytest.raises(ValueError, match="rendered"):
         TrainUNetConfig(rendered_scans=2, rendered_share=1.5)
-
-
-@pytest.mark.slow
-def test_train_grains_with_rendered_scans_records_them_in_the_card(compose, tmp_path):
-    from experiments.research.training import unet as train_unet
-
-    root = fake_mlography_root(tmp_path)
-    cfg = compose(["+exp=train_unet_grains", f"train.data_root={root}", "train.val_scans=[20]",
-                   "train.tune_scans=[17]", "train.rendered_scans=2", "train.rendered_seed=5",
-                   "train.rendered_share=0.5", "+train.rendered_truth={shape: [96, 128], n_grains: 20}", *TINY])
-    out = tmp_path / "run"
-    assert train_unet.run_grains(cfg, out) == 0
-    card = json.loads((out / "unet_grains.json").read_text())
-    assert card["data"]["rendered_seeds"] == [5, 6] and card["data"]["rendered_share"] == 0.5
-    assert card["config"]["rendered_scans"] == 2 and card["config"]["rendered_seed"] == 5
-    # the tuning and held-out scans stay the real ones
-    assert card["data"]["val_scans"] == ["20"] and card["data"]["tune_scans"] == ["17"]
